@@ -1,0 +1,69 @@
+# Every routine task. `make test` and `make demo` set everything up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+CDK := node_modules/.bin/cdk
+
+.PHONY: setup test unit component infra-test e2e lint format synth cfn-lint demo up bench-coldstart bench-local clean
+
+$(VENV_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[infra,local,dev]'
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV_STAMP) $(NODE_STAMP)
+
+## Lint, type-check, then every test layer (unit, component, infra, end-to-end).
+test: setup lint
+	$(PY) -m pytest
+
+unit: setup
+	$(PY) -m pytest tests/unit
+component: setup
+	$(PY) -m pytest tests/component
+infra-test: setup
+	$(PY) -m pytest tests/infra
+e2e: setup
+	$(PY) -m pytest tests/e2e
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## Synthesize the CloudFormation template offline (stage from cdk.json, or STAGE=prod).
+synth: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) synth --quiet $(if $(STAGE),-c stage=$(STAGE))
+	$(MAKE) --no-print-directory cfn-lint
+
+cfn-lint: setup
+	$(VENV)/bin/cfn-lint cdk.out/*.template.json
+
+## The whole system on this machine: runs the demo scenario and checks every expectation.
+demo: setup
+	$(PY) -m junction_local.demo
+
+## The whole system on this machine, kept running for your own webhooks (Ctrl-C stops it).
+up: setup
+	$(PY) -m junction_local.up
+
+bench-coldstart: setup
+	$(PY) benchmarks/coldstart.py
+
+bench-local: setup
+	$(PY) benchmarks/local_throughput.py
+
+clean:
+	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

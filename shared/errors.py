@@ -1,0 +1,96 @@
+"""One error hierarchy. Outcomes are decided by the type of an error, never by its text.
+
+- ``TransientError``: retrying later can succeed (timeouts, connection errors, 5xx, 429,
+  throttling). Retried with backoff through the message's visibility timeout.
+- ``PermanentError``: retrying cannot help (validation failures, other 4xx, conflicting
+  duplicates). Sent straight to the DLQ with its reason.
+
+Every error carries data: a short machine-readable ``reason`` (DLQ grouping), the business
+``entity_ids`` it concerns, and free ``details``. Messages never contain secrets or personal data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class JunctionError(Exception):
+    reason = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        entity_ids: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.entity_ids = dict(entity_ids or {})
+        self.details = dict(details or {})
+
+
+class TransientError(JunctionError):
+    reason = "transient"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class TargetUnavailable(TransientError):
+    """Timeout, connection failure or 5xx from a target system."""
+
+    reason = "target_unavailable"
+
+
+class RateLimited(TransientError):
+    """429 or throttling; ``retry_after`` holds the server's wish when it gave one."""
+
+    reason = "rate_limited"
+
+
+class StoreUnavailable(TransientError):
+    """Our own state store (DynamoDB) failed; no side effect happened."""
+
+    reason = "store_unavailable"
+
+
+class InProgressElsewhere(TransientError):
+    """Another invocation holds the idempotency record for this key right now."""
+
+    reason = "in_progress"
+
+
+class PermanentError(JunctionError):
+    reason = "permanent"
+
+
+class ValidationFailed(PermanentError):
+    """The source payload cannot be mapped to a valid canonical model."""
+
+    reason = "validation_failed"
+
+
+class TargetRejected(PermanentError):
+    """The target answered with a 4xx that retrying cannot fix."""
+
+    reason = "target_rejected"
+
+
+class IdempotencyConflict(PermanentError):
+    """The same idempotency key arrived with a different payload."""
+
+    reason = "idempotency_conflict"
+
+
+class MalformedEnvelope(PermanentError):
+    """A queue message that is not a Junction envelope (not written by our ingress)."""
+
+    reason = "malformed_envelope"
+
+
+class ConfigurationError(PermanentError):
+    """A missing or invalid secret or setting; fixed by an operator, then redriven."""
+
+    reason = "configuration"
