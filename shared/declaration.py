@@ -160,3 +160,26 @@ def secret_id(stage: str, secret: SecretRef) -> str:
 def queue_name(stage: str, integration: Integration, *, dead_letter: bool = False) -> str:
     base = f"junction-{stage}-{integration.name}" + ("-dlq" if dead_letter else "")
     return base + ".fifo" if integration.queue.fifo else base
+
+
+# Derived settings. The CDK stack and the local runtime both call these, so a deployed stack and
+# the local one cannot drift apart.
+def visibility_timeout_seconds(integration: Integration) -> int:
+    """Six times the processor timeout (AWS's advice for SQS event sources)."""
+    return 6 * integration.processor.timeout_seconds
+
+
+def idempotency_table_name(stage: str) -> str:
+    return f"junction-{stage}-idempotency"
+
+
+def state_table_name(stage: str) -> str:
+    return f"junction-{stage}-state"
+
+
+# Item layout shared by every writer and reader of the tables (processors, ops CLI, local runtime).
+TABLE_KEYS = {
+    "idempotency": ("id", None),  # partition key only
+    "state": ("pk", "sk"),
+}
+TTL_ATTRIBUTE = "expires_at"  # epoch seconds, on both tables
