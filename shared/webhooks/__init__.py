@@ -1,0 +1,37 @@
+"""Webhook signature schemes behind one interface. Add a scheme: write a verifier, list it here."""
+
+from __future__ import annotations
+
+from shared.webhooks.base import (
+    BadRequest,
+    Headers,
+    IngressRejection,
+    PayloadTooLarge,
+    VerificationFailed,
+    VerifiedDelivery,
+    Verifier,
+)
+from shared.webhooks.shopify import ShopifyVerifier
+from shared.webhooks.standard import StandardWebhooksVerifier
+
+VERIFIERS: dict[str, Verifier] = {v.scheme: v for v in (ShopifyVerifier(), StandardWebhooksVerifier())}
+
+
+def verifier_for(scheme: str) -> Verifier:
+    try:
+        return VERIFIERS[scheme]
+    except KeyError:
+        raise ValueError(f"no verifier for scheme {scheme!r}") from None
+
+
+__all__ = [
+    "VERIFIERS",
+    "BadRequest",
+    "Headers",
+    "IngressRejection",
+    "PayloadTooLarge",
+    "VerificationFailed",
+    "VerifiedDelivery",
+    "Verifier",
+    "verifier_for",
+]

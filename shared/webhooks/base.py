@@ -1,0 +1,83 @@
+"""The interface every webhook signature scheme implements.
+
+A verifier checks the exact raw bytes of a request against one or more active secrets and
+returns the provider's delivery id. It raises only ``VerificationFailed`` (the answer is 401)
+or ``BadRequest`` (400): never anything else, whatever the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+MAX_SIGNATURE_HEADER = 4096  # bytes; a longer header is refused before any work is done
+MAX_ID_HEADER = 256
+
+
+class IngressRejection(Exception):
+    """A request we refuse. ``public`` is the generic text the sender sees."""
+
+    status = 400
+    public = "bad request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail  # for our logs only; never echoed to the sender
+
+
+class VerificationFailed(IngressRejection):
+    status = 401
+    public = "signature verification failed"
+
+
+class BadRequest(IngressRejection):
+    status = 400
+    public = "malformed request"
+
+
+class PayloadTooLarge(IngressRejection):
+    status = 413
+    public = "payload too large"
+
+
+@dataclass(frozen=True)
+class VerifiedDelivery:
+    delivery_id: str
+    topic: str | None = None
+    timestamp: int | None = None
+
+
+class Headers:
+    """Case-insensitive, read-only view of request headers (first value wins)."""
+
+    def __init__(self, raw: Mapping[str, str] | None) -> None:
+        self._h: dict[str, str] = {}
+        for key, value in (raw or {}).items():
+            if isinstance(key, str) and isinstance(value, str):
+                self._h.setdefault(key.lower(), value)
+
+    def get(self, name: str) -> str | None:
+        return self._h.get(name.lower())
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self._h.items())
+
+
+class Verifier(Protocol):
+    scheme: str
+
+    def verify(
+        self, headers: Headers, raw_body: bytes, secrets: Sequence[str], *, now: float, tolerance: int
+    ) -> VerifiedDelivery: ...
+
+
+def delivery_id_from(headers: Headers, name: str, error: type[IngressRejection] = BadRequest) -> str:
+    """The provider's delivery id. ``error`` is raised when it is missing or unusable: 400 when
+    the id is not covered by the signature, 401 when it is (the request cannot be verified)."""
+    value = (headers.get(name) or "").strip()
+    if not value:
+        raise error(f"missing {name}")
+    if len(value) > MAX_ID_HEADER or not value.isprintable():
+        raise error(f"unusable {name}")
+    return value
