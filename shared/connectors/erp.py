@@ -1,0 +1,250 @@
+"""The ERP's sales-order API, modelled on SAP Business One Service Layer (see docs/erp-contract.md).
+
+- Session: ``POST /Login`` {CompanyDB, UserName, Password} sets the ``B1SESSION`` cookie; on a
+  401 we log in again once.
+- Customers are BusinessPartners found or created by a deterministic CardCode derived from the
+  customer's stable key (tax id, else email): the same customer is never created twice, even
+  when two orders race, because the second create fails with "already exists" and we read it.
+- Sales orders: ``POST /Orders`` with an ``Idempotency-Key`` header; ``NumAtCard`` carries the
+  shop's order reference, so a retry can also find an order the ERP already holds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from shared.errors import ConfigurationError, TargetRejected
+from shared.http import DEFAULT_TIMEOUT, classify_response, transport_error
+from shared.models import Address, Customer, Order
+
+TARGET = "erp"
+ERR_ALREADY_EXISTS = -2035  # "This entry already exists in the following tables"
+ERR_NOT_FOUND = -2028  # "No matching records found"
+FREIGHT_EXPENSE_CODE = 1
+
+
+@dataclass(frozen=True)
+class ErpSettings:
+    base_url: str  # e.g. https://erp.example.com:50000/b1s/v1
+    company_db: str
+    username: str
+    password: str
+
+    @classmethod
+    def from_secret(cls, doc: Any) -> ErpSettings:
+        try:
+            return cls(
+                base_url=str(doc["base_url"]).rstrip("/"),
+                company_db=str(doc["company_db"]),
+                username=str(doc["username"]),
+                password=str(doc["password"]),
+            )
+        except (KeyError, TypeError):
+            raise ConfigurationError(
+                "ERP secret must hold base_url, company_db, username and password"
+            ) from None
+
+
+def error_code(response: httpx.Response) -> int | None:
+    try:
+        code = response.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, int) else None
+
+
+def _num(value: Decimal, places: str = "0.01") -> float:
+    # The Service Layer takes JSON numbers; two decimals are exact in a float's shortest repr.
+    return float(value.quantize(Decimal(places), rounding=ROUND_HALF_UP))
+
+
+def order_reference(order: Order) -> str:
+    return f"{order.source}:{order.source_id}"
+
+
+class ErpClient:
+    def __init__(self, settings: ErpSettings, http: httpx.Client | None = None) -> None:
+        self.settings = settings
+        self.http = http or httpx.Client(timeout=DEFAULT_TIMEOUT)
+        self._logged_in = False
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- transport -------------------------------------------------------------------------
+    def _send(
+        self,
+        method: str,
+        path: str,
+        ids: dict[str, str],
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        url = self.settings.base_url + path
+        content = json.dumps(body).encode() if body is not None else None
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        try:
+            return self.http.request(method, url, content=content, headers=all_headers)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, entity_ids=ids, target=TARGET) from exc
+
+    def login(self, ids: dict[str, str] | None = None) -> None:
+        response = self._send(
+            "POST",
+            "/Login",
+            ids or {},
+            body={
+                "CompanyDB": self.settings.company_db,
+                "UserName": self.settings.username,
+                "Password": self.settings.password,
+            },
+        )
+        if response.status_code == 401:
+            raise ConfigurationError(
+                "ERP login refused: check the ERP credentials secret", entity_ids=ids or {}
+            )
+        classify_response(response, entity_ids=ids or {}, target=TARGET)
+        self._logged_in = True
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        ids: dict[str, str],
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        accept: tuple[int, ...] = (),
+    ) -> httpx.Response:
+        """Send with a session; statuses in ``accept`` are returned to the caller unclassified."""
+        if not self._logged_in:
+            self.login(ids)
+        response = self._send(method, path, ids, body=body, headers=headers)
+        if response.status_code == 401:  # session expired: log in again, once
+            self._logged_in = False
+            self.login(ids)
+            response = self._send(method, path, ids, body=body, headers=headers)
+        if response.status_code not in accept:
+            classify_response(response, entity_ids=ids, target=TARGET)
+        return response
+
+    # -- business partners -----------------------------------------------------------------
+    def get_customer(self, card_code: str, ids: dict[str, str]) -> dict[str, Any] | None:
+        response = self.request("GET", f"/BusinessPartners('{quote(card_code)}')", ids, accept=(404,))
+        return None if response.status_code == 404 else dict(response.json())
+
+    def ensure_customer(self, customer: Customer, address: Address | None, ids: dict[str, str]) -> str:
+        card_code = customer.code()
+        if self.get_customer(card_code, ids) is not None:
+            return card_code
+        response = self.request(
+            "POST",
+            "/BusinessPartners",
+            ids,
+            body=business_partner(customer, address, card_code),
+            accept=(400, 409),
+        )
+        if response.status_code in (400, 409):
+            if error_code(response) == ERR_ALREADY_EXISTS:  # created meanwhile by a concurrent order
+                return card_code
+            raise TargetRejected(
+                "ERP refused the customer",
+                entity_ids=ids,
+                details={"status": response.status_code, "erp_code": error_code(response)},
+            )
+        return card_code
+
+    # -- sales orders ----------------------------------------------------------------------
+    def find_order(self, reference: str, ids: dict[str, str]) -> dict[str, Any] | None:
+        escaped = reference.replace("'", "''")
+        query = quote(f"NumAtCard eq '{escaped}'")
+        response = self.request("GET", f"/Orders?$filter={query}", ids)
+        values = response.json().get("value") or []
+        return dict(values[0]) if values else None
+
+    def create_order(
+        self, order: Order, card_code: str, idempotency_key: str, ids: dict[str, str]
+    ) -> dict[str, Any]:
+        response = self.request(
+            "POST",
+            "/Orders",
+            ids,
+            body=sales_order(order, card_code),
+            headers={"Idempotency-Key": idempotency_key},
+            accept=(400, 409, 422),
+        )
+        if response.status_code in (400, 409, 422):
+            raise TargetRejected(
+                "ERP refused the sales order",
+                entity_ids=ids,
+                details={"status": response.status_code, "erp_code": error_code(response)},
+            )
+        return dict(response.json())
+
+
+def business_partner(customer: Customer, address: Address | None, card_code: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "CardCode": card_code,
+        "CardName": customer.display_name[:100],
+        "CardType": "cCustomer",
+        "EmailAddress": customer.email,
+        "FederalTaxID": customer.tax_id,
+        "Phone1": customer.phone,
+    }
+    if address:
+        doc["BPAddresses"] = [
+            {
+                "AddressName": "Bill to",
+                "AddressType": "bo_BillTo",
+                "Street": address.line1 + (f", {address.line2}" if address.line2 else ""),
+                "City": address.city,
+                "ZipCode": address.postal_code,
+                "State": address.region,
+                "Country": address.country,
+            }
+        ]
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def sales_order(order: Order, card_code: str) -> dict[str, Any]:
+    price_field = "PriceAfterVAT" if order.taxes_included else "UnitPrice"
+    day = order.created_at.date().isoformat()
+    doc: dict[str, Any] = {
+        "CardCode": card_code,
+        "DocDate": day,
+        "DocDueDate": day,
+        "NumAtCard": order_reference(order),
+        "DocCurrency": order.currency,
+        "Comments": f"{order.source} order {order.number}",
+        "DocumentLines": [
+            {
+                "ItemCode": line.sku,
+                "ItemDescription": line.title[:100],
+                "Quantity": _num(line.quantity, "0.0001"),
+                price_field: _num(line.unit_price.amount),
+                "DiscountPercent": _num(line.discount_percent, "0.0001"),
+            }
+            for line in order.lines
+        ],
+    }
+    if order.shipping:
+        doc["DocumentAdditionalExpenses"] = [
+            {"ExpenseCode": FREIGHT_EXPENSE_CODE, "LineTotal": _num(s.price.amount), "Remarks": s.title[:100]}
+            for s in order.shipping
+        ]
+    if order.shipping_address:
+        a = order.shipping_address
+        doc["AddressExtension"] = {
+            "ShipToStreet": a.line1 + (f", {a.line2}" if a.line2 else ""),
+            "ShipToCity": a.city,
+            "ShipToZipCode": a.postal_code,
+            "ShipToCountry": a.country,
+        }
+    return doc

@@ -1,0 +1,62 @@
+"""HTTP delivery helpers: one place that turns transport failures and status codes into our
+error types (by type and status, never by message text), and parses ``Retry-After``."""
+
+from __future__ import annotations
+
+import time
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from shared.errors import RateLimited, TargetRejected, TargetUnavailable
+
+DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=10.0, pool=3.0)
+MAX_RETRY_AFTER = 12 * 3600.0  # SQS visibility timeout ceiling
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds: delta-seconds or an HTTP-date; None when absent or unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    delta = when.timestamp() - (now if now is not None else time.time())
+    return min(max(delta, 0.0), MAX_RETRY_AFTER)
+
+
+def classify_response(response: httpx.Response, *, entity_ids: dict[str, str], target: str) -> None:
+    """Raise the right error for a failed response; return quietly for 2xx/3xx."""
+    status = response.status_code
+    if status < 400:
+        return
+    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+    details: dict[str, Any] = {"status": status, "target": target}
+    if status == 429:
+        raise RateLimited(
+            f"{target} rate limited (429)", retry_after=retry_after, entity_ids=entity_ids, details=details
+        )
+    if status >= 500 or status == 408:
+        raise TargetUnavailable(
+            f"{target} unavailable ({status})",
+            retry_after=retry_after,
+            entity_ids=entity_ids,
+            details=details,
+        )
+    raise TargetRejected(f"{target} rejected the request ({status})", entity_ids=entity_ids, details=details)
+
+
+def transport_error(
+    exc: httpx.TransportError, *, entity_ids: dict[str, str], target: str
+) -> TargetUnavailable:
+    kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
+    return TargetUnavailable(
+        f"{target} {kind} ({type(exc).__name__})", entity_ids=entity_ids, details={"target": target}
+    )
