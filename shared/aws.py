@@ -118,16 +118,13 @@ def sign_v4(
         ]
     )
     scope = f"{date}/{region}/{service}/aws4_request"
-    to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest()]
-    )
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest()])
     key = _hmac(("AWS4" + credentials.secret_key).encode(), date)
     for part in (region, service, "aws4_request"):
         key = _hmac(key, part)
     signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
     out["Authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, "
-        f"SignedHeaders={signed}, Signature={signature}"
+        f"AWS4-HMAC-SHA256 Credential={credentials.access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
     )
     return out
 
@@ -151,9 +148,7 @@ class AwsJsonClient:
         self.service = service
         self.target_prefix = target_prefix
         self.content_type = f"application/x-amz-json-{json_version}"
-        self.region = (
-            region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        )
+        self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         self.endpoint = (
             endpoint
             or os.environ.get(f"AWS_ENDPOINT_URL_{endpoint_env}")
@@ -236,9 +231,7 @@ def _parse_error(data: bytes, query_error: str | None) -> tuple[str, str]:
     if not isinstance(doc, dict):
         doc = {}
     code = str(doc.get("__type") or doc.get("code") or "Unknown")
-    if (
-        query_error
-    ):  # SQS sends the legacy error code here, e.g. "AWS.SimpleQueueService.NonExistentQueue;Sender"
+    if query_error:  # SQS sends the legacy error code here, e.g. "AWS.SimpleQueueService.NonExistentQueue;Sender"
         code = query_error.split(";")[0]
     code = code.rsplit("#", 1)[-1]
     message = str(doc.get("message") or doc.get("Message") or "")

@@ -41,9 +41,7 @@ class Envelope:
         try:
             return json.loads(self.raw_body)
         except ValueError as exc:
-            raise MalformedEnvelope(
-                "body is not valid JSON", entity_ids={"delivery_id": self.delivery_id}
-            ) from exc
+            raise MalformedEnvelope("body is not valid JSON", entity_ids={"delivery_id": self.delivery_id}) from exc
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)

@@ -53,9 +53,7 @@ def classify_response(response: httpx.Response, *, entity_ids: dict[str, str], t
     raise TargetRejected(f"{target} rejected the request ({status})", entity_ids=entity_ids, details=details)
 
 
-def transport_error(
-    exc: httpx.TransportError, *, entity_ids: dict[str, str], target: str
-) -> TargetUnavailable:
+def transport_error(exc: httpx.TransportError, *, entity_ids: dict[str, str], target: str) -> TargetUnavailable:
     kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "unreachable"
     return TargetUnavailable(
         f"{target} {kind} ({type(exc).__name__})", entity_ids=entity_ids, details={"target": target}

@@ -133,16 +133,12 @@ class Ingress:
         self._outcome("accepted", 202, delivery_id, started, None)
         return _response(202, {"status": "accepted", "delivery_id": delivery_id})
 
-    def _answer(
-        self, status: int, public: str, detail: str, delivery_id: str | None, started: float
-    ) -> dict[str, Any]:
+    def _answer(self, status: int, public: str, detail: str, delivery_id: str | None, started: float) -> dict[str, Any]:
         outcome = {401: "unauthorized", 413: "too_large", 503: "unavailable"}.get(status, "bad_request")
         self._outcome(outcome, status, delivery_id, started, detail)
         return _response(status, {"error": public})
 
-    def _outcome(
-        self, outcome: str, status: int, delivery_id: str | None, started: float, detail: str | None
-    ) -> None:
+    def _outcome(self, outcome: str, status: int, delivery_id: str | None, started: float, detail: str | None) -> None:
         level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
         log(
             _logger,

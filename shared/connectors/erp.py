@@ -46,9 +46,7 @@ class ErpSettings:
                 password=str(doc["password"]),
             )
         except (KeyError, TypeError):
-            raise ConfigurationError(
-                "ERP secret must hold base_url, company_db, username and password"
-            ) from None
+            raise ConfigurationError("ERP secret must hold base_url, company_db, username and password") from None
 
 
 def error_code(response: httpx.Response) -> int | None:
@@ -107,9 +105,7 @@ class ErpClient:
             },
         )
         if response.status_code == 401:
-            raise ConfigurationError(
-                "ERP login refused: check the ERP credentials secret", entity_ids=ids or {}
-            )
+            raise ConfigurationError("ERP login refused: check the ERP credentials secret", entity_ids=ids or {})
         classify_response(response, entity_ids=ids or {}, target=TARGET)
         self._logged_in = True
 
@@ -169,9 +165,7 @@ class ErpClient:
         values = response.json().get("value") or []
         return dict(values[0]) if values else None
 
-    def create_order(
-        self, order: Order, card_code: str, idempotency_key: str, ids: dict[str, str]
-    ) -> dict[str, Any]:
+    def create_order(self, order: Order, card_code: str, idempotency_key: str, ids: dict[str, str]) -> dict[str, Any]:
         response = self.request(
             "POST",
             "/Orders",

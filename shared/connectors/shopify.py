@@ -48,9 +48,7 @@ def _address(raw: Any) -> Address | None:
     if not isinstance(raw, dict) or not raw.get("address1"):
         return None
     return Address(
-        name=raw.get("name")
-        or " ".join(p for p in (raw.get("first_name"), raw.get("last_name")) if p)
-        or None,
+        name=raw.get("name") or " ".join(p for p in (raw.get("first_name"), raw.get("last_name")) if p) or None,
         company=raw.get("company") or None,
         line1=raw["address1"],
         line2=raw.get("address2") or None,
@@ -64,10 +62,7 @@ def _address(raw: Any) -> Address | None:
 
 def _vat_number(payload: dict[str, Any], billing: dict[str, Any] | None) -> str | None:
     for attribute in payload.get("note_attributes") or []:
-        if (
-            isinstance(attribute, dict)
-            and str(attribute.get("name", "")).strip().lower() in VAT_ATTRIBUTE_NAMES
-        ):
+        if isinstance(attribute, dict) and str(attribute.get("name", "")).strip().lower() in VAT_ATTRIBUTE_NAMES:
             value = str(attribute.get("value") or "").strip()
             if value:
                 return value
@@ -94,9 +89,7 @@ def _map(payload: dict[str, Any], order_id: str) -> Order:
     currency = str(payload.get("currency") or "")
     raw_customer: dict[str, Any] = payload["customer"] if isinstance(payload.get("customer"), dict) else {}
     billing_raw = payload.get("billing_address") if isinstance(payload.get("billing_address"), dict) else None
-    shipping_raw = (
-        payload.get("shipping_address") if isinstance(payload.get("shipping_address"), dict) else None
-    )
+    shipping_raw = payload.get("shipping_address") if isinstance(payload.get("shipping_address"), dict) else None
     billing = _address(billing_raw)
     shipping = _address(shipping_raw)
     known = billing or shipping
@@ -114,10 +107,7 @@ def _map(payload: dict[str, Any], order_id: str) -> Order:
     lines = []
     for item in payload.get("line_items") or []:
         allocated = sum(
-            (
-                _decimal(a.get("amount"), "discount_allocations.amount")
-                for a in item.get("discount_allocations") or []
-            ),
+            (_decimal(a.get("amount"), "discount_allocations.amount") for a in item.get("discount_allocations") or []),
             Decimal("0"),
         )
         discount = allocated or _decimal(item.get("total_discount") or "0", "total_discount")
@@ -152,9 +142,7 @@ def _map(payload: dict[str, Any], order_id: str) -> Order:
         shipping_address=shipping,
         lines=tuple(lines),
         shipping=shipping_lines,
-        discount_codes=tuple(
-            str(d.get("code")) for d in payload.get("discount_codes") or [] if d.get("code")
-        ),
+        discount_codes=tuple(str(d.get("code")) for d in payload.get("discount_codes") or [] if d.get("code")),
         subtotal=_money(payload.get("subtotal_price"), currency, "subtotal_price"),
         total_tax=_money(payload.get("total_tax") or "0", currency, "total_tax"),
         total_discounts=_money(payload.get("total_discounts") or "0", currency, "total_discounts"),

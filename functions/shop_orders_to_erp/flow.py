@@ -1,0 +1,62 @@
+"""shop-orders-to-erp: a Shopify order becomes one ERP sales order, its customer found or created."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from shared.aws import AwsError, SecretCache
+from shared.connectors import shopify
+from shared.connectors.erp import ErpClient, ErpSettings, order_reference
+from shared.declaration import secret_id
+from shared.envelope import Envelope
+from shared.errors import ConfigurationError, StoreUnavailable, ValidationFailed
+from shared.models import Order
+from shared.processing import Attempt, Prepared
+
+from .declaration import ERP_CREDENTIALS
+
+TOPIC = "orders/create"
+
+
+class ShopOrdersToErp:
+    def __init__(self, erp: Callable[[], ErpClient]) -> None:
+        self._erp_factory = erp
+        self._erp: ErpClient | None = None
+
+    @property
+    def erp(self) -> ErpClient:
+        if self._erp is None:
+            self._erp = self._erp_factory()
+        return self._erp
+
+    def prepare(self, envelope: Envelope) -> Prepared:
+        if envelope.topic not in (None, TOPIC):
+            raise ValidationFailed(
+                f"unexpected topic {envelope.topic!r}", entity_ids={"delivery_id": envelope.delivery_id}
+            )
+        order = shopify.order_from_webhook(envelope.payload())
+        return Prepared(
+            business_key=order.business_key,
+            entity_id=order.entity_id,
+            fingerprint=order.fingerprint(),
+            entity_ids={"shop_order_id": order.source_id, "order_number": order.number},
+            data=order,
+        )
+
+    def deliver(self, prepared: Prepared, attempt: Attempt) -> dict[str, str]:
+        order: Order = prepared.data
+        ids = prepared.entity_ids
+        card_code = self.erp.ensure_customer(order.customer, order.billing_address, ids)
+        if attempt.maybe_delivered:
+            existing = self.erp.find_order(order_reference(order), ids)
+            if existing is not None:
+                return {"erp_doc_entry": str(existing.get("DocEntry")), "erp_card_code": card_code}
+        created = self.erp.create_order(order, card_code, attempt.idempotency_key, ids)
+        return {"erp_doc_entry": str(created.get("DocEntry")), "erp_card_code": card_code}
+
+
+def build(secrets: SecretCache, stage: str) -> ShopOrdersToErp:
+    """The flow as the Lambda runs it: ERP credentials read from Secrets Manager on first use."""
+    return ShopOrdersToErp(
+        lambda: ErpClient(ErpSettings.from_secret(secrets.get_json(secret_id(stage, ERP_CREDENTIALS))))
+    )
