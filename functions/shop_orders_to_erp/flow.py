@@ -57,6 +57,14 @@ class ShopOrdersToErp:
 
 def build(secrets: SecretCache, stage: str) -> ShopOrdersToErp:
     """The flow as the Lambda runs it: ERP credentials read from Secrets Manager on first use."""
-    return ShopOrdersToErp(
-        lambda: ErpClient(ErpSettings.from_secret(secrets.get_json(secret_id(stage, ERP_CREDENTIALS))))
-    )
+
+    def erp() -> ErpClient:
+        try:
+            doc = secrets.get_json(secret_id(stage, ERP_CREDENTIALS))
+        except AwsError as exc:
+            raise StoreUnavailable(f"ERP credentials unavailable: {exc.code}") from exc
+        except ValueError as exc:
+            raise ConfigurationError("ERP credentials secret is not JSON") from exc
+        return ErpClient(ErpSettings.from_secret(doc))
+
+    return ShopOrdersToErp(erp)
