@@ -1,0 +1,120 @@
+"""Create the AWS resources of every declared integration in an AWS stand-in.
+
+Settings come from the same declarations and derived values the CDK stack uses
+(shared.declaration), so a local queue has the deployed queue's visibility timeout, redrive
+policy and retention. tests/e2e/test_local_matches_stack.py compares them with the template.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.declaration import (
+    TTL_ATTRIBUTE,
+    Integration,
+    idempotency_table_name,
+    queue_name,
+    secret_id,
+    state_table_name,
+    visibility_timeout_seconds,
+)
+
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class QueuePair:
+    url: str
+    arn: str
+    dlq_url: str
+    dlq_arn: str
+
+
+@dataclass
+class Resources:
+    stage: str
+    queues: dict[str, QueuePair] = field(default_factory=dict)
+    idempotency_table: str = ""
+    state_table: str = ""
+
+    def function_env(self, integration: Integration) -> dict[str, str]:
+        """The environment the stack gives the integration's functions."""
+        pair = self.queues[integration.name]
+        return {
+            "JUNCTION_STAGE": self.stage,
+            "JUNCTION_INTEGRATION": integration.name,
+            "JUNCTION_QUEUE_URL": pair.url,
+            "JUNCTION_DLQ_URL": pair.dlq_url,
+            "JUNCTION_IDEMPOTENCY_TABLE": self.idempotency_table,
+            "JUNCTION_STATE_TABLE": self.state_table,
+        }
+
+
+def queue_attributes(integration: Integration, *, dead_letter: bool, dlq_arn: str | None = None) -> dict[str, str]:
+    q = integration.queue
+    attributes = {
+        "MessageRetentionPeriod": str((q.dlq_retention_days if dead_letter else q.retention_days) * DAY),
+        "VisibilityTimeout": str(visibility_timeout_seconds(integration)),
+    }
+    if q.fifo:
+        attributes["FifoQueue"] = "true"
+    if dlq_arn:
+        attributes["RedrivePolicy"] = json.dumps(
+            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": q.max_receive_count}
+        )
+    return attributes
+
+
+def _ensure_table(ddb: Any, name: str, keys: list[tuple[str, str]]) -> None:
+    try:
+        ddb.describe_table(TableName=name)
+        return
+    except ddb.exceptions.ResourceNotFoundException:
+        pass
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": k, "KeyType": kind} for k, kind in keys],
+        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k, _ in keys],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE})
+
+
+def provision(
+    integrations: tuple[Integration, ...],
+    *,
+    stage: str,
+    sqs: Any,
+    ddb: Any,
+    secretsmanager: Any,
+    secret_values: dict[str, Any],
+) -> Resources:
+    """Create queues, DLQs, tables and secrets (idempotent: existing ones are kept)."""
+    resources = Resources(stage, idempotency_table=idempotency_table_name(stage), state_table=state_table_name(stage))
+    _ensure_table(ddb, resources.idempotency_table, [("id", "HASH")])
+    _ensure_table(ddb, resources.state_table, [("pk", "HASH"), ("sk", "RANGE")])
+    for integration in integrations:
+        dlq_url = sqs.create_queue(
+            QueueName=queue_name(stage, integration, dead_letter=True),
+            Attributes=queue_attributes(integration, dead_letter=True),
+        )["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        url = sqs.create_queue(
+            QueueName=queue_name(stage, integration),
+            Attributes=queue_attributes(integration, dead_letter=False, dlq_arn=dlq_arn),
+        )["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        resources.queues[integration.name] = QueuePair(url, arn, dlq_url, dlq_arn)
+        for ref in integration.all_secrets:
+            if ref.name not in secret_values:
+                raise KeyError(f"no local value for secret {ref.name!r} of {integration.name}")
+            value = secret_values[ref.name]
+            text = value if isinstance(value, str) else json.dumps(value)
+            name = secret_id(stage, ref)
+            try:
+                secretsmanager.create_secret(Name=name, SecretString=text, Description=ref.description)
+            except secretsmanager.exceptions.ResourceExistsException:
+                secretsmanager.put_secret_value(SecretId=name, SecretString=text)
+    return resources

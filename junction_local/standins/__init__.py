@@ -1,0 +1,1 @@
+"""Local stand-ins of the systems Junction integrates, speaking their documented APIs."""
