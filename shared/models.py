@@ -46,7 +46,7 @@ def normalise_tax_id(value: str, country: str | None) -> str:
 
     Only the module for the country at hand is imported: python-stdnum is slow to import whole.
     """
-    import importlib
+    from stdnum.util import get_cc_module  # resolves country aliases (pl -> nip, fr -> tva)
 
     compact = re.sub(r"[\s.\-/]", "", value).upper()
     prefix = compact[:2] if compact[:2].isalpha() else (country or "").upper()
@@ -54,10 +54,7 @@ def normalise_tax_id(value: str, country: str | None) -> str:
     module_name = {"GR": "gr", "EL": "gr"}.get(prefix, prefix.lower())
     if not re.fullmatch(r"[a-z]{2}", module_name):
         raise ValueError("tax id without a country")
-    try:
-        vat = importlib.import_module(f"stdnum.{module_name}.vat")
-    except ImportError:
-        vat = None
+    vat = get_cc_module(module_name, "vat")
     if vat is None:  # a country python-stdnum has no VAT module for: keep it, unvalidated
         return prefix + number
     try:
