@@ -19,6 +19,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -295,13 +296,13 @@ class SecretCache:
             self._values.pop(secret_id, None)
 
 
-# DynamoDB attribute values <-> plain Python (str, int, bool, None, dict, list; numbers as int/str).
+# DynamoDB attribute values <-> plain Python (str, int, Decimal, bool, None, dict, list).
 def to_ddb(value: Any) -> dict[str, Any]:
     if value is None:
         return {"NULL": True}
     if isinstance(value, bool):
         return {"BOOL": value}
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return {"N": str(value)}
     if isinstance(value, str):
         return {"S": value}
@@ -317,7 +318,7 @@ def from_ddb(attr: dict[str, Any]) -> Any:
     if kind == "NULL":
         return None
     if kind == "N":
-        return int(value) if value.lstrip("-").isdigit() else float(value)
+        return int(value) if value.lstrip("-").isdigit() else Decimal(value)  # exact, never a float
     if kind == "M":
         return {k: from_ddb(v) for k, v in value.items()}
     if kind == "L":

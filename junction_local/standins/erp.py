@@ -43,7 +43,11 @@ class ErpStandIn:
         company_db: str = "JUNCTION_DEMO",
         username: str = "manager",
         password: str = "local-password",  # noqa: S107 - the stand-in's own fixed local login
+        idempotency_keys: bool = True,
     ) -> None:
+        # Many ERPs (SAP Business One among them) ignore Idempotency-Key; tests switch it off to
+        # prove that Junction alone prevents duplicates.
+        self.idempotency_keys = idempotency_keys
         self.company_db = company_db
         self.username = username
         self.password = password
@@ -247,7 +251,7 @@ class ErpStandIn:
             return 200, {}, {"value": found}
         if method != "POST" or route != "/Orders":
             return 405, {}, _error(-1, "Method not allowed")
-        idem = headers.get("idempotency-key")
+        idem = headers.get("idempotency-key") if self.idempotency_keys else None
         with self._lock:
             if idem and idem in self._by_key:
                 return 201, {"Idempotent-Replayed": "true"}, self._by_key[idem]

@@ -26,7 +26,11 @@ class TestHygiene:
 
     @pytest.mark.parametrize(
         ("raw", "country", "e164"),
-        [("601 234 567", "PL", "+48601234567"), ("+48 601-234-567", None, "+48601234567"), ("030 123456", "DE", "+4930123456")],
+        [
+            ("601 234 567", "PL", "+48601234567"),
+            ("+48 601-234-567", None, "+48601234567"),
+            ("030 123456", "DE", "+4930123456"),
+        ],
     )
     def test_phone_to_e164(self, raw: str, country: str | None, e164: str) -> None:
         assert normalise_phone(raw, country) == e164
@@ -45,7 +49,7 @@ class TestHygiene:
 
     def test_money_refuses_floats(self) -> None:
         with pytest.raises(ValidationError):
-            Money(amount=0.1, currency="PLN")  # type: ignore[arg-type]
+            Money(amount=0.1, currency="PLN")
         assert Money(amount=Decimal("0.10"), currency="pln").currency == "PLN"
 
     def test_customer_needs_a_stable_key(self) -> None:

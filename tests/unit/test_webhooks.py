@@ -13,8 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
-from shared.webhooks import BadRequest, Headers, VerificationFailed, verifier_for
-from shared.webhooks import shopify, standard
+from shared.webhooks import BadRequest, Headers, VerificationFailed, shopify, standard, verifier_for
 
 SECRET = "shpss_0123456789abcdef"
 OLD_SECRET = "shpss_retired_secret"

@@ -1,0 +1,45 @@
+"""Component fixtures: moto server on 127.0.0.1 standing in for AWS, the ERP stand-in, and a
+pipeline that runs the real ingress and processor code against them."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from moto.server import ThreadedMotoServer
+
+from junction_local.standins.erp import ErpStandIn
+from tests.component.harness import Pipeline
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A clean AWS stand-in for each test; every client (boto3 and the lean one) points at it."""
+    request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    return moto_endpoint
+
+
+@pytest.fixture
+def erp() -> Iterator[ErpStandIn]:
+    with ErpStandIn(idempotency_keys=False) as standin:
+        yield standin
+
+
+@pytest.fixture
+def pipeline(aws: str, erp: ErpStandIn) -> Iterator[Pipeline]:
+    p = Pipeline.start(erp)
+    yield p
+    p.close()

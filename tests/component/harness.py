@@ -1,0 +1,260 @@
+"""Runs the shop-orders-to-erp pipeline the way AWS does, with time under the test's control.
+
+Webhooks go through the real ingress code into a moto SQS queue; batches are received the way
+Lambda's SQS event source receives them and handed to the real processor; Lambda's rules then
+apply (delete what succeeded, leave the reported failures). Waiting out a visibility timeout is
+fast-forwarded: the delay the processor asked for is recorded and the message made visible.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import httpx
+
+from functions.shop_orders_to_erp.declaration import INTEGRATION
+from functions.shop_orders_to_erp.flow import ShopOrdersToErp
+from junction_local.events import LambdaContext, apigw_event, sqs_event
+from junction_local.provision import Resources, provision
+from junction_local.standins.erp import ErpStandIn
+from shared.aws import AwsJsonClient, SecretCache, dynamodb_client, secretsmanager_client, sqs_client
+from shared.connectors.erp import ErpClient, ErpSettings
+from shared.ingress import Ingress
+from shared.processing import BatchProcessor
+from shared.webhooks import shopify
+
+STAGE = "test"
+REGION = "eu-central-1"
+SHOP_SECRET = "shpss_current_secret_0001"
+SHOP_OLD_SECRET = "shpss_previous_secret_0000"
+
+
+class Clock:
+    """Wall-clock time plus whatever the test has fast-forwarded."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+class RecordingSqs:
+    """The processor's SQS client: records the visibility delays it asks for, applies none."""
+
+    def __init__(self, inner: AwsJsonClient) -> None:
+        self.inner = inner
+        self.delays: list[int] = []
+        self.fail_actions: set[str] = set()
+
+    def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        if action in self.fail_actions:
+            from shared.aws import AwsError
+
+            raise AwsError("sqs", action, 500, "InternalFailure", "injected")
+        if action == "ChangeMessageVisibility":
+            self.delays.append(int(params["VisibilityTimeout"]))
+            params = {**params, "VisibilityTimeout": 0}
+        return self.inner.call(action, params)
+
+
+class FlakyDynamo:
+    """The processor's DynamoDB client, able to fail chosen actions on demand."""
+
+    def __init__(self, inner: AwsJsonClient) -> None:
+        self.inner = inner
+        self.fail: dict[str, int] = {}  # action -> how many of the next calls fail
+
+    def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
+        if self.fail.get(action, 0) > 0:
+            from shared.aws import AwsError
+
+            self.fail[action] -= 1
+            raise AwsError("dynamodb", action, 500, "InternalServerError", "injected")
+        return self.inner.call(action, params)
+
+
+@dataclass
+class BatchRun:
+    size: int
+    failures: list[str]
+    response: dict[str, Any]
+
+
+@dataclass
+class Pipeline:
+    erp: ErpStandIn
+    resources: Resources
+    ingress: Ingress
+    processor: BatchProcessor
+    sqs: RecordingSqs
+    ddb: FlakyDynamo
+    clock: Clock
+    boto_sqs: Any
+    boto_ddb: Any
+    erp_http: httpx.Client
+    batches: list[BatchRun] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, erp: ErpStandIn) -> Pipeline:
+        boto_sqs = boto3.client("sqs", region_name=REGION)
+        boto_ddb = boto3.client("dynamodb", region_name=REGION)
+        resources = provision(
+            (INTEGRATION,),
+            stage=STAGE,
+            sqs=boto_sqs,
+            ddb=boto_ddb,
+            secretsmanager=boto3.client("secretsmanager", region_name=REGION),
+            secret_values={
+                "shopify-webhook": {"secrets": [SHOP_SECRET, SHOP_OLD_SECRET]},
+                "erp-service-layer": {
+                    "base_url": erp.url,
+                    "company_db": erp.company_db,
+                    "username": erp.username,
+                    "password": erp.password,
+                },
+            },
+        )
+        env = resources.function_env(INTEGRATION)
+        clock = Clock()
+        ingress = Ingress(
+            INTEGRATION,
+            stage=STAGE,
+            queue_url=env["JUNCTION_QUEUE_URL"],
+            sqs=sqs_client(),
+            secrets=SecretCache(secretsmanager_client()),
+            clock=clock,
+        )
+        # A short read timeout keeps the "target hangs" cases fast; everything else is production code.
+        erp_http = httpx.Client(timeout=httpx.Timeout(1.0, connect=1.0))
+        settings = ErpSettings.from_secret(
+            {"base_url": erp.url, "company_db": erp.company_db, "username": erp.username, "password": erp.password}
+        )
+        flow = ShopOrdersToErp(lambda: ErpClient(settings, erp_http))
+        sqs = RecordingSqs(sqs_client())
+        ddb = FlakyDynamo(dynamodb_client())
+        processor = BatchProcessor(
+            INTEGRATION,
+            flow,
+            sqs=sqs,  # type: ignore[arg-type]
+            ddb=ddb,  # type: ignore[arg-type]
+            queue_url=env["JUNCTION_QUEUE_URL"],
+            dlq_url=env["JUNCTION_DLQ_URL"],
+            idempotency_table=env["JUNCTION_IDEMPOTENCY_TABLE"],
+            state_table=env["JUNCTION_STATE_TABLE"],
+            clock=clock,
+        )
+        return cls(erp, resources, ingress, processor, sqs, ddb, clock, boto_sqs, boto_ddb, erp_http)
+
+    def close(self) -> None:
+        self.erp_http.close()
+
+    @property
+    def queue_url(self) -> str:
+        return self.resources.queues[INTEGRATION.name].url
+
+    @property
+    def dlq_url(self) -> str:
+        return self.resources.queues[INTEGRATION.name].dlq_url
+
+    # -- the webhook side --------------------------------------------------------------------
+    def post(self, body: bytes, headers: dict[str, str], *, base64_body: bool = False) -> tuple[int, dict[str, Any]]:
+        assert INTEGRATION.webhook is not None
+        event = apigw_event("POST", INTEGRATION.webhook.path, headers, body)
+        if base64_body:
+            import base64
+
+            event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+        response = self.ingress.handle(event)
+        return int(response["statusCode"]), json.loads(response["body"])
+
+    def send_order(
+        self, payload: dict[str, Any], *, delivery_id: str | None = None, secret: str = SHOP_SECRET
+    ) -> tuple[int, dict[str, Any]]:
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        return self.post(body, shopify_headers(body, delivery_id or f"delivery-{payload['id']}", secret))
+
+    def enqueue_raw(self, body: str) -> None:
+        """A message that did not come through the ingress (a poison message)."""
+        self.boto_sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)
+
+    # -- the Lambda side ---------------------------------------------------------------------
+    def run_batch(self, max_messages: int = 10) -> BatchRun | None:
+        received = self.boto_sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=max_messages,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        if not received:
+            return None
+        arn = self.resources.queues[INTEGRATION.name].arn
+        event = sqs_event(received, queue_arn=arn, region=REGION)
+        context = LambdaContext("processor", INTEGRATION.processor.timeout_seconds)
+        response = self.processor.process(event, context)
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        for message in received:  # Lambda deletes what was not reported as failed
+            if message["MessageId"] not in failed:
+                self.boto_sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+            else:  # time passes: the visibility timeout runs out
+                self.boto_sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+        run = BatchRun(len(received), sorted(failed), response)
+        self.batches.append(run)
+        return run
+
+    def drain(self, max_batches: int = 50) -> int:
+        """Run batches until the queue is empty; returns how many ran."""
+        for n in range(max_batches):
+            if self.run_batch() is None:
+                return n
+        raise AssertionError(f"queue not drained after {max_batches} batches")
+
+    # -- what happened -----------------------------------------------------------------------
+    def dlq(self) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        while True:
+            got = self.boto_sqs.receive_message(
+                QueueUrl=self.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
+            ).get("Messages", [])
+            if not got:
+                return messages
+            messages.extend(got)
+
+    def queue_depth(self) -> int:
+        attrs = self.boto_sqs.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def trace(self, entity_id: str) -> list[dict[str, Any]]:
+        from shared.aws import item_from_ddb
+
+        items = self.boto_ddb.query(
+            TableName=self.resources.state_table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"trace#{entity_id}"}},
+        )["Items"]
+        return [item_from_ddb(i) for i in items]
+
+
+def shopify_headers(body: bytes, delivery_id: str, secret: str = SHOP_SECRET) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Hmac-Sha256": shopify.sign(body, secret),
+        "X-Shopify-Shop-Domain": "demo-shop.myshopify.com",
+        "X-Shopify-Api-Version": "2025-10",
+        "X-Shopify-Webhook-Id": delivery_id,
+        "X-Shopify-Triggered-At": "2026-11-21T09:15:33.000Z",
+    }
