@@ -1,0 +1,567 @@
+"""The one CDK stack of a Junction stage.
+
+Everything per integration is derived from its declaration (``functions/registry.py``); there is no
+per-integration code here. Shared per stage: the idempotency and state tables, the alarm topic and
+its KMS key, the REST API in front of the webhook ingress functions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cdk_nag
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from functions.registry import INTEGRATIONS
+from infra import bundling
+from shared.declaration import (
+    TABLE_KEYS,
+    TTL_ATTRIBUTE,
+    Integration,
+    SecretRef,
+    idempotency_table_name,
+    queue_name,
+    secret_id,
+    state_table_name,
+    visibility_timeout_seconds,
+)
+
+# The Lambda platform; infra/bundling.py installs the processor dependencies for exactly this one.
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+ARCHITECTURE = lambda_.Architecture.ARM_64
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """Per-stage knobs, read from the ``stages`` context of cdk.json."""
+
+    removal_policy: RemovalPolicy = RemovalPolicy.DESTROY
+    log_retention_days: int = 14
+    alarm_email: str | None = None
+    api_throttle_rate_per_second: int = 100  # stage default; each webhook method sets its own
+    api_throttle_burst: int = 200
+
+    @classmethod
+    def from_context(cls, raw: dict[str, Any] | None) -> StageSettings:
+        raw = dict(raw or {})
+        policy = str(raw.pop("removal_policy", "destroy")).lower()
+        if policy not in {"destroy", "retain"}:
+            raise ValueError(f"removal_policy must be 'destroy' or 'retain', not {policy!r}")
+        days = int(raw.pop("log_retention_days", 14))
+        if days not in _RETENTION:
+            raise ValueError(f"log_retention_days must be one of {sorted(_RETENTION)}, not {days}")
+        settings = cls(
+            removal_policy=RemovalPolicy.RETAIN if policy == "retain" else RemovalPolicy.DESTROY,
+            log_retention_days=days,
+            alarm_email=raw.pop("alarm_email", None) or None,
+            api_throttle_rate_per_second=int(raw.pop("api_throttle_rate_per_second", 100)),
+            api_throttle_burst=int(raw.pop("api_throttle_burst", 200)),
+        )
+        if raw:
+            raise ValueError(f"unknown stage settings: {', '.join(sorted(raw))}")
+        return settings
+
+    @property
+    def log_retention(self) -> logs.RetentionDays:
+        return _RETENTION[self.log_retention_days]
+
+
+def construct_id(name: str) -> str:
+    """A CloudFormation-safe id from a kebab-case name: ``shop-orders-to-erp`` -> ``ShopOrdersToErp``."""
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
+
+
+def _method_path(path: str, method: str) -> str:
+    return f"{path.rstrip('/')}/{method.upper()}"
+
+
+class JunctionStack(Stack):
+    """Queues, functions, tables, API, secrets and alarms for every declared integration of a stage."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id_: str,
+        *,
+        stage: str,
+        settings: StageSettings,
+        integrations: Sequence[Integration] = INTEGRATIONS,
+        ingress_code_dir: Path | None = None,
+        processor_code_dir: Path | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id_, **kwargs)
+        self.stage = stage
+        self.settings = settings
+        self.integrations = tuple(integrations)
+        names = [i.name for i in self.integrations]
+        if len(set(names)) != len(names):
+            raise ValueError(f"integration names must be unique: {names}")
+
+        self.ingress_code_dir = ingress_code_dir or bundling.ingress_asset_dir()
+        self.processor_code_dir = processor_code_dir or bundling.processor_asset_dir()
+        self._ingress_code = lambda_.Code.from_asset(str(self.ingress_code_dir), exclude=[".junction-complete"])
+        self._processor_code = lambda_.Code.from_asset(str(self.processor_code_dir), exclude=[".junction-complete"])
+
+        self.key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            description=f"Junction {stage}: encrypts the alarm topic",
+            enable_key_rotation=True,
+            removal_policy=settings.removal_policy,
+        )
+        # CloudWatch alarms publish to the encrypted topic as the service itself.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToUseTheKey",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+            )
+        )
+        self.alarm_topic = sns.Topic(
+            self,
+            "AlarmTopic",
+            topic_name=f"junction-{stage}-alarms",
+            display_name=f"Junction {stage} alarms",
+            master_key=self.key,
+            enforce_ssl=True,
+        )
+        if settings.alarm_email:
+            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
+        self._alarm_action = cw_actions.SnsAction(self.alarm_topic)
+
+        self.idempotency_table = self._table("IdempotencyTable", idempotency_table_name(stage), "idempotency")
+        self.state_table = self._table("StateTable", state_table_name(stage), "state")
+
+        self.secrets: dict[str, secretsmanager.Secret] = {}
+        for integration in self.integrations:
+            for ref in integration.all_secrets:
+                self._secret(ref)
+
+        self.api = self._rest_api()
+        if self.api is not None:
+            CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the webhook API")
+
+        self.queues: dict[str, sqs.Queue] = {}
+        self.dead_letter_queues: dict[str, sqs.Queue] = {}
+        self.processors: dict[str, lambda_.Function] = {}
+        self.ingress_functions: dict[str, lambda_.Function] = {}
+        for integration in self.integrations:
+            self._integration(integration)
+
+        self._suppressions()
+
+    # ----------------------------------------------------------------------------------- shared
+    def _table(self, cid: str, name: str, kind: str) -> dynamodb.Table:
+        partition, sort = TABLE_KEYS[kind]
+        return dynamodb.Table(
+            self,
+            cid,
+            table_name=name,
+            partition_key=dynamodb.Attribute(name=partition, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=sort, type=dynamodb.AttributeType.STRING) if sort else None,
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute=TTL_ATTRIBUTE,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            deletion_protection=self.settings.removal_policy == RemovalPolicy.RETAIN,
+            removal_policy=self.settings.removal_policy,
+        )
+
+    def _secret(self, ref: SecretRef) -> secretsmanager.Secret:
+        if ref.name not in self.secrets:
+            secret = secretsmanager.Secret(
+                self,
+                f"Secret{construct_id(ref.name)}",
+                secret_name=secret_id(self.stage, ref),
+                description=ref.description,
+                removal_policy=self.settings.removal_policy,
+            )
+            self.secrets[ref.name] = secret
+            cdk_nag.NagSuppressions.add_resource_suppressions(
+                secret,
+                [
+                    {
+                        "id": "AwsSolutions-SMG4",
+                        "reason": "The value is issued by a third party (a provider's webhook signing secret or a "
+                        "target system's credentials); AWS cannot rotate it. Operators rotate it at the provider; "
+                        'for webhook secrets every value listed in {"secrets": [...]} verifies during the overlap.',
+                    }
+                ],
+            )
+        return self.secrets[ref.name]
+
+    def _log_group(self, cid: str, name: str | None = None) -> logs.LogGroup:
+        return logs.LogGroup(
+            self,
+            cid,
+            log_group_name=name,
+            retention=self.settings.log_retention,
+            removal_policy=self.settings.removal_policy,
+        )
+
+    def _rest_api(self) -> apigw.RestApi | None:
+        webhooks = [i.webhook for i in self.integrations if i.webhook]
+        if not webhooks:
+            return None
+        access_logs = self._log_group("ApiAccessLogs")
+        method_options = {
+            _method_path(w.path, w.method): apigw.MethodDeploymentOptions(
+                throttling_rate_limit=w.throttle_rate_per_second,
+                throttling_burst_limit=w.throttle_burst,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
+                metrics_enabled=True,
+            )
+            for w in webhooks
+        }
+        api = apigw.RestApi(
+            self,
+            "Api",
+            rest_api_name=f"junction-{self.stage}",
+            description=f"Junction {self.stage}: webhook ingress",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=True,
+            cloud_watch_role_removal_policy=self.settings.removal_policy,
+            deploy_options=apigw.StageOptions(
+                stage_name=self.stage,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
+                ),
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # bodies carry personal data; never log them
+                metrics_enabled=True,
+                throttling_rate_limit=self.settings.api_throttle_rate_per_second,
+                throttling_burst_limit=self.settings.api_throttle_burst,
+                method_options=method_options,
+            ),
+        )
+        return api
+
+    # ------------------------------------------------------------------------------ integration
+    def _function(
+        self,
+        cid: str,
+        *,
+        name: str,
+        description: str,
+        code: lambda_.Code,
+        handler: str,
+        memory_mb: int,
+        timeout_seconds: int,
+        environment: dict[str, str],
+    ) -> lambda_.Function:
+        if len(name) > 64:
+            raise ValueError(f"Lambda function name too long (> 64 characters): {name}")
+        log_group = self._log_group(f"{cid}Logs", f"/aws/lambda/{name}")
+        # An own role with write access to its own log group only, instead of the broad managed
+        # AWSLambdaBasicExecutionRole (which allows writing to every log group of the account).
+        role = iam.Role(
+            self,
+            f"{cid}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Junction {self.stage}: {name}",
+        )
+        log_group.grant_write(role)
+        fn = lambda_.Function(
+            self,
+            cid,
+            function_name=name,
+            description=description[:256],
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            code=code,
+            handler=handler,
+            memory_size=memory_mb,
+            timeout=Duration.seconds(timeout_seconds),
+            environment=environment,
+            role=role,
+            log_group=log_group,
+            logging_format=lambda_.LoggingFormat.TEXT,  # shared/observability.py writes JSON lines itself
+        )
+        # cfn-lint W3005 is a false positive here: aws-cdk-lib's Function always adds its role (and the
+        # role's policy) to DependsOn, so the policy is attached before the function can be invoked; the
+        # Role property's GetAtt alone would not wait for the policy. The redundancy is harmless.
+        cfn_fn = fn.node.default_child
+        assert isinstance(cfn_fn, lambda_.CfnFunction)
+        cfn_fn.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
+        cdk_nag.NagSuppressions.add_resource_suppressions(
+            fn,
+            [
+                {
+                    "id": "AwsSolutions-L1",
+                    "reason": "Pinned to Python 3.13 on purpose: infra/bundling.py installs the processor's "
+                    "compiled dependencies (pydantic-core) for exactly this runtime and architecture, and the "
+                    "cold-start budgets in docs/coldstart.md were measured on it. Moving up is a deliberate "
+                    "change of RUNTIME and bundling.PYTHON_VERSION together.",
+                }
+            ],
+        )
+        return fn
+
+    def _integration(self, i: Integration) -> None:
+        cid = construct_id(i.name)
+        stage = self.stage
+
+        dlq = sqs.Queue(
+            self,
+            f"{cid}Dlq",
+            queue_name=queue_name(stage, i, dead_letter=True),
+            fifo=i.queue.fifo or None,
+            retention_period=Duration.days(i.queue.dlq_retention_days),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            removal_policy=self.settings.removal_policy,
+        )
+        queue = sqs.Queue(
+            self,
+            f"{cid}Queue",
+            queue_name=queue_name(stage, i),
+            fifo=i.queue.fifo or None,
+            retention_period=Duration.days(i.queue.retention_days),
+            visibility_timeout=Duration.seconds(visibility_timeout_seconds(i)),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=i.queue.max_receive_count),
+            removal_policy=self.settings.removal_policy,
+        )
+        self.queues[i.name] = queue
+        self.dead_letter_queues[i.name] = dlq
+
+        processor = self._function(
+            f"{cid}Processor",
+            name=f"junction-{stage}-{i.name}-processor",
+            description=f"Junction processor: {i.description}",
+            code=self._processor_code,
+            handler=i.processor_handler,
+            memory_mb=i.processor.memory_mb,
+            timeout_seconds=i.processor.timeout_seconds,
+            environment={
+                "JUNCTION_STAGE": stage,
+                "JUNCTION_INTEGRATION": i.name,
+                "JUNCTION_QUEUE_URL": queue.queue_url,
+                "JUNCTION_DLQ_URL": dlq.queue_url,
+                "JUNCTION_IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
+                "JUNCTION_STATE_TABLE": self.state_table.table_name,
+            },
+        )
+        self.processors[i.name] = processor
+        queue.grant_consume_messages(processor)  # includes ChangeMessageVisibility (retry backoff)
+        dlq.grant_send_messages(processor)  # the processor dead-letters poison messages itself
+        self.idempotency_table.grant_read_write_data(processor)
+        self.state_table.grant_read_write_data(processor)
+        for ref in i.secrets:
+            self.secrets[ref.name].grant_read(processor)
+
+        if i.schedule:
+            # A poller: the schedule starts the processor, which fetches from the source itself.
+            events.Rule(
+                self,
+                f"{cid}Schedule",
+                rule_name=f"junction-{stage}-{i.name}",
+                description=f"Junction: starts {i.name}",
+                schedule=events.Schedule.expression(i.schedule.expression),
+                targets=[targets.LambdaFunction(processor, retry_attempts=2)],
+            )
+        else:
+            processor.add_event_source(
+                event_sources.SqsEventSource(
+                    queue,
+                    batch_size=i.queue.batch_size,
+                    max_batching_window=(
+                        Duration.seconds(i.queue.batching_window_seconds) if i.queue.batching_window_seconds else None
+                    ),
+                    report_batch_item_failures=True,
+                    max_concurrency=i.max_concurrency,
+                )
+            )
+
+        if i.webhook:
+            self._webhook(i, cid, queue)
+
+        self._alarms(i, cid, queue, dlq, processor)
+
+    def _webhook(self, i: Integration, cid: str, queue: sqs.Queue) -> None:
+        webhook = i.webhook
+        assert webhook is not None and i.ingress_handler is not None and self.api is not None
+        ingress = self._function(
+            f"{cid}Ingress",
+            name=f"junction-{self.stage}-{i.name}-ingress",
+            description=f"Junction ingress: {i.description}",
+            code=self._ingress_code,
+            handler=i.ingress_handler,
+            memory_mb=i.ingress.memory_mb,
+            timeout_seconds=i.ingress.timeout_seconds,
+            environment={
+                "JUNCTION_STAGE": self.stage,
+                "JUNCTION_INTEGRATION": i.name,
+                "JUNCTION_QUEUE_URL": queue.queue_url,
+            },
+        )
+        self.ingress_functions[i.name] = ingress
+        queue.grant_send_messages(ingress)
+        self.secrets[webhook.secret.name].grant_read(ingress)
+
+        resource = self.api.root.resource_for_path(webhook.path)
+        resource.add_method(webhook.method.upper(), apigw.LambdaIntegration(ingress, proxy=True))
+        CfnOutput(
+            self,
+            f"{cid}WebhookUrl",
+            value=self.api.url_for_path(webhook.path),
+            description=f"{i.name}: the URL to register at {i.source}",
+        )
+        ingress_errors = cloudwatch.Alarm(
+            self,
+            f"{cid}IngressErrors",
+            alarm_name=f"junction-{self.stage}-{i.name}-ingress-errors",
+            alarm_description=f"{i.name}: the ingress function failed (webhooks are not being accepted)",
+            metric=ingress.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        ingress_errors.add_alarm_action(self._alarm_action)
+
+    def _alarms(self, i: Integration, cid: str, queue: sqs.Queue, dlq: sqs.Queue, processor: lambda_.Function) -> None:
+        prefix = f"junction-{self.stage}-{i.name}"
+        alarms = [
+            cloudwatch.Alarm(
+                self,
+                f"{cid}DlqDepth",
+                alarm_name=f"{prefix}-dlq-depth",
+                alarm_description=f"{i.name}: messages are waiting in the dead-letter queue",
+                metric=dlq.metric_approximate_number_of_messages_visible(
+                    period=Duration.minutes(1), statistic="Maximum"
+                ),
+                threshold=i.alarms.dlq_depth,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self,
+                f"{cid}OldestMessageAge",
+                alarm_name=f"{prefix}-oldest-message-age",
+                alarm_description=f"{i.name}: the queue is lagging behind",
+                metric=queue.metric_approximate_age_of_oldest_message(period=Duration.minutes(1), statistic="Maximum"),
+                threshold=i.alarms.oldest_message_age_seconds,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self,
+                f"{cid}ProcessorErrors",
+                alarm_name=f"{prefix}-processor-errors",
+                alarm_description=f"{i.name}: the processor function failed (not a per-message failure)",
+                metric=processor.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+                threshold=0,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
+        for alarm in alarms:
+            alarm.add_alarm_action(self._alarm_action)
+
+    # ------------------------------------------------------------------------------ suppressions
+    def _suppressions(self) -> None:
+        if self.api is None:
+            return
+        cdk_nag.NagSuppressions.add_resource_suppressions(
+            self.api,
+            [
+                {
+                    "id": "AwsSolutions-APIG2",
+                    "reason": "Webhook bodies are provider-defined JSON. The ingress function verifies the HMAC "
+                    "signature over the raw body, the body size and the JSON itself and answers 400/401/413; a "
+                    "gateway model would duplicate that and could reject provider payload changes.",
+                },
+                {
+                    "id": "AwsSolutions-APIG3",
+                    "reason": "No WAF: every method has its own stage throttling, forged requests fail the HMAC "
+                    "check in the ingress, and providers deliver from shared IP pools, so per-IP rate rules "
+                    "would throttle legitimate delivery bursts. Revisit if abuse traffic shows up.",
+                },
+                {
+                    "id": "AwsSolutions-APIG4",
+                    "reason": "Webhook senders (e.g. Shopify) can neither sign with IAM nor obtain Cognito or "
+                    "custom-authorizer tokens; each request is authenticated by its HMAC signature, verified "
+                    "with the integration's secret in the ingress function before anything is enqueued.",
+                },
+                {
+                    "id": "AwsSolutions-COG4",
+                    "reason": "Webhook senders cannot use Cognito user pools; requests are authenticated by their "
+                    "HMAC signature in the ingress function.",
+                },
+            ],
+            apply_to_children=True,
+        )
+        cdk_nag.NagSuppressions.add_resource_suppressions(
+            self.api,
+            [
+                {
+                    "id": "AwsSolutions-IAM4",
+                    "reason": "The account-level role API Gateway needs to write execution and access logs; "
+                    "AmazonAPIGatewayPushToCloudWatchLogs is the AWS-maintained policy for exactly that.",
+                    "applies_to": [
+                        "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+                    ],
+                }
+            ],
+            apply_to_children=True,
+        )
