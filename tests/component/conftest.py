@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from moto.server import ThreadedMotoServer
 
+from junction_local.aws.server import LocalAws
 from junction_local.standins.erp import ErpStandIn
 from tests.component.harness import Pipeline
 
@@ -22,14 +23,24 @@ def moto_endpoint() -> Iterator[str]:
     server.stop()
 
 
-@pytest.fixture
-def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A clean AWS stand-in for each test; every client (boto3 and the lean one) points at it."""
-    request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
+@pytest.fixture(params=["moto", "local-hot-path"])
+def aws(request: pytest.FixtureRequest, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A clean AWS stand-in for each test; every client (boto3 and the lean one) points at it.
+
+    Each test runs twice: all services on moto, then SQS and DynamoDB on the local runtime's own
+    stand-in (junction_local.aws), which must behave the same in every case.
+    """
+    reset = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(reset, timeout=10) as response:
         assert response.status == 200
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    return moto_endpoint
+    if request.param == "moto":
+        yield moto_endpoint
+        return
+    with LocalAws() as local:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", local.url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", local.url)
+        yield local.url
 
 
 @pytest.fixture

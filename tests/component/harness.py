@@ -47,7 +47,7 @@ class Clock:
 
 
 class RecordingSqs:
-    """The processor's SQS client: records the visibility delays it asks for, applies none."""
+    """The processor's SQS client: records the visibility delays it asks for."""
 
     def __init__(self, inner: AwsJsonClient) -> None:
         self.inner = inner
@@ -61,7 +61,6 @@ class RecordingSqs:
             raise AwsError("sqs", action, 500, "InternalFailure", "injected")
         if action == "ChangeMessageVisibility":
             self.delays.append(int(params["VisibilityTimeout"]))
-            params = {**params, "VisibilityTimeout": 0}
         return self.inner.call(action, params)
 
 

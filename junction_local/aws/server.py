@@ -1,0 +1,145 @@
+"""The HTTP front of the local SQS and DynamoDB stand-ins (AWS JSON protocol 1.0).
+
+Requests are routed by ``X-Amz-Target``: ``AmazonSQS.<Action>`` or ``DynamoDB_20120810.<Action>``.
+Run on its own: ``python -m junction_local.aws.server --port 4566``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from junction_local.aws.dynamodb import DynamoError, DynamoService
+from junction_local.aws.sqs import SqsError, SqsService
+
+
+class LocalAws:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self.server.daemon_threads = True
+        self.server.request_queue_size = 256
+        self.sqs = SqsService(self.url)
+        self.dynamodb = DynamoService()
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> LocalAws:
+        for target in (self.server.serve_forever, self._sweep):
+            thread = threading.Thread(target=target, daemon=True, name=f"local-aws-{target.__name__}")
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+        with self.sqs.lock:
+            self.sqs.lock.notify_all()
+
+    def __enter__(self) -> LocalAws:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _sweep(self) -> None:
+        while not self._stopping.wait(30):
+            self.dynamodb.expire()
+
+    def dispatch(self, target: str, payload: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+        prefix, _, action = target.partition(".")
+        if prefix == "AmazonSQS":
+            service: Any = self.sqs
+            namespace = "com.amazonaws.sqs#"
+        elif prefix.startswith("DynamoDB_"):
+            service = self.dynamodb
+            namespace = "com.amazonaws.dynamodb.v20120810#"
+        else:
+            return 400, {}, {"__type": "UnknownOperationException", "message": f"unknown target {target}"}
+        method = getattr(service, action, None) if action[:1].isupper() else None
+        if method is None:
+            return 400, {}, {"__type": namespace + "UnknownOperationException", "message": f"{action} is not supported"}
+        try:
+            return 200, {}, method(payload)
+        except SqsError as exc:
+            headers = {"x-amzn-query-error": f"{exc.query_code};Sender"}
+            return exc.status, headers, {"__type": namespace + exc.code, "message": exc.message}
+        except DynamoError as exc:
+            body: dict[str, Any] = {"__type": namespace + exc.code, "message": exc.message}
+            if exc.item is not None:
+                body["Item"] = exc.item
+            return 400, {}, body
+        except (KeyError, TypeError, ValueError) as exc:
+            return 400, {}, {"__type": namespace + "ValidationException", "message": f"invalid request: {exc!r}"}
+
+
+def _handler_for(aws: LocalAws) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b"{}"
+            try:
+                payload = json.loads(raw or b"{}")
+            except ValueError:
+                payload = None
+            headers: dict[str, str]
+            if not isinstance(payload, dict):
+                status, headers = 400, {}
+                body = {"__type": "SerializationException", "message": "body is not JSON"}
+            else:
+                status, headers, body = aws.dispatch(self.headers.get("X-Amz-Target") or "", payload)
+            data = json.dumps(body, separators=(",", ":")).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/x-amz-json-1.0")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("x-amzn-RequestId", "local")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # health check
+            data = b'{"status":"ok"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Local SQS + DynamoDB (AWS JSON protocol)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4566)
+    args = parser.parse_args()
+    aws = LocalAws(args.host, args.port).start()
+    print(json.dumps({"url": aws.url}), flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+    aws.stop()
+    time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    main()
