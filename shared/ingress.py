@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -214,17 +214,21 @@ class Ingress:
             raise ServiceUnavailable(f"enqueue failed: {exc.code}") from exc
 
 
-def make_ingress_handler(integration: Integration) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """The Lambda handler; clients are created on the first call, from the environment."""
+def make_ingress_handler(
+    integration: Integration, environ: Mapping[str, str] | None = None
+) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda handler; clients are created on the first call, from the environment (the
+    process's, or ``environ`` where one process hosts several functions, as locally)."""
     holder: list[Ingress] = []
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not holder:
+            env = os.environ if environ is None else environ
             holder.append(
                 Ingress(
                     integration,
-                    stage=os.environ["JUNCTION_STAGE"],
-                    queue_url=os.environ["JUNCTION_QUEUE_URL"],
+                    stage=env["JUNCTION_STAGE"],
+                    queue_url=env["JUNCTION_QUEUE_URL"],
                     sqs=sqs_client(),
                     secrets=SecretCache(),
                 )

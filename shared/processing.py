@@ -17,7 +17,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -140,13 +140,11 @@ class BatchProcessor:
         try:
             envelope = Envelope.from_json(str(record.get("body", "")))
             prepared = self.flow.prepare(envelope)
-            key = f"{self.integration.name}#{prepared.business_key}"
-            if envelope.replay_id:
-                key += f"#replay:{envelope.replay_id}"
+            key = self.record_key(prepared, envelope)
             claim = self.store.begin(key, prepared.fingerprint, prepared.entity_ids)
             if claim.is_duplicate:
                 previous = (claim.duplicate_of or {}).get("result") or {}
-                self._trace(envelope, prepared, "duplicate", attempts, target_ids=previous)
+                self._trace(envelope, prepared, "duplicate", attempts, target_ids=previous, record_key=key)
                 return self._done(message_id, "duplicate", prepared, started)
             try:
                 target_ids = self.flow.deliver(
@@ -160,7 +158,7 @@ class BatchProcessor:
                 self.store.complete(key, target_ids, envelope.to_json())
             except AwsError as exc:  # delivered, not recorded: the retry finds the order by reference
                 raise StoreUnavailable(f"could not record completion: {exc.code}") from exc
-            self._trace(envelope, prepared, "delivered", attempts, target_ids=target_ids)
+            self._trace(envelope, prepared, "delivered", attempts, target_ids=target_ids, record_key=key)
             return self._done(message_id, "delivered", prepared, started, target_ids=target_ids)
         except PermanentError as err:
             return self._dead_letter(record, err, err.reason, attempts, envelope, prepared)
@@ -292,6 +290,11 @@ class BatchProcessor:
             self._trace(envelope, prepared, "dead_lettered", attempts, reason=reason)
         return RecordResult(message_id, "dead_lettered", failed=False, reason=reason, entity_ids=ids)
 
+    def record_key(self, prepared: Prepared, envelope: Envelope) -> str:
+        """The idempotency record key: one business effect per integration (per replay, if any)."""
+        key = f"{self.integration.name}#{prepared.business_key}"
+        return key + f"#replay:{envelope.replay_id}" if envelope.replay_id else key
+
     # -- history ---------------------------------------------------------------------------
     def _trace(
         self,
@@ -302,6 +305,7 @@ class BatchProcessor:
         *,
         target_ids: dict[str, Any] | None = None,
         reason: str | None = None,
+        record_key: str | None = None,
     ) -> None:
         now = self.clock()
         item: dict[str, Any] = {
@@ -315,6 +319,8 @@ class BatchProcessor:
             "latency_ms": _latency_ms(envelope.received_at, now),
             "entity_ids": prepared.entity_ids,
             "expires_at": int(now + TRACE_TTL_DAYS * 86_400),
+            # The idempotency record (which keeps the event for replay) of this business effect.
+            "record_key": record_key or self.record_key(prepared, envelope),
         }
         if target_ids:
             item["target_ids"] = {k: str(v) for k, v in target_ids.items()}
@@ -354,7 +360,9 @@ def _latency_ms(received_at: str, now: float) -> int | None:
 
 
 def make_sqs_handler(
-    integration: Integration, flow_factory: Callable[[SecretCache, str], Flow]
+    integration: Integration,
+    flow_factory: Callable[[SecretCache, str], Flow],
+    environ: Mapping[str, str] | None = None,
 ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The Lambda handler. Clients and the flow are built on the first call, from the environment;
     ``flow_factory(secrets, stage)`` builds the integration's flow."""
@@ -362,17 +370,18 @@ def make_sqs_handler(
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not holder:
-            stage = os.environ["JUNCTION_STAGE"]
+            env = os.environ if environ is None else environ
+            stage = env["JUNCTION_STAGE"]
             holder.append(
                 BatchProcessor(
                     integration,
                     flow_factory(SecretCache(), stage),
                     sqs=sqs_client(),
                     ddb=dynamodb_client(),
-                    queue_url=os.environ["JUNCTION_QUEUE_URL"],
-                    dlq_url=os.environ["JUNCTION_DLQ_URL"],
-                    idempotency_table=os.environ["JUNCTION_IDEMPOTENCY_TABLE"],
-                    state_table=os.environ["JUNCTION_STATE_TABLE"],
+                    queue_url=env["JUNCTION_QUEUE_URL"],
+                    dlq_url=env["JUNCTION_DLQ_URL"],
+                    idempotency_table=env["JUNCTION_IDEMPOTENCY_TABLE"],
+                    state_table=env["JUNCTION_STATE_TABLE"],
                 )
             )
         return holder[0].process(event, context)
