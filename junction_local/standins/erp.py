@@ -370,3 +370,30 @@ def _handler_for(standin: ErpStandIn) -> type[BaseHTTPRequestHandler]:
         do_GET = do_POST = do_PATCH = do_DELETE = _serve
 
     return Handler
+
+
+def main() -> None:
+    """Run the stand-in on its own: ``python -m junction_local.standins.erp --port 8091``."""
+    import argparse
+    import signal
+
+    from junction_local.process import exit_with_parent
+
+    parser = argparse.ArgumentParser(description="ERP Service Layer stand-in")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8091)
+    parser.add_argument(
+        "--no-idempotency-keys", action="store_true", help="ignore Idempotency-Key, as SAP Business One does"
+    )
+    args = parser.parse_args()
+    standin = ErpStandIn(args.host, args.port, idempotency_keys=not args.no_idempotency_keys).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    exit_with_parent(stop)
+    stop.wait()
+    standin.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,345 @@
+"""Runs the integrations' functions locally, the way AWS invokes them.
+
+- ``gateway``: an HTTP front on the deployed webhook paths. Each request becomes an API Gateway
+  REST proxy event for the integration's ingress handler; route throttling (rate and burst from
+  the declaration) answers 429 like API Gateway; unknown routes get API Gateway's 403.
+- ``workers``: per integration, the SQS event source mapping: up to ``max_concurrency``
+  concurrent invocations, batches of ``batch_size`` gathered within the batching window, partial
+  batch responses (reported items stay on the queue; the rest is deleted), a failed invocation
+  leaves the whole batch to the visibility timeout; redrive after maxReceiveCount is the queue's.
+  Schedules fire on their rate or cron, or on demand (``POST /_local/schedules/<integration>``).
+
+The handlers are the deployed ones (``shared.ingress.make_ingress_handler`` and
+``shared.processing.make_sqs_handler`` with the integration's flow); only endpoints differ.
+Started by junction_local.runtime: ``python -m junction_local.host --role gateway --state FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from functions.registry import INTEGRATIONS
+from junction_local.events import LambdaContext, apigw_event, sqs_event
+from junction_local.process import exit_with_parent
+from junction_local.schedule import Schedule, scheduled_event
+from shared.aws import AwsError, AwsJsonClient, sqs_client
+from shared.declaration import Integration
+from shared.ingress import make_ingress_handler
+from shared.processing import make_sqs_handler
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
+_log = logging.getLogger("junction.local")
+
+
+def processor_handler(integration: Integration, env: dict[str, str]) -> Handler:
+    flow = importlib.import_module(f"{integration.package}.flow")
+    return make_sqs_handler(integration, flow.build, environ=env)
+
+
+class TokenBucket:
+    """API Gateway's throttle: a steady rate with a burst allowance."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.capacity = float(max(burst, 1))
+        self.tokens = self.capacity
+        self.updated = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True
+            return False
+
+
+class Gateway:
+    def __init__(self, state: dict[str, Any], port: int, throttle: bool = True) -> None:
+        self.routes: dict[tuple[str, str], tuple[Integration, Handler, TokenBucket | None]] = {}
+        for integration in INTEGRATIONS:
+            trigger = integration.webhook
+            if trigger is None:
+                continue
+            env = state["functions"][integration.name]
+            bucket = TokenBucket(trigger.throttle_rate_per_second, trigger.throttle_burst) if throttle else None
+            handler = make_ingress_handler(integration, environ=env)
+            self.routes[(trigger.method, trigger.path)] = (integration, handler, bucket)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _gateway_handler(self))
+        self.server.daemon_threads = True
+        self.server.request_queue_size = 512
+
+    def invoke(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        route = self.routes.get((method, path))
+        if route is None:  # what an API Gateway REST API answers for a route it does not have
+            return 403, {}, b'{"message":"Missing Authentication Token"}'
+        integration, handler, bucket = route
+        if bucket is not None and not bucket.take():
+            return 429, {}, b'{"message":"Too Many Requests"}'
+        event = apigw_event(method, path, headers, body)
+        context = LambdaContext(f"{integration.name}-ingress", integration.ingress.timeout_seconds)
+        try:
+            response = handler(event, context)
+        except Exception:  # a crashed function: API Gateway answers 502
+            _log.exception("ingress handler crashed")
+            return 502, {}, b'{"message": "Internal server error"}'
+        out_headers = {str(k): str(v) for k, v in (response.get("headers") or {}).items()}
+        return int(response.get("statusCode", 502)), out_headers, str(response.get("body") or "").encode()
+
+
+def _gateway_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
+            self.send_response(status)
+            headers.setdefault("Content-Type", "application/json")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _serve(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/_local/health":
+                self._reply(200, {}, b'{"status":"ok"}')
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > API_GATEWAY_MAX_BODY:
+                self.close_connection = True
+                self._reply(413, {}, b'{"message":"Request Too Long"}')
+                return
+            body = self.rfile.read(length) if length else b""
+            headers = {k: v for k, v in self.headers.items()}
+            self._reply(*gateway.invoke(self.command, path, headers, body))
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    return Handler
+
+
+class EventSource:
+    """Lambda's SQS event source mapping for one integration."""
+
+    def __init__(self, integration: Integration, env: dict[str, str], queue_arn: str, region: str) -> None:
+        self.integration = integration
+        self.env = env
+        self.queue_url = env["JUNCTION_QUEUE_URL"]
+        self.queue_arn = queue_arn
+        self.region = region
+        self.handler = processor_handler(integration, env)
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.invocations = 0
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        for slot in range(self.integration.max_concurrency):
+            thread = threading.Thread(target=self._slot, name=f"{self.integration.name}-{slot}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _slot(self) -> None:
+        sqs = sqs_client()
+        while not self.stop.is_set():
+            try:
+                batch = self._collect(sqs)
+            except AwsError as exc:
+                _log.warning("poll failed: %s", exc)
+                self.stop.wait(1)
+                continue
+            if batch:
+                self._invoke(sqs, batch)
+
+    def _collect(self, sqs: AwsJsonClient) -> list[dict[str, Any]]:
+        q = self.integration.queue
+        batch: list[dict[str, Any]] = []
+        window_ends: float | None = None
+        while len(batch) < q.batch_size and not self.stop.is_set():
+            wait = 1 if not batch else max(0, min(1, int((window_ends or 0) - time.monotonic())))
+            got = sqs.call(
+                "ReceiveMessage",
+                {
+                    "QueueUrl": self.queue_url,
+                    "MaxNumberOfMessages": min(10, q.batch_size - len(batch)),
+                    "WaitTimeSeconds": wait,
+                    "MessageSystemAttributeNames": ["All"],
+                    "MessageAttributeNames": ["All"],
+                },
+            ).get("Messages", [])
+            batch.extend(got)
+            if not batch:
+                continue
+            if window_ends is None:
+                window_ends = time.monotonic() + q.batching_window_seconds
+            if time.monotonic() >= window_ends or (not got and q.batching_window_seconds == 0):
+                break
+            if q.batching_window_seconds == 0 and len(got) < 10:
+                break
+        return batch
+
+    def _invoke(self, sqs: AwsJsonClient, batch: list[dict[str, Any]]) -> None:
+        event = sqs_event(batch, queue_arn=self.queue_arn, region=self.region)
+        context = LambdaContext(f"{self.integration.name}-processor", self.integration.processor.timeout_seconds)
+        ids = {m["MessageId"] for m in batch}
+        try:
+            response = self.handler(event, context)
+            failures = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures") or []}
+            if not failures <= ids:  # an invalid partial response fails the whole batch, as in Lambda
+                failures = ids
+        except Exception:
+            _log.exception("processor invocation failed; the batch returns after its visibility timeout")
+            failures = ids
+        with self.lock:
+            self.invocations += 1
+        done = [m for m in batch if m["MessageId"] not in failures]
+        for start in range(0, len(done), 10):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])
+            ]
+            try:
+                sqs.call("DeleteMessageBatch", {"QueueUrl": self.queue_url, "Entries": entries})
+            except AwsError as exc:  # not deleted: delivered again later, and idempotency absorbs it
+                _log.warning("delete failed: %s", exc)
+
+
+class Scheduler:
+    def __init__(self, state: dict[str, Any], region: str) -> None:
+        self.region = region
+        self.jobs: dict[str, tuple[Integration, Schedule, Handler]] = {}
+        for integration in INTEGRATIONS:
+            if integration.schedule is not None:
+                env = state["functions"][integration.name]
+                handler = processor_handler(integration, env)
+                self.jobs[integration.name] = (integration, Schedule(integration.schedule.expression), handler)
+        self.stop = threading.Event()
+        self.fired: dict[str, int] = {name: 0 for name in self.jobs}
+
+    def fire(self, name: str) -> dict[str, Any]:
+        integration, _, handler = self.jobs[name]
+        event = scheduled_event(f"junction-local-{name}", datetime.now(UTC), self.region)
+        context = LambdaContext(f"{name}-processor", integration.processor.timeout_seconds)
+        self.fired[name] += 1
+        return handler(event, context)
+
+    def run(self) -> None:
+        upcoming = {name: job[1].next_after(datetime.now(UTC)) for name, job in self.jobs.items()}
+        while not self.stop.wait(0.5):
+            now = datetime.now(UTC)
+            for name, when in upcoming.items():
+                if when <= now:
+                    try:
+                        self.fire(name)
+                    except Exception:
+                        _log.exception("scheduled invocation of %s failed", name)
+                    upcoming[name] = self.jobs[name][1].next_after(now)
+
+
+def _control_handler(sources: list[EventSource], scheduler: Scheduler) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def _reply(self, status: int, payload: Any) -> None:
+            body = json.dumps(payload, default=str).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._reply(
+                200,
+                {
+                    "status": "ok",
+                    "invocations": {s.integration.name: s.invocations for s in sources},
+                    "schedules": scheduler.fired,
+                },
+            )
+
+        def do_POST(self) -> None:
+            prefix = "/_local/schedules/"
+            name = self.path[len(prefix) :] if self.path.startswith(prefix) else ""
+            if name not in scheduler.jobs:
+                self._reply(404, {"error": f"no schedule {name!r}", "known": sorted(scheduler.jobs)})
+                return
+            try:
+                self._reply(200, {"fired": name, "response": scheduler.fire(name)})
+            except Exception as exc:
+                self._reply(500, {"error": f"{type(exc).__name__}: {exc}"})
+
+    return Handler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Host the integrations' functions locally")
+    parser.add_argument("--role", choices=["gateway", "workers"], required=True)
+    parser.add_argument("--state", type=Path, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--no-throttle", action="store_true", help="switch API Gateway throttling off (benchmarks)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    state = json.loads(args.state.read_text())
+    os.environ.update(state["aws_env"])
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    exit_with_parent(stop)
+    if args.role == "gateway":
+        gateway = Gateway(state, args.port, throttle=not args.no_throttle)
+        threading.Thread(target=gateway.server.serve_forever, daemon=True).start()
+        stop.wait()
+        gateway.server.shutdown()
+        return
+    sources = [
+        EventSource(i, state["functions"][i.name], state["queues"][i.name]["arn"], state["region"])
+        for i in INTEGRATIONS
+    ]
+    scheduler = Scheduler(state, state["region"])
+    for source in sources:
+        source.start()
+    threading.Thread(target=scheduler.run, daemon=True).start()
+    control = ThreadingHTTPServer(("127.0.0.1", args.port), _control_handler(sources, scheduler))
+    control.daemon_threads = True
+    threading.Thread(target=control.serve_forever, daemon=True).start()
+    stop.wait()
+    # Finish the batches in hand (as Lambda lets an invocation run to its end), then leave.
+    for source in sources:
+        source.stop.set()
+    scheduler.stop.set()
+    for source in sources:
+        source.join(timeout=source.integration.processor.timeout_seconds)
+    control.shutdown()
+
+
+if __name__ == "__main__":
+    main()
