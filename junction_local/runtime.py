@@ -148,7 +148,7 @@ class LocalRuntime:
 
         session = boto3.session.Session(
             aws_access_key_id="local",
-            aws_secret_access_key="local",
+            aws_secret_access_key="local",  # noqa: S106 - the local stand-ins accept any key
             region_name=REGION,
         )
         return provision(
@@ -200,7 +200,7 @@ class LocalRuntime:
 
 def _json(url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")  # noqa: S310
+    request = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET")  # noqa: S310  # noqa: S310 - 127.0.0.1 only
     request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - 127.0.0.1 only
         result: dict[str, Any] = json.loads(response.read())

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 _CRON = re.compile(r"^cron\((.+)\)$")
 _UNITS = {"minute": 60, "hour": 3600, "day": 86400}
-_MONTHS = {
+_MONTHS = {m: i + 1 for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())}  # noqa: SIM905
     m: i + 1 for i, m in enumerate(["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])
 }
 _DAYS = {d: i + 1 for i, d in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"])}  # EventBridge: 1 = Sunday
@@ -19,10 +19,11 @@ def _field(text: str, low: int, high: int, names: dict[str, int] | None = None) 
     if text in ("*", "?"):
         return None
     values: set[int] = set()
-    for part in text.split(","):
+    for item in text.split(","):
         step = 1
-        if "/" in part:
-            part, step_text = part.split("/", 1)
+        part = item
+        if "/" in item:
+            part, step_text = item.split("/", 1)
             step = int(step_text)
         if part in ("*", ""):
             start, end = low, high
