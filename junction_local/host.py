@@ -106,6 +106,7 @@ class Gateway:
 def _gateway_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms stalls
 
         def log_message(self, format: str, *args: Any) -> None:
             return
@@ -141,8 +142,11 @@ def _gateway_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
 class EventSource:
     """Lambda's SQS event source mapping for one integration."""
 
-    def __init__(self, integration: Integration, env: dict[str, str], queue_arn: str, region: str) -> None:
+    def __init__(
+        self, integration: Integration, env: dict[str, str], queue_arn: str, region: str, slots: int | None = None
+    ) -> None:
         self.integration = integration
+        self.slots = integration.max_concurrency if slots is None else slots
         self.env = env
         self.queue_url = env["JUNCTION_QUEUE_URL"]
         self.queue_arn = queue_arn
@@ -154,7 +158,7 @@ class EventSource:
         self.lock = threading.Lock()
 
     def start(self) -> None:
-        for slot in range(self.integration.max_concurrency):
+        for slot in range(self.slots):
             thread = threading.Thread(target=self._slot, name=f"{self.integration.name}-{slot}", daemon=True)
             thread.start()
             self.threads.append(thread)
@@ -263,6 +267,7 @@ class Scheduler:
 def _control_handler(sources: list[EventSource], scheduler: Scheduler) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms stalls
 
         def log_message(self, format: str, *args: Any) -> None:
             return
@@ -299,12 +304,24 @@ def _control_handler(sources: list[EventSource], scheduler: Scheduler) -> type[B
     return Handler
 
 
+def share(integration: Integration, k: int, n: int) -> int:
+    """Concurrency slots of worker process ``k`` of ``n``: together exactly ``max_concurrency``.
+
+    Like Lambda, where every concurrent invocation runs in its own execution environment, the
+    slots are spread over processes so that invocations do not share one interpreter lock."""
+    base, extra = divmod(integration.max_concurrency, n)
+    return base + (1 if k < extra else 0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Host the integrations' functions locally")
     parser.add_argument("--role", choices=["gateway", "workers"], required=True)
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--no-throttle", action="store_true", help="switch API Gateway throttling off (benchmarks)")
+    parser.add_argument(
+        "--share", default="0/1", help="K/N: this is worker process K of N; each takes its part of max_concurrency"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -320,14 +337,17 @@ def main() -> None:
         stop.wait()
         gateway.server.shutdown()
         return
+    k, n = (int(x) for x in args.share.split("/"))
     sources = [
-        EventSource(i, state["functions"][i.name], state["queues"][i.name]["arn"], state["region"])
+        EventSource(i, state["functions"][i.name], state["queues"][i.name]["arn"], state["region"], share(i, k, n))
         for i in INTEGRATIONS
     ]
     scheduler = Scheduler(state, state["region"])
     for source in sources:
         source.start()
     threading.Thread(target=scheduler.run, daemon=True).start()
+    if k != 0:  # schedules and the control endpoint live in worker process 0 only
+        scheduler.jobs.clear()
     control = ThreadingHTTPServer(("127.0.0.1", args.port), _control_handler(sources, scheduler))
     control.daemon_threads = True
     threading.Thread(target=control.serve_forever, daemon=True).start()

@@ -37,6 +37,7 @@ class LocalRuntime:
     state_dir: Path = STATE_DIR
     gateway_port: int = 0  # 0: any free port
     throttle: bool = True
+    worker_processes: int = 2  # SQS event source slots are spread over this many processes
     erp_idempotency_keys: bool = False  # like SAP Business One: Junction alone must prevent duplicates
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
@@ -97,7 +98,7 @@ class LocalRuntime:
     def _start(self) -> None:
         moto_port, aws_port, erp_port = free_port(), free_port(), free_port()
         gateway_port = self.gateway_port or free_port()
-        workers_port = free_port()
+        workers_ports = [free_port() for _ in range(self.worker_processes)]
         moto_url, aws_url = f"http://127.0.0.1:{moto_port}", f"http://127.0.0.1:{aws_port}"
         self._spawn("moto", ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)], f"{moto_url}/moto-api/")
         self._spawn("aws", ["-m", "junction_local.aws.server", "--port", str(aws_port)], aws_url)
@@ -124,7 +125,7 @@ class LocalRuntime:
             "endpoints": {"default": moto_url, "sqs": aws_url, "dynamodb": aws_url},
             "aws_env": aws_env,
             "gateway": f"http://127.0.0.1:{gateway_port}",
-            "workers": f"http://127.0.0.1:{workers_port}",
+            "workers": f"http://127.0.0.1:{workers_ports[0]}",
             "erp": {**erp, "root_url": erp_root},
             "shop_secret": SHOP_SECRET,
             "queues": {
@@ -140,7 +141,10 @@ class LocalRuntime:
         if not self.throttle:
             gateway_args.append("--no-throttle")
         self._spawn("gateway", gateway_args, f"{self.state['gateway']}/_local/health")
-        self._spawn("workers", [*host, "--role", "workers", "--port", str(workers_port)], self.state["workers"])
+        n = self.worker_processes
+        for k, port in enumerate(workers_ports):
+            args = [*host, "--role", "workers", "--port", str(port), "--share", f"{k}/{n}"]
+            self._spawn(f"workers-{k}", args, f"http://127.0.0.1:{port}")
         self._write_state()
 
     def _provision(self, aws_env: dict[str, str], erp_secret: dict[str, str]) -> Resources:
@@ -168,10 +172,11 @@ class LocalRuntime:
 
     def stop(self) -> None:
         # Front first (no new work), then the workers finish their batches, then the stand-ins.
-        for name in ("gateway", "workers", "erp", "aws", "moto"):
+        workers = [name for name in self.processes if name.startswith("workers")]
+        for name in ("gateway", *workers, "erp", "aws", "moto"):
             process = self.processes.pop(name, None)
             if process is not None:
-                stop_process(process, timeout=40 if name == "workers" else 10)
+                stop_process(process, timeout=40 if name.startswith("workers") else 10)
         if self.state_file.exists():
             self.state_file.unlink()
 

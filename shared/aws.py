@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import random
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -130,6 +131,20 @@ def sign_v4(
     return out
 
 
+class _HTTPConnection(http.client.HTTPConnection):
+    # http.client writes headers and body separately; without TCP_NODELAY, Nagle's algorithm and
+    # delayed ACKs hold the body back for up to 40 ms on a kept-alive connection.
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class AwsJsonClient:
     """One AWS JSON-protocol service. Thread-safe: each thread keeps its own keep-alive connection."""
 
@@ -170,9 +185,9 @@ class AwsJsonClient:
         if conn is None:
             parts = urlsplit(self.endpoint)
             if parts.scheme == "https":
-                conn = http.client.HTTPSConnection(parts.netloc, timeout=self.timeout)
+                conn = _HTTPSConnection(parts.netloc, timeout=self.timeout)
             else:
-                conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
+                conn = _HTTPConnection(parts.netloc, timeout=self.timeout)
             self._local.conn = conn
         return conn
 

@@ -3,6 +3,7 @@ error types (by type and status, never by message text), and parses ``Retry-Afte
 
 from __future__ import annotations
 
+import socket
 import time
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -12,6 +13,15 @@ import httpx
 from shared.errors import RateLimited, TargetRejected, TargetUnavailable
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=10.0, pool=3.0)
+
+
+def client(timeout: httpx.Timeout = DEFAULT_TIMEOUT) -> httpx.Client:
+    """The HTTP client connectors use: explicit timeouts, kept-alive connections, TCP_NODELAY
+    (requests go out as separate header and body writes, which Nagle's algorithm would delay)."""
+    transport = httpx.HTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)], retries=0)
+    return httpx.Client(timeout=timeout, transport=transport)
+
+
 MAX_RETRY_AFTER = 12 * 3600.0  # SQS visibility timeout ceiling
 
 

@@ -33,7 +33,7 @@ INTEGRATION = Integration(
     secrets=(ERP_CREDENTIALS,),
     queue=QueueSettings(batch_size=10, max_receive_count=8, retention_days=4, dlq_retention_days=14),
     retry=RetryPolicy(base_delay_seconds=5, max_delay_seconds=900),
-    max_concurrency=5,
+    max_concurrency=10,
     processor=FunctionSettings(memory_mb=512, timeout_seconds=30),
     ingress=FunctionSettings(memory_mb=256, timeout_seconds=10),
     alarms=AlarmThresholds(dlq_depth=1, oldest_message_age_seconds=900),

@@ -123,6 +123,17 @@ class ErpStandIn:
         with self._lock:
             self._items[code] = {"ItemCode": code}
 
+    def summary(self) -> dict[str, Any]:
+        """Counts only: cheap enough to poll while thousands of orders arrive."""
+        with self._lock:
+            references = [o.get("NumAtCard") for o in self._orders]
+            return {
+                "orders": len(references),
+                "unique_references": len(set(references)),
+                "business_partners": len(self._partners),
+                "requests": self._requests,
+            }
+
     def state(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -290,6 +301,8 @@ class ErpStandIn:
     def _control(self, method: str, path: str, body: Any) -> tuple[int, dict[str, str], Any]:
         if method == "GET" and path == "/_standin/state":
             return 200, {}, self.state()
+        if method == "GET" and path == "/_standin/summary":
+            return 200, {}, self.summary()
         if method == "POST" and path == "/_standin/behaviour" and isinstance(body, dict):
             try:
                 self.set_behaviour(
@@ -340,6 +353,7 @@ def _cookie(header: str, name: str) -> str | None:
 def _handler_for(standin: ErpStandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms stalls
 
         def log_message(self, format: str, *args: Any) -> None:
             return

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from shared.errors import ConfigurationError, TargetRejected
-from shared.http import DEFAULT_TIMEOUT, classify_response, transport_error
+from shared.http import DEFAULT_TIMEOUT, classify_response, client, transport_error
 from shared.models import Address, Customer, Order
 
 TARGET = "erp"
@@ -69,7 +69,7 @@ def order_reference(order: Order) -> str:
 class ErpClient:
     def __init__(self, settings: ErpSettings, http: httpx.Client | None = None) -> None:
         self.settings = settings
-        self.http = http or httpx.Client(timeout=DEFAULT_TIMEOUT)
+        self.http = http or client(DEFAULT_TIMEOUT)
         self._logged_in = False
 
     def close(self) -> None:

@@ -1,0 +1,131 @@
+"""End-to-end throughput and latency of the local runtime, bounded in count and time.
+
+Starts the embedded default (``junction_local.runtime``), sends ``--events`` signed Shopify
+order webhooks at ``--rate`` per second from ``--senders`` threads over keep-alive HTTP, and
+waits until the ERP stand-in holds every order. Prints:
+- sustained events/s end to end (first webhook sent -> last order received by the ERP);
+- webhook acknowledgement latency p50 / p99 / max (the sender's view, HTTP round trip);
+- loss (orders accepted but never received) and duplicates (orders received more than once).
+The ERP stand-in ignores Idempotency-Key here, so a duplicate would show.
+API Gateway throttling is switched off: the declared 50 req/s route throttle would otherwise
+be what is measured. Exit status 1 if anything was lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+from junction_local.runtime import LocalRuntime
+from junction_local.standins.shop import ShopStandIn, make_order
+
+INTEGRATION = "shop-orders-to-erp"
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--rate", type=float, default=250.0, help="offered load, webhooks per second")
+    parser.add_argument("--senders", type=int, default=16)
+    parser.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
+    args = parser.parse_args()
+
+    state_dir = Path(".junction") / "bench"
+    print(f"starting the local runtime ({state_dir}) ...", flush=True)
+    with LocalRuntime(state_dir=state_dir, throttle=False) as runtime:
+        shop = ShopStandIn(runtime.webhook_url(INTEGRATION), runtime.state["shop_secret"], retries=0)
+        payloads = [
+            make_order(7_000_000 + n, customer=n % 4, skus=("MUG-BLUE", "CUP-SET-4")) for n in range(args.events)
+        ]
+        acks: list[float] = []
+        statuses: dict[int, int] = {}
+        lock = threading.Lock()
+        started = time.monotonic()
+        interval = 1.0 / args.rate
+        cursor = iter(range(args.events))
+
+        def sender() -> None:
+            while True:
+                with lock:
+                    n = next(cursor, None)
+                if n is None:
+                    return
+                due = started + n * interval
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                delivery = shop.send(payloads[n], delivery_id=f"bench-{n}", retry=False)
+                with lock:
+                    acks.append(delivery.latencies_ms[-1])
+                    statuses[delivery.status] = statuses.get(delivery.status, 0) + 1
+
+        threads = [threading.Thread(target=sender, daemon=True) for _ in range(args.senders)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(args.timeout)
+        sent_in = time.monotonic() - started
+        accepted = statuses.get(202, 0)
+        print(f"sent {args.events} webhooks in {sent_in:.1f}s; answers: {dict(sorted(statuses.items()))}", flush=True)
+
+        summary = _summary(runtime)
+        deadline = started + args.timeout
+        while summary["orders"] < accepted and time.monotonic() < deadline:
+            time.sleep(0.05)
+            summary = _summary(runtime)
+        finished = time.monotonic() - started
+        if summary["orders"] >= accepted:
+            time.sleep(1.0)  # anything arriving late would be a duplicate: give it a moment
+            summary = _summary(runtime)
+        cpu = {name: _cpu_seconds(p.pid) for name, p in runtime.processes.items()}
+        cpu["load generator"] = time.process_time()
+
+    delivered, unique = summary["orders"], summary["unique_references"]
+    lost = accepted - unique
+    duplicates = delivered - unique
+    throughput = unique / finished if finished else 0.0
+    print()
+    print("Junction local runtime, end to end (webhook -> ingress -> SQS -> processor -> ERP)")
+    print(f"  events offered      {args.events} at {args.rate:.0f}/s from {args.senders} senders")
+    print(f"  accepted (202)      {accepted}")
+    print(f"  delivered to ERP    {unique} unique orders in {finished:.2f}s")
+    print(f"  sustained           {throughput:.0f} events/s end to end")
+    print(
+        f"  ack latency         p50 {percentile(acks, 50):.1f} ms   p99 {percentile(acks, 99):.1f} ms   "
+        f"max {max(acks):.1f} ms"
+    )
+    print(f"  lost                {lost}")
+    print(f"  duplicates          {duplicates}")
+    print(f"  median ack          {statistics.median(acks):.1f} ms")
+    print("  CPU ms per event    " + "   ".join(f"{k} {v * 1000 / max(1, unique):.2f}" for k, v in cpu.items()))
+    return 0 if lost == 0 and duplicates == 0 and accepted == args.events else 1
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), 0 where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    import os
+
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _summary(runtime: LocalRuntime) -> dict[str, int]:
+    from junction_local.runtime import _json
+
+    return {k: int(v) for k, v in _json(f"{runtime.erp_url}/_standin/summary").items()}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
