@@ -1,0 +1,255 @@
+"""``make demo``: a day at a small shop, run on the embedded default, checked at the end.
+
+Orders arrive as signed Shopify webhooks: some delivered twice (as Shopify retries), one order
+re-sent under a new webhook id, a malformed request and a forged signature among them. The ERP
+goes down for a while and comes back. One order names a product the ERP does not know: it ends
+in the dead-letter queue. The summary shows what arrived, what was delivered (each exactly once),
+what was rejected and why, and what waits in the DLQ and why. Then the product is created in
+the ERP, the DLQ is redriven with the ops CLI, and that order is delivered once.
+Exit status 0 only if every expectation held.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from junction_local.runtime import LocalRuntime, wait_for
+from junction_local.standins.shop import ShopStandIn, make_order
+
+INTEGRATION = "shop-orders-to-erp"
+POISON_SKU = "GHOST-MUG"
+console = Console()
+
+
+class Demo:
+    def __init__(self, runtime: LocalRuntime) -> None:
+        self.runtime = runtime
+        self.shop = ShopStandIn(runtime.webhook_url(INTEGRATION), runtime.state["shop_secret"], retry_delay=0.5)
+        self.valid: list[int] = []  # order ids that must reach the ERP exactly once
+        self.rejected: list[tuple[str, int, str]] = []  # (what, status, expected status)
+        self.checks: list[tuple[str, bool]] = []
+        self.env = {
+            **os.environ,
+            "JUNCTION_LOCAL_STATE": str(runtime.state_file),
+            "JUNCTION_TARGET": "local",
+            "COLUMNS": str(max(console.width, 150)),
+        }
+
+    # -- helpers -----------------------------------------------------------------------------
+    def erp_orders(self) -> list[dict[str, Any]]:
+        orders: list[dict[str, Any]] = self.runtime.erp_state()["orders"]
+        return orders
+
+    def delivered(self) -> Counter[str]:
+        return Counter(str(o["NumAtCard"]) for o in self.erp_orders())
+
+    def check(self, label: str, ok: bool) -> None:
+        self.checks.append((label, ok))
+
+    def cli(self, *args: str) -> str:
+        result = subprocess.run(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "ops.cli", *args],
+            check=False,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"junction {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def wait_delivered(self, expected: int, label: str, timeout: float) -> bool:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn(label),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} in the ERP"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task(label, total=expected)
+
+            def done() -> bool:
+                count = len(set(self.delivered()) & {f"shopify:{i}" for i in self.valid})
+                progress.update(task, completed=count)
+                return count >= expected
+
+            return wait_for(done, timeout, interval=0.3)
+
+    # -- the story ---------------------------------------------------------------------------
+    def morning(self) -> None:
+        console.rule("[bold]1. Orders arrive")
+        orders = [make_order(1001 + n, customer=n % 4, skus=_skus(n)) for n in range(10)]
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), console=console) as progress:
+            task = progress.add_task("sending signed webhooks", total=len(orders) + 6)
+            for order in orders:
+                delivery = self.shop.send(order)
+                self.valid.append(order["id"])
+                progress.advance(task)
+                if order["id"] in (1002, 1005, 1008):  # Shopify retries a delivery whose answer it missed
+                    self.shop.send(order, delivery_id=delivery.delivery_id)
+                    progress.advance(task)
+            # The same order again under a new webhook id (a shop app re-sends it).
+            self.shop.send(orders[0])
+            progress.advance(task)
+            # A malformed request, correctly signed.
+            body = b'{"id": 1099, "line_items": [ this is not json'
+            status = self.shop.send_raw(body, self.shop.headers(body, "malformed-1")).status
+            self.rejected.append(("malformed JSON body", status, "400"))
+            progress.advance(task)
+            # A forged request: signed with a secret that is not the shop's.
+            forged = json.dumps(make_order(1098)).encode()
+            headers = self.shop.headers(forged, "forged-1")
+            headers["X-Shopify-Hmac-Sha256"] = ShopStandIn("http://127.0.0.1:1/", "not-the-secret").headers(
+                forged, "forged-1"
+            )["X-Shopify-Hmac-Sha256"]
+            status = self.shop.send_raw(forged, headers).status
+            self.rejected.append(("forged signature", status, "401"))
+            progress.advance(task)
+            # An order for a product the ERP does not know: the poison message.
+            poison = make_order(1013, customer=1, skus=("MUG-RED", POISON_SKU))
+            self.shop.send(poison)
+            self.poison_id = poison["id"]
+            progress.advance(task)
+        self.wait_delivered(len(self.valid), "delivering", timeout=60)
+
+    def outage(self) -> None:
+        console.rule("[bold]2. The ERP goes down")
+        self.runtime.erp_behaviour("down")
+        console.print("ERP answers [red]503[/red] to everything; the shop keeps selling.")
+        for n in range(5):
+            order = make_order(1020 + n, customer=n, skus=_skus(n + 3))
+            delivery = self.shop.send(order)
+            self.valid.append(order["id"])
+            self.check(f"order #{order['id']} accepted while the ERP is down", delivery.status == 202)
+        time.sleep(6)
+        retrying = [o for o in self.valid if f"shopify:{o}" not in self.delivered()]
+        console.print(f"{len(retrying)} orders wait in the queue, retried with backoff: {retrying}")
+        self.check("orders wait in the queue during the outage", len(retrying) == 5)
+        self.runtime.erp_behaviour("ok")
+        console.print("ERP is [green]back[/green].")
+        self.wait_delivered(len(self.valid), "catching up", timeout=90)
+
+    def summary(self) -> None:
+        console.rule("[bold]3. What happened")
+        attempts = Counter(status for d in self.shop.deliveries for status in d.attempts)
+        table = Table(title="Webhook answers, as the shop saw them")
+        table.add_column("HTTP status")
+        table.add_column("requests", justify="right")
+        for status, count in sorted(attempts.items()):
+            table.add_row(str(status), str(count))
+        console.print(table)
+
+        delivered = self.delivered()
+        table = Table(title="Delivered to the ERP")
+        for column in ("shop order", "ERP DocEntry", "customer (CardCode)", "times in ERP"):
+            table.add_column(column)
+        by_ref = {str(o["NumAtCard"]): o for o in self.erp_orders()}
+        for order_id in self.valid:
+            ref = f"shopify:{order_id}"
+            order = by_ref.get(ref, {})
+            times = delivered.get(ref, 0)
+            table.add_row(
+                f"#{order_id}",
+                str(order.get("DocEntry", "-")),
+                str(order.get("CardCode", "-")),
+                f"[green]{times}[/green]" if times == 1 else f"[red]{times}[/red]",
+            )
+        console.print(table)
+        exactly_once = all(delivered.get(f"shopify:{i}", 0) == 1 for i in self.valid)
+        self.check(f"all {len(self.valid)} valid orders delivered exactly once", exactly_once)
+        partners = len(self.runtime.erp_state()["business_partners"])
+        self.check(f"4 customers created once each in the ERP (found {partners})", partners == 4)
+
+        table = Table(title="Rejected at the door")
+        for column in ("request", "answer", "expected"):
+            table.add_column(column)
+        for what, status, expected in self.rejected:
+            table.add_row(what, str(status), expected)
+            self.check(f"{what} answered {expected}", str(status) == expected)
+        console.print(table)
+        self.check(
+            "nothing from rejected requests reached the ERP", not ({"shopify:1098", "shopify:1099"} & set(delivered))
+        )
+
+        console.print("[bold]Dead-letter queue[/bold] ([dim]junction dlq list[/dim]):")
+        listing = self.cli("dlq", "list", INTEGRATION)
+        console.print(listing)
+        self.check(
+            "the poison order waits in the DLQ as target_rejected",
+            "target_rejected" in listing and str(self.poison_id) in listing,
+        )
+        self.check("the poison order did not reach the ERP", f"shopify:{self.poison_id}" not in delivered)
+
+    def fix_and_redrive(self) -> None:
+        console.rule("[bold]4. Fix and redrive")
+        console.print(f"The ERP lacked the product [bold]{POISON_SKU}[/bold]: it is created in the ERP now.")
+        self.runtime.erp_add_item(POISON_SKU)
+        console.print("[dim]junction dlq redrive --reason target_rejected --yes[/dim]")
+        console.print(self.cli("dlq", "redrive", INTEGRATION, "--reason", "target_rejected", "--yes"))
+        self.valid.append(self.poison_id)
+        self.wait_delivered(len(self.valid), "redriven order", timeout=60)
+        delivered = self.delivered()
+        self.check(
+            "after the fix, the redriven order is delivered exactly once",
+            delivered.get(f"shopify:{self.poison_id}", 0) == 1,
+        )
+        time.sleep(1)
+        listing = self.cli("dlq", "list", INTEGRATION)
+        self.check("the DLQ is empty", str(self.poison_id) not in listing)
+        console.print(f"[dim]junction trace shopify-order:{self.poison_id}[/dim]")
+        console.print(self.cli("trace", f"shopify-order:{self.poison_id}"))
+
+    def verdict(self) -> bool:
+        console.rule("[bold]Expectations")
+        for label, ok in self.checks:
+            console.print(("[green]✓[/green] " if ok else "[red]✗[/red] ") + label)
+        return all(ok for _, ok in self.checks)
+
+
+def _skus(n: int) -> tuple[str, ...]:
+    catalogue = ("MUG-BLUE", "MUG-RED", "TEAPOT-L", "TEAPOT-S", "CUP-SET-4", "KETTLE-STEEL")
+    return tuple(catalogue[(n + k) % len(catalogue)] for k in range(1 + n % 3))
+
+
+def main() -> int:
+    console.rule("[bold]Junction demo: Shopify orders into the ERP, on this machine")
+    started = time.monotonic()
+    with console.status("starting the AWS stand-ins, the ERP stand-in and the functions ..."):
+        runtime = LocalRuntime(state_dir=Path(".junction") / "demo").start()
+    try:
+        console.print(f"webhook URL: {runtime.webhook_url(INTEGRATION)}")
+        demo = Demo(runtime)
+        demo.morning()
+        demo.outage()
+        demo.summary()
+        demo.fix_and_redrive()
+        ok = demo.verdict()
+    except Exception as exc:
+        console.print(f"[red]demo failed:[/red] {type(exc).__name__}: {exc}")
+        ok = False
+    finally:
+        with console.status("stopping ..."):
+            runtime.stop()
+    console.print(
+        f"{'[green]all expectations held' if ok else '[red]some expectations failed'}[/] "
+        f"in {time.monotonic() - started:.0f}s"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
