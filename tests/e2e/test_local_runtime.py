@@ -1,0 +1,165 @@
+"""End to end over real HTTP on localhost: shop -> API front -> ingress -> SQS -> processor -> ERP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from junction_local.runtime import LocalRuntime, wait_for
+from junction_local.standins.shop import ShopStandIn, make_order
+
+INTEGRATION = "shop-orders-to-erp"
+
+
+def erp_refs(runtime: LocalRuntime) -> Counter[str]:
+    return Counter(str(o["NumAtCard"]) for o in runtime.erp_state()["orders"])
+
+
+def shop(runtime: LocalRuntime) -> ShopStandIn:
+    return ShopStandIn(runtime.webhook_url(INTEGRATION), runtime.state["shop_secret"], retries=0)
+
+
+def junction(runtime: LocalRuntime, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "JUNCTION_LOCAL_STATE": str(runtime.state_file), "JUNCTION_TARGET": "local", "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_orders_are_delivered_once_whatever_the_duplicates(runtime: LocalRuntime) -> None:
+    sender = shop(runtime)
+    orders = [make_order(900_000 + n, customer=n) for n in range(5)]
+    for order in orders:
+        first = sender.send(order)
+        assert first.status == 202
+        assert sender.send(order, delivery_id=first.delivery_id).status == 202  # Shopify's retry
+        assert sender.send(order).status == 202  # the same order under a new webhook id
+    refs = {f"shopify:{o['id']}" for o in orders}
+    assert wait_for(lambda: refs <= set(erp_refs(runtime)), timeout=30)
+    wait_for(lambda: False, timeout=1.5)  # time for any duplicate to arrive
+    counts = erp_refs(runtime)
+    assert all(counts[r] == 1 for r in refs), counts
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [("forged", 401), ("unsigned", 401), ("malformed", 400), ("unknown route", 403)],
+)
+def test_bad_requests_get_their_answer_and_reach_nothing(runtime: LocalRuntime, case: str, status: int) -> None:
+    sender = shop(runtime)
+    before = runtime.erp_state()["requests"]
+    body = json.dumps(make_order(910_001)).encode()
+    headers = sender.headers(body, f"bad-{case}")
+    if case == "forged":
+        headers["X-Shopify-Hmac-Sha256"] = ShopStandIn("http://127.0.0.1:1/x", "wrong").headers(body, "x")[
+            "X-Shopify-Hmac-Sha256"
+        ]
+    elif case == "unsigned":
+        del headers["X-Shopify-Hmac-Sha256"]
+    elif case == "malformed":
+        body = b'{"id": 910002, "line_items": [ nope'
+        headers = sender.headers(body, "bad-malformed")
+    if case == "unknown route":
+        request = urllib.request.Request(runtime.gateway_url + "/webhooks/nowhere", data=body, method="POST")
+        try:
+            urllib.request.urlopen(request, timeout=5)
+            answered = 200
+        except urllib.error.HTTPError as exc:
+            answered = exc.code
+    else:
+        answered = sender.send_raw(body, headers).status
+    assert answered == status
+    wait_for(lambda: False, timeout=1.0)
+    assert runtime.erp_state()["requests"] == before
+    assert "shopify:910001" not in erp_refs(runtime)
+
+
+def test_erp_outage_then_recovery(runtime: LocalRuntime) -> None:
+    sender = shop(runtime)
+    runtime.erp_behaviour("down")
+    try:
+        orders = [make_order(920_000 + n, customer=n) for n in range(3)]
+        assert all(sender.send(o).status == 202 for o in orders)  # accepted while the ERP is down
+        wait_for(lambda: False, timeout=3)
+        assert not {f"shopify:{o['id']}" for o in orders} & set(erp_refs(runtime))
+    finally:
+        runtime.erp_behaviour("ok")
+    refs = {f"shopify:{o['id']}" for o in orders}
+    assert wait_for(lambda: refs <= set(erp_refs(runtime)), timeout=60)
+    assert all(erp_refs(runtime)[r] == 1 for r in refs)
+
+
+def test_rate_limited_erp_is_waited_out(runtime: LocalRuntime) -> None:
+    runtime.erp_behaviour("rate_limited", retry_after=2, count=3)
+    order = make_order(925_000)
+    assert shop(runtime).send(order).status == 202
+    assert wait_for(lambda: erp_refs(runtime)["shopify:925000"] == 1, timeout=60)
+
+
+def test_poison_order_to_dlq_then_fixed_and_redriven_once(runtime: LocalRuntime) -> None:
+    order = make_order(930_000, skus=("MUG-BLUE", "PHANTOM-1"))
+    assert shop(runtime).send(order).status == 202
+    assert wait_for(lambda: "930000" in junction(runtime, "dlq", "list", INTEGRATION).stdout, timeout=30)
+    listing = junction(runtime, "dlq", "list", INTEGRATION)
+    assert listing.returncode == 0 and "target_rejected" in listing.stdout
+    assert "shopify:930000" not in erp_refs(runtime)
+
+    runtime.erp_add_item("PHANTOM-1")
+    dry = junction(runtime, "dlq", "redrive", INTEGRATION, "--reason", "target_rejected", "--dry-run")
+    assert dry.returncode == 0
+    assert "930000" in junction(runtime, "dlq", "list", INTEGRATION).stdout  # a dry run moves nothing
+    moved = junction(runtime, "dlq", "redrive", INTEGRATION, "--reason", "target_rejected", "--yes")
+    assert moved.returncode == 0, moved.stderr
+    assert wait_for(lambda: erp_refs(runtime)["shopify:930000"] == 1, timeout=30)
+    assert "930000" not in junction(runtime, "dlq", "list", INTEGRATION).stdout
+
+    trace = junction(runtime, "trace", "shopify-order:930000")
+    assert trace.returncode == 0
+    assert "dead_lettered" in trace.stdout and "delivered" in trace.stdout
+
+
+def test_replay_without_bypass_has_no_effect_and_with_bypass_one(runtime: LocalRuntime) -> None:
+    order = make_order(940_000)
+    assert shop(runtime).send(order).status == 202
+    assert wait_for(lambda: erp_refs(runtime)["shopify:940000"] == 1, timeout=30)
+    assert junction(runtime, "replay", "shopify-order:940000", "--yes").returncode == 0
+    wait_for(lambda: False, timeout=3)
+    assert erp_refs(runtime)["shopify:940000"] == 1
+    assert junction(runtime, "replay", "shopify-order:940000", "--bypass-idempotency", "--yes").returncode == 0
+    assert wait_for(lambda: erp_refs(runtime)["shopify:940000"] == 2, timeout=30)
+
+
+def test_status_shows_every_integration(runtime: LocalRuntime) -> None:
+    result = junction(runtime, "status")
+    assert result.returncode == 0, result.stderr
+    assert INTEGRATION in result.stdout
+
+
+def test_cli_errors_are_one_line(runtime: LocalRuntime) -> None:
+    result = junction(runtime, "status", "no-such-integration")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "no-such-integration" in result.stderr
+
+
+def test_a_stopped_runtime_leaves_no_process_behind(tmp_path: Path) -> None:
+    local = LocalRuntime(state_dir=tmp_path).start()
+    pids = local.pids()
+    assert len(pids) >= 5
+    local.stop()
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            alive.append(pid)
+        except OSError:
+            pass
+    assert alive == []
+    assert not local.state_file.exists()
