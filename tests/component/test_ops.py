@@ -1,0 +1,300 @@
+"""The ops CLI (``junction``) against moto and the local stand-in, with the real pipeline behind it.
+
+The ``aws`` fixture points boto3 at the stand-in through AWS_ENDPOINT_URL*, so the CLI runs as it
+would against a deployed stage: ``--aws --stage test``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from functions.shop_orders_to_erp.declaration import INTEGRATION
+from ops import commands, dlq
+from ops.cli import app
+from ops.context import OpsError, resolve_target
+from tests.component.harness import STAGE, Pipeline
+from tests.sample import shopify_order
+
+BAD_ORDER = 2000
+runner = CliRunner()
+
+
+def junction(*args: str, env: dict[str, str | None] | None = None, input: str | None = None) -> Result:
+    return runner.invoke(
+        app,
+        ["--aws", "--stage", STAGE, *args],
+        env={"COLUMNS": "250", "JUNCTION_TARGET": None, **(env or {})},
+        input=input,
+    )
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, result.output + result.stderr + repr(result.exception)
+    return result.stdout
+
+
+def one_line_error(result: Result) -> str:
+    """The run failed with exit code 1 and one 'error:' line on stderr, no traceback."""
+    assert result.exit_code == 1, result.output + repr(result.exception)
+    assert "Traceback" not in result.output + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def reasons(messages: list[dict[str, Any]]) -> list[str]:
+    return sorted(m["MessageAttributes"]["junction-reason"]["StringValue"] for m in messages)
+
+
+def dead_letter_two(pipeline: Pipeline) -> None:
+    """One malformed message and one order the ERP rejects (unknown SKU) end up in the DLQ."""
+    pipeline.enqueue_raw("{not json")
+    bad = shopify_order(id=BAD_ORDER, name=f"#{BAD_ORDER}")
+    bad["line_items"][0]["sku"] = "NO-SUCH-ITEM"
+    pipeline.send_order(bad)
+    pipeline.drain()
+
+
+def erp_orders(pipeline: Pipeline, order_id: int) -> int:
+    return sum(1 for o in pipeline.erp.orders() if o["NumAtCard"] == f"shopify:{order_id}")
+
+
+# -- integrations and status ---------------------------------------------------------------------
+def test_integrations_lists_every_declaration() -> None:
+    out = ok(runner.invoke(app, ["integrations"], env={"COLUMNS": "250"}))
+    assert INTEGRATION.name in out
+    assert "/webhooks/shopify/orders-create" in out and "shopify → erp" in out
+
+
+def test_status_counts_queue_dlq_and_last_success(pipeline: Pipeline) -> None:
+    pipeline.send_order(shopify_order(id=1001, name="#1001"))
+    dead_letter_two(pipeline)
+    pipeline.send_order(shopify_order(id=1002, name="#1002"))  # waiting, not processed yet
+
+    status = commands.queue_status(pipeline.boto_sqs, pipeline.boto_ddb, STAGE, INTEGRATION)
+    assert (status.visible, status.in_flight, status.delayed, status.dlq_depth) == (1, 0, 0, 2)
+    assert status.last_success is not None
+
+    result = junction("status")
+    row = next(line for line in ok(result).splitlines() if INTEGRATION.name in line)
+    cells = [c.strip() for c in row.strip(" │|").split("│")]
+    assert cells[1:5] == ["1", "0", "0", "2"]
+    assert "ago" in cells[6]
+    assert "target: aws (stage test)" in result.stderr
+
+
+# -- dlq list / show -------------------------------------------------------------------------------
+def test_dlq_list_groups_by_reason_and_leaves_messages_in_place(pipeline: Pipeline) -> None:
+    dead_letter_two(pipeline)
+
+    groups = dlq.group_by_reason(dlq.peek(pipeline.boto_sqs, STAGE, INTEGRATION))
+    assert sorted((g.reason, g.count) for g in groups) == [("malformed_envelope", 1), ("target_rejected", 1)]
+    rejected = next(g for g in groups if g.reason == "target_rejected")
+    assert str(BAD_ORDER) in rejected.sample_entity_ids
+
+    out = ok(junction("dlq", "list"))
+    assert "2 message(s) in the DLQ" in out
+    assert "malformed_envelope" in out and "target_rejected" in out
+    assert f"shop_order_id={BAD_ORDER}" in out
+    assert reasons(pipeline.dlq()) == ["malformed_envelope", "target_rejected"]  # peeking moved nothing
+
+
+def test_dlq_show_prints_attributes_and_the_decoded_event(pipeline: Pipeline) -> None:
+    dead_letter_two(pipeline)
+    message = next(m for m in dlq.peek(pipeline.boto_sqs, STAGE, INTEGRATION) if m.reason == "target_rejected")
+
+    out = ok(junction("dlq", "show", message.message_id, "--integration", INTEGRATION.name))
+    assert "junction-reason" in out and "target_rejected" in out
+    assert '"delivery_id": "delivery-2000"' in out
+    assert '"sku": "NO-SUCH-ITEM"' in out  # the inner Shopify payload, decoded
+
+    assert "not found" in one_line_error(junction("dlq", "show", "no-such-message"))
+
+
+# -- redrive -------------------------------------------------------------------------------------
+def test_redrive_by_reason_delivers_the_fixed_order_once_and_leaves_the_rest(pipeline: Pipeline) -> None:
+    dead_letter_two(pipeline)
+    pipeline.erp.add_item("NO-SUCH-ITEM")  # the operator fixes the cause
+
+    out = ok(junction("dlq", "redrive", INTEGRATION.name, "--reason", "target_rejected", "--rate", "200", "--yes"))
+    assert "moved 1, skipped 1" in out
+    pipeline.drain()
+    assert erp_orders(pipeline, BAD_ORDER) == 1
+    assert reasons(pipeline.dlq()) == ["malformed_envelope"]
+
+
+def test_redrive_filters_by_entity_and_age(pipeline: Pipeline) -> None:
+    dead_letter_two(pipeline)
+    none_old_enough = ok(junction("dlq", "redrive", "--older-than", "1d", "--yes"))
+    assert "moved 0, skipped 2" in none_old_enough
+
+    pipeline.erp.add_item("NO-SUCH-ITEM")
+    result = dlq.redrive(
+        pipeline.boto_sqs, STAGE, INTEGRATION, dlq.Filter(entity=str(BAD_ORDER)), rate=500, sleep=lambda _: None
+    )
+    assert (result.method, result.moved, result.skipped) == ("manual", 1, 1)
+    pipeline.drain()
+    assert erp_orders(pipeline, BAD_ORDER) == 1
+
+
+def test_dry_run_lists_what_would_move_and_moves_nothing(pipeline: Pipeline) -> None:
+    dead_letter_two(pipeline)
+
+    out = ok(junction("dlq", "redrive", "--dry-run"))
+    assert "dry run, 2 would move, 0 would stay; nothing moved" in out
+    assert "target_rejected" in out and "malformed_envelope" in out
+    assert pipeline.queue_depth() == 0
+    assert reasons(pipeline.dlq()) == ["malformed_envelope", "target_rejected"]
+
+
+def test_unfiltered_redrive_moves_everything_back(pipeline: Pipeline, request: pytest.FixtureRequest) -> None:
+    """A message move task on the local stand-in; moto has none, so the manual path runs there."""
+    dead_letter_two(pipeline)
+    pipeline.erp.add_item("NO-SUCH-ITEM")
+
+    out = ok(junction("dlq", "redrive", "--rate", "200", "--yes"))
+    assert "moved 2, skipped 0" in out
+    moto = request.node.callspec.params["aws"] == "moto"
+    assert ("(filter: all messages)" if moto else "(message move task)") in out
+    assert pipeline.queue_depth() == 2
+    pipeline.drain()
+    assert erp_orders(pipeline, BAD_ORDER) == 1
+    assert reasons(pipeline.dlq()) == ["malformed_envelope"]  # still not an envelope: back in the DLQ
+
+
+def test_redrive_asks_before_moving(pipeline: Pipeline) -> None:
+    dead_letter_two(pipeline)
+    result = junction("dlq", "redrive", input="n\n")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert pipeline.queue_depth() == 0 and len(pipeline.dlq()) == 2
+
+
+# -- replay and trace ----------------------------------------------------------------------------
+def test_replay_keeps_idempotency_unless_bypassed(pipeline: Pipeline) -> None:
+    pipeline.send_order(shopify_order(id=1001, name="#1001"))
+    pipeline.drain()
+    entity = "shopify-order:1001"
+
+    out = ok(junction("replay", entity))
+    assert "duplicate" in out
+    pipeline.drain()
+    assert erp_orders(pipeline, 1001) == 1
+    assert sorted(h["outcome"] for h in pipeline.trace(entity)) == ["delivered", "duplicate"]
+
+    declined = junction("replay", entity, "--bypass-idempotency", input="n\n")
+    assert declined.exit_code == 1 and pipeline.queue_depth() == 0
+
+    out = ok(junction("replay", entity, "--bypass-idempotency", "--yes"))
+    assert "replay id" in out
+    pipeline.drain()
+    assert erp_orders(pipeline, 1001) == 2
+    replayed = [h for h in pipeline.trace(entity) if h.get("replay_id")]
+    assert [h["outcome"] for h in replayed] == ["delivered"]
+
+
+def test_replay_without_a_recorded_event_is_a_one_line_error(pipeline: Pipeline) -> None:
+    dead_letter_two(pipeline)  # the rejected order has a trace, but no completed effect kept its event
+    assert "no recorded event" in one_line_error(junction("replay", f"shopify-order:{BAD_ORDER}"))
+    assert "no trace" in one_line_error(junction("replay", "shopify-order:404"))
+
+
+def test_trace_lists_every_hop_oldest_first(pipeline: Pipeline) -> None:
+    for _ in range(2):
+        pipeline.send_order(shopify_order(id=1001, name="#1001"), delivery_id="same-delivery")
+        pipeline.drain()
+
+    hops = commands.trace(pipeline.boto_ddb, STAGE, "shopify-order:1001")
+    assert [h.outcome for h in hops] == ["delivered", "duplicate"]
+
+    out = ok(junction("trace", "shopify-order:1001"))
+    assert out.index("delivered") < out.index("duplicate")
+    assert "same-delivery" in out and "erp_doc_entry=" in out
+    assert "no trace" in one_line_error(junction("trace", "shopify-order:404"))
+
+
+# -- errors: one line, exit code 1 ---------------------------------------------------------------
+def test_unknown_integration() -> None:
+    line = one_line_error(junction("status", "no-such-integration"))
+    assert "unknown integration 'no-such-integration'" in line and INTEGRATION.name in line
+    assert "unknown integration" in one_line_error(junction("dlq", "redrive", "nope", "--yes"))
+
+
+def test_local_without_a_state_file(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["--local", "status"], env={"JUNCTION_LOCAL_STATE": str(tmp_path / "none.json")})
+    assert "local stack not running" in one_line_error(result)
+
+
+def test_local_stack_that_refuses_connections(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    state = tmp_path / "local.json"
+    url = f"http://127.0.0.1:{port}"
+    state.write_text(json.dumps({"stage": "local", "endpoints": {"default": url, "sqs": url, "dynamodb": url}}))
+
+    result = runner.invoke(app, ["status"], env={"JUNCTION_LOCAL_STATE": str(state), "JUNCTION_TARGET": None})
+    assert "local stack not running" in one_line_error(result)
+    assert "target: local (stage local)" in result.stderr
+
+
+def test_stack_not_deployed_for_the_stage(aws: str) -> None:
+    for args in (["status"], ["dlq", "list"], ["trace", "shopify-order:1"]):
+        result = runner.invoke(app, ["--aws", "--stage", "nowhere", *args], env={"COLUMNS": "250"})
+        assert "stack not deployed for stage nowhere?" in one_line_error(result)
+
+
+def test_aws_needs_a_stage_credentials_and_a_region(tmp_path: Path) -> None:
+    no_files = {
+        "AWS_CONFIG_FILE": str(tmp_path / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "JUNCTION_STAGE": None,
+    }
+    assert "no stage given" in one_line_error(runner.invoke(app, ["--aws", "status"], env=no_files))
+
+    no_region = {**no_files, "AWS_REGION": None, "AWS_DEFAULT_REGION": None}
+    line = one_line_error(runner.invoke(app, ["--aws", "--stage", STAGE, "status"], env=no_region))
+    assert "no AWS region" in line
+
+    no_credentials = {**no_files, "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None}
+    line = one_line_error(runner.invoke(app, ["--aws", "--stage", STAGE, "status"], env=no_credentials))
+    assert "no AWS credentials" in line
+
+
+# -- target resolution ---------------------------------------------------------------------------
+def test_target_resolution(tmp_path: Path) -> None:
+    state = tmp_path / "local.json"
+    env = {"JUNCTION_LOCAL_STATE": str(state)}
+    assert resolve_target(None, "prod", env).kind == "aws"  # no local stack running
+    with pytest.raises(OpsError, match="no stage"):
+        resolve_target(False, None, env)
+    assert resolve_target(None, None, {**env, "JUNCTION_STAGE": "dev"}).stage == "dev"
+
+    state.write_text(json.dumps({"stage": "local", "region": "eu-central-1", "endpoints": {"default": "http://m"}}))
+    local = resolve_target(None, None, env)
+    assert (local.kind, local.stage, local.endpoint_for("sqs"), local.endpoint_for("cloudwatch")) == (
+        "local",
+        "local",
+        "http://m",
+        "http://m",
+    )
+    state.write_text(json.dumps({"stage": "local", "endpoints": {"default": "http://m", "sqs": "http://s"}}))
+    assert resolve_target(None, None, env).endpoint_for("sqs") == "http://s"
+    assert resolve_target(None, "x", {**env, "JUNCTION_TARGET": "aws"}).kind == "aws"
+    with pytest.raises(OpsError, match="JUNCTION_TARGET"):
+        resolve_target(None, None, {**env, "JUNCTION_TARGET": "mars"})
+
+
+def test_durations() -> None:
+    assert dlq.parse_duration("10m").total_seconds() == 600
+    assert dlq.parse_duration("2h").total_seconds() == 7200
+    assert dlq.parse_duration("1d").total_seconds() == 86_400
+    with pytest.raises(ValueError, match="not a duration"):
+        dlq.parse_duration("soon")
