@@ -8,6 +8,7 @@ which connectors turn into ``shared.errors.ValidationFailed`` with entity ids an
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from datetime import datetime
@@ -28,6 +29,7 @@ def normalise_email(value: str) -> str:
     return email
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise_phone(value: str, country: str | None = None) -> str:
     """E.164, using ``country`` as the region for numbers written without a country code."""
     import phonenumbers

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ class BatchProcessor:
         self.state_table = state_table
         self.clock = clock
         self.rng = rng or random.Random()
+        self._local = threading.local()  # one handler may serve concurrent invocations locally
         self.store = IdempotencyStore(
             ddb,
             idempotency_table,
@@ -115,14 +117,21 @@ class BatchProcessor:
     # -- the batch -------------------------------------------------------------------------
     def process(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         results: list[RecordResult] = []
-        for record in event.get("Records") or []:
-            remaining = getattr(context, "get_remaining_time_in_millis", None)
-            if remaining is not None and remaining() < SAFETY_MARGIN_MS:
-                results.append(RecordResult(record["messageId"], "deferred", failed=True))
-                continue
-            results.append(self.process_record(record))
-        if any(r.outcome == "delivered" for r in results):
-            self._mark_last_success()
+        self._local.history = history = []  # trace items of this invocation, written together at the end
+        try:
+            for record in event.get("Records") or []:
+                remaining = getattr(context, "get_remaining_time_in_millis", None)
+                if remaining is not None and remaining() < SAFETY_MARGIN_MS:
+                    results.append(RecordResult(record["messageId"], "deferred", failed=True))
+                    continue
+                results.append(self.process_record(record))
+            if any(r.outcome == "delivered" for r in results):
+                history.append(
+                    {"pk": f"status#{self.integration.name}", "sk": "last_success", "at": _iso(self.clock())}
+                )
+        finally:
+            self._local.history = None
+            self._write_history(history)
         counts: dict[str, float] = {}
         for r in results:
             counts[f"Message_{r.outcome}"] = counts.get(f"Message_{r.outcome}", 0) + 1
@@ -310,7 +319,8 @@ class BatchProcessor:
         now = self.clock()
         item: dict[str, Any] = {
             "pk": f"trace#{prepared.entity_id}",
-            "sk": f"{_iso(now)}#{self.integration.name}#{outcome}",
+            # A random suffix keeps two hops of the same millisecond apart.
+            "sk": f"{_iso(now)}#{self.integration.name}#{outcome}#{self.rng.getrandbits(32):08x}",
             "integration": self.integration.name,
             "outcome": outcome,
             "delivery_id": envelope.delivery_id,
@@ -328,24 +338,26 @@ class BatchProcessor:
             item["reason"] = reason
         if envelope.replay_id:
             item["replay_id"] = envelope.replay_id
-        try:
-            self.ddb.call("PutItem", {"TableName": self.state_table, "Item": item_to_ddb(item)})
-        except AwsError as exc:  # history is best effort: never fail a delivered message on it
-            log(_logger, logging.WARNING, "trace write failed", error=exc.code, entity_id=prepared.entity_id)
+        history = getattr(self._local, "history", None)
+        if history is not None:
+            history.append(item)
+        else:
+            self._write_history([item])
 
-    def _mark_last_success(self) -> None:
-        try:
-            self.ddb.call(
-                "PutItem",
-                {
-                    "TableName": self.state_table,
-                    "Item": item_to_ddb(
-                        {"pk": f"status#{self.integration.name}", "sk": "last_success", "at": _iso(self.clock())}
-                    ),
-                },
-            )
-        except AwsError as exc:
-            log(_logger, logging.WARNING, "status write failed", error=exc.code)
+    def _write_history(self, items: list[dict[str, Any]]) -> None:
+        """Trace and status items, 25 to a BatchWriteItem. History is best effort: a failure is
+        logged and never fails a message whose business effect has happened."""
+        for start in range(0, len(items), 25):
+            requests = [{"PutRequest": {"Item": item_to_ddb(i)}} for i in items[start : start + 25]]
+            for _ in range(3):
+                try:
+                    result = self.ddb.call("BatchWriteItem", {"RequestItems": {self.state_table: requests}})
+                except AwsError as exc:
+                    log(_logger, logging.WARNING, "history write failed", error=exc.code, items=len(requests))
+                    break
+                requests = (result.get("UnprocessedItems") or {}).get(self.state_table) or []
+                if not requests:
+                    break
 
 
 def _iso(epoch: float) -> str:

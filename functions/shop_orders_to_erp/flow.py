@@ -9,7 +9,7 @@ from shared.connectors import shopify
 from shared.connectors.erp import ErpClient, ErpSettings, order_reference
 from shared.declaration import secret_id
 from shared.envelope import Envelope
-from shared.errors import ConfigurationError, StoreUnavailable, ValidationFailed
+from shared.errors import ConfigurationError, StoreUnavailable, TargetRejected, ValidationFailed
 from shared.models import Order
 from shared.processing import Attempt, Prepared
 
@@ -51,7 +51,14 @@ class ShopOrdersToErp:
             existing = self.erp.find_order(order_reference(order), ids)
             if existing is not None:
                 return {"erp_doc_entry": str(existing.get("DocEntry")), "erp_card_code": card_code}
-        created = self.erp.create_order(order, card_code, attempt.idempotency_key, ids)
+        try:
+            created = self.erp.create_order(order, card_code, attempt.idempotency_key, ids)
+        except TargetRejected:
+            # The customer may have been remembered but since removed from the ERP: look again once.
+            if not self.erp.forget_customer(card_code):
+                raise
+            card_code = self.erp.ensure_customer(order.customer, order.billing_address, ids)
+            created = self.erp.create_order(order, card_code, attempt.idempotency_key, ids)
         return {"erp_doc_entry": str(created.get("DocEntry")), "erp_card_code": card_code}
 
 

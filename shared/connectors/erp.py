@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -62,6 +63,10 @@ def _num(value: Decimal, places: str = "0.01") -> float:
     return float(value.quantize(Decimal(places), rounding=ROUND_HALF_UP))
 
 
+KNOWN_CUSTOMER_SECONDS = 600.0
+KNOWN_CUSTOMERS_MAX = 10_000
+
+
 def order_reference(order: Order) -> str:
     return f"{order.source}:{order.source_id}"
 
@@ -71,6 +76,7 @@ class ErpClient:
         self.settings = settings
         self.http = http or client(DEFAULT_TIMEOUT)
         self._logged_in = False
+        self._known: dict[str, float] = {}  # card code -> when the ERP was last seen to have it
 
     def close(self) -> None:
         self.http.close()
@@ -137,8 +143,17 @@ class ErpClient:
         return None if response.status_code == 404 else dict(response.json())
 
     def ensure_customer(self, customer: Customer, address: Address | None, ids: dict[str, str]) -> str:
+        """The customer's CardCode, creating the business partner if the ERP does not have it.
+
+        Card codes seen to exist are remembered for ``KNOWN_CUSTOMER_SECONDS`` (a warm function
+        skips the lookup for a returning customer); ``forget_customer`` drops one that the ERP
+        no longer knows."""
         card_code = customer.code()
+        seen = self._known.get(card_code)
+        if seen is not None and time.monotonic() - seen < KNOWN_CUSTOMER_SECONDS:
+            return card_code
         if self.get_customer(card_code, ids) is not None:
+            self._remember(card_code)
             return card_code
         response = self.request(
             "POST",
@@ -149,13 +164,24 @@ class ErpClient:
         )
         if response.status_code in (400, 409):
             if error_code(response) == ERR_ALREADY_EXISTS:  # created meanwhile by a concurrent order
+                self._remember(card_code)
                 return card_code
             raise TargetRejected(
                 "ERP refused the customer",
                 entity_ids=ids,
                 details={"status": response.status_code, "erp_code": error_code(response)},
             )
+        self._remember(card_code)
         return card_code
+
+    def _remember(self, card_code: str) -> None:
+        if len(self._known) >= KNOWN_CUSTOMERS_MAX:
+            self._known.clear()
+        self._known[card_code] = time.monotonic()
+
+    def forget_customer(self, card_code: str) -> bool:
+        """Drop a remembered card code; True if it was remembered (the caller may try again)."""
+        return self._known.pop(card_code, None) is not None
 
     # -- sales orders ----------------------------------------------------------------------
     def find_order(self, reference: str, ids: dict[str, str]) -> dict[str, Any] | None:

@@ -197,3 +197,14 @@ def test_transient_failures_never_reach_the_dlq_when_the_target_recovers(pipelin
     pipeline.drain()
     assert len(pipeline.erp.orders()) == 5
     assert pipeline.dlq() == []
+
+
+def test_a_remembered_customer_removed_from_the_erp_is_created_again(pipeline: Pipeline) -> None:
+    pipeline.send_order(shopify_order(id=8100, name="#8100"))
+    pipeline.drain()
+    pipeline.erp.reset()  # the ERP loses the business partner the processor remembers
+    pipeline.send_order(shopify_order(id=8101, name="#8101"))
+    pipeline.drain()
+    assert [o["NumAtCard"] for o in pipeline.erp.orders()] == ["shopify:8101"]
+    assert len(pipeline.erp.business_partners()) == 1
+    assert pipeline.dlq() == []

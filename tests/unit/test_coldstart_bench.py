@@ -1,0 +1,81 @@
+"""The cold-start benchmark runs end to end: every function answers as expected and gets figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from functions.registry import INTEGRATIONS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_benchmark_reports_every_function_with_checked_responses() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COV_CORE_", "COVERAGE_"))}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "coldstart.py"), "--runs", "1", "--warmup", "0", "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    report = json.loads(proc.stdout)
+
+    expected = {f"{i.name}/ingress" for i in INTEGRATIONS if i.webhook} | {f"{i.name}/processor" for i in INTEGRATIONS}
+    functions = {f["function"]: f for f in report["functions"]}
+    assert set(functions) == expected
+    assert report["baseline_python_pass_ms"]["median"] > 0
+    for name, figures in functions.items():
+        assert figures["runs"] == 1
+        assert figures["cold_start_ms"]["median"] > 0, name
+        assert figures["import_ms"] > 0, name
+        assert figures["peak_rss_mib"] > 0, name
+        assert figures["verdict"] in ("PASS", "OVER")
+        if figures["kind"] == "ingress":
+            assert figures["outcomes"] == ["202"]
+            assert figures["budget_ms"] == 150
+        else:
+            assert len(figures["outcomes"]) == 1 and figures["outcomes"][0].startswith("DocEntry ")
+            assert figures["budget_ms"] == 600
+
+
+def _stack() -> Any:
+    from benchmarks import coldstart
+    from junction_local.provision import QueuePair, Resources
+
+    resources = Resources("bench", idempotency_table="idem", state_table="state")
+    for integration in INTEGRATIONS:
+        resources.queues[integration.name] = QueuePair("q", "arn:q", "dlq", "arn:dlq")
+    absent = {"ingress": "", "processor": ""}
+    return coldstart.Stack(resources, erp=None, sqs=None, python=[sys.executable], env={}, absent=absent)
+
+
+def test_a_wrong_ingress_response_stops_the_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import coldstart
+
+    run = coldstart.Run(cold_start_ms=1.0, startup_ms=1.0, import_ms=1.0, invoke_ms=1.0, rss_kib=1, outcome="")
+    monkeypatch.setattr(coldstart, "run_child", lambda *a, **k: (run, {"statusCode": 401, "body": "{}"}))
+    stack = _stack()
+    integration = next(i for i in INTEGRATIONS if i.webhook)
+    with pytest.raises(coldstart.BenchmarkError, match="expected statusCode 202"):
+        coldstart.ingress_run(integration, coldstart.SAMPLES[integration.name], stack)
+
+
+def test_a_failed_benchmark_exits_non_zero(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import coldstart
+
+    def broken(*args: object, **kwargs: object) -> dict[str, object]:
+        raise coldstart.BenchmarkError("processor: expected no batch item failures")
+
+    monkeypatch.setattr(coldstart, "bench", broken)
+    assert coldstart.main(["--runs", "1"]) == 2
+    assert "FAILED" in capsys.readouterr().err
