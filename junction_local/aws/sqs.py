@@ -77,6 +77,8 @@ class Queue:
     timers: list[tuple[float, int, str]] = field(default_factory=list)  # (when, seq, id): delayed/in flight
     dedup: dict[str, tuple[float, str]] = field(default_factory=dict)
     groups_in_flight: dict[str, int] = field(default_factory=dict)
+    # Long polls wait here. One wake-up per new visible message, not a stampede of every poller.
+    cond: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def fifo(self) -> bool:
@@ -101,7 +103,7 @@ class SqsService:
         self.region = region
         self.account = account
         self.queues: dict[str, Queue] = {}
-        self.lock = threading.Condition()
+        self.lock = threading.RLock()  # one lock for all queues; each queue has its own condition
         self._seq = itertools.count()
         self.move_tasks: dict[str, dict[str, Any]] = {}
 
@@ -120,6 +122,11 @@ class SqsService:
             if queue.arn == arn:
                 return queue
         raise SqsError("ResourceNotFoundException", f"no queue {arn}")
+
+    def wake_all(self) -> None:
+        with self.lock:
+            for queue in self.queues.values():
+                queue.cond.notify_all()
 
     def _tick(self, queue: Queue, now: float) -> None:
         """Return expired in-flight and due delayed messages to the ready list; drop expired ones."""
@@ -169,7 +176,7 @@ class SqsService:
         else:
             message.visible_at = now
             queue.ready.append(message.id)
-        self.lock.notify_all()
+            queue.cond.notify()
 
     # -- queues ----------------------------------------------------------------------------
     def CreateQueue(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -182,7 +189,7 @@ class SqsService:
                 return {"QueueUrl": self.queues[name].url}
             url = f"{self.base_url}/{self.account}/{name}"
             arn = f"arn:aws:sqs:{self.region}:{self.account}:{name}"
-            self.queues[name] = Queue(name, url, arn, attributes)
+            self.queues[name] = Queue(name, url, arn, attributes, cond=threading.Condition(self.lock))
             return {"QueueUrl": url}
 
     def GetQueueUrl(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -327,7 +334,7 @@ class SqsService:
                 if taken or now >= deadline:
                     break
                 next_timer = queue.timers[0][0] if queue.timers else deadline
-                self.lock.wait(timeout=max(0.001, min(deadline, next_timer) - now))
+                queue.cond.wait(timeout=max(0.001, min(deadline, next_timer) - now))
                 queue = self._queue(p["QueueUrl"])
             return {"Messages": [self._render(m, wanted_attrs, wanted_msg_attrs) for m in taken]} if taken else {}
 
@@ -418,7 +425,7 @@ class SqsService:
         del queue.messages[mid]
         if message.group_id and queue.fifo:
             self._group_release(queue, message.group_id)
-        self.lock.notify_all()
+            queue.cond.notify()  # the group's next message may be taken now
 
     def DeleteMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -447,7 +454,7 @@ class SqsService:
             if message.group_id and queue.fifo:
                 self._group_release(queue, message.group_id)
             queue.ready.appendleft(message.id)
-            self.lock.notify_all()
+            queue.cond.notify()
         else:
             self._schedule(queue, message, now + timeout)
 

@@ -1,0 +1,802 @@
+"""Cold start of every Junction function: fresh interpreter -> first response, median of N runs.
+
+For each integration in ``functions.registry.INTEGRATIONS`` this runs the ingress handler (when the
+integration has a webhook) and the processor handler in a brand-new ``python -c`` process, on a
+sample event, against local stand-ins only (127.0.0.1): ``junction_local.aws.server.LocalAws`` for
+SQS and DynamoDB, a moto server for Secrets Manager and the ERP stand-in as the target.
+
+Measured per run:
+
+* cold start: parent's wall clock just before the process is spawned -> the moment the child's
+  handler returned its first response (the child reports ``time.time()`` right after it);
+* import: the child's ``perf_counter`` around importing the handler module;
+* invoke: the child's ``perf_counter`` around the first handler call;
+* peak RSS: the child's own high-water mark right after the response (``VmHWM``; ``ru_maxrss``
+  of a spawned child can carry the parent's).
+
+By default a child sees the packages its Lambda asset contains and nothing else (``python -S``,
+see ``interpreter`` and ``absent_modules``), with cached bytecode; ``--whole-venv`` and
+``--no-bytecode`` change that. Every response is checked (ingress: 202; processor: no batch item
+failures and the order arrived at the ERP stand-in); anything else ends the benchmark with exit
+status 2.
+
+Usage: ``make bench-coldstart`` or ``python benchmarks/coldstart.py [--runs 7] [--json] [--check]``;
+``--imports`` also measures the import cost of reference libraries. See docs/coldstart.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script: make the repository importable without an install
+    sys.path.insert(0, str(REPO))
+
+from functions.registry import INTEGRATIONS  # noqa: E402
+from shared.declaration import Integration  # noqa: E402
+
+REGION = "eu-central-1"
+STAGE = "bench"
+SHOP_SECRET = "shpss_bench_secret_0001"  # the local stand-in's webhook secret
+BUDGET_MS = {"ingress": 150.0, "processor": 600.0}
+CHILD_TIMEOUT_SECONDS = 120
+
+# Put first in every child: packages installed here but absent from the function's Lambda asset
+# (JUNCTION_COLDSTART_ABSENT, comma-separated top-level names) cannot be imported, as on Lambda.
+# Without it the processor would pay for optional imports the asset cannot make (httpx imports
+# its command line, and with it rich, whenever rich is installed, as it is here for the ops CLI).
+NOT_BUNDLED = r"""
+import os as _os, sys as _sys
+_absent = frozenset(filter(None, _os.environ.get("JUNCTION_COLDSTART_ABSENT", "").split(",")))
+class _NotBundled:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.partition(".")[0] in _absent:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the function's asset)", name=name)
+        return None
+if _absent:
+    _sys.meta_path.insert(0, _NotBundled)
+"""
+
+# Runs in the fresh interpreter. Only the standard library is loaded before the handler module.
+CHILD_CODE = (
+    r"""
+import time
+t_start = time.time()
+"""
+    + NOT_BUNDLED
+    + r"""
+import importlib, json, resource, sys
+handler_path, event_path, result_path, name, timeout, memory = sys.argv[1:7]
+with open(event_path, encoding="utf-8") as f:
+    event = json.load(f)
+module_name, _, attr = handler_path.rpartition(".")
+t0 = time.perf_counter()
+handler = getattr(importlib.import_module(module_name), attr)
+t1 = time.perf_counter()
+from junction_local.events import LambdaContext
+context = LambdaContext(name, int(timeout), int(memory))
+t2 = time.perf_counter()
+response = handler(event, context)
+t3 = time.perf_counter()
+t_resp = time.time()
+try:  # this process's own high-water mark; ru_maxrss can carry the spawning parent's (vfork + exec)
+    with open("/proc/self/status", encoding="ascii") as f:
+        rss_kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+except (OSError, StopIteration, ValueError):
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open(result_path, "w", encoding="utf-8") as f:
+    json.dump({"t_start": t_start, "t_resp": t_resp, "import_ms": (t1 - t0) * 1000,
+               "invoke_ms": (t3 - t2) * 1000, "rss_kib": rss_kib, "response": response}, f)
+"""
+)
+
+# Reference import costs for docs/coldstart.md (``--imports``).
+IMPORT_SNIPPETS: tuple[tuple[str, str], ...] = (
+    ("empty interpreter (pass)", "pass"),
+    ("boto3 + SQS client", 'import boto3; boto3.client("sqs", region_name="eu-central-1")'),
+    ("pydantic", "import pydantic"),
+    ("httpx", "import httpx"),
+    ("powertools Logger", "import aws_lambda_powertools; from aws_lambda_powertools import Logger"),
+    (
+        "boto3 + powertools + pydantic + httpx",
+        'import boto3; boto3.client("sqs", region_name="eu-central-1"); import aws_lambda_powertools; '
+        "from aws_lambda_powertools import Logger; import pydantic; import httpx",
+    ),
+)
+IMPORT_SNIPPETS += tuple(
+    (module, f"import {module}")
+    for integration in INTEGRATIONS
+    for handler in (integration.ingress_handler, integration.processor_handler)
+    if handler is not None
+    for module in [handler.rsplit(".", 1)[0]]
+)
+IMPORT_CHILD = (
+    NOT_BUNDLED
+    + r"""
+import time, sys
+t0 = time.perf_counter()
+exec(sys.argv[1])
+t1 = time.perf_counter()
+with open("/proc/self/status", encoding="ascii") as f:
+    rss_kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+print((t1 - t0) * 1000, rss_kib)
+"""
+)
+# What the Lambda Python runtime itself provides next to the asset: the AWS SDK.
+LAMBDA_RUNTIME_PACKAGES = ("boto3",)
+
+
+class BenchmarkError(Exception):
+    """A handler did not answer as expected: the figures would be meaningless."""
+
+
+# -- what a function's Lambda asset contains (infra/bundling.py) -----------------------------------
+
+
+def _dist_key(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _closure(requirements: list[str]) -> set[str]:
+    """The distributions ``requirements`` install, with their own dependencies (markers honoured)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        if _dist_key(req.name) in seen or (req.marker is not None and not req.marker.evaluate({"extra": ""})):
+            continue
+        seen.add(_dist_key(req.name))
+        try:
+            todo += [Requirement(r) for r in distribution(req.name).requires or []]
+        except PackageNotFoundError:
+            continue
+    return seen
+
+
+def _top_level_names(dist: Any) -> set[str]:
+    names: set[str] = set()
+    for file in dist.files or []:
+        parts = Path(file).parts
+        top = parts[0]
+        if top.startswith("..") or top.endswith((".dist-info", ".egg-info")) or top == "__pycache__":
+            continue
+        if len(parts) > 1:
+            names.add(top)
+        elif top.endswith(".py"):
+            names.add(top[:-3])
+        elif top.endswith((".so", ".pyd")):
+            names.add(top.split(".")[0])
+    return {n for n in names if n.isidentifier()}
+
+
+def absent_modules(kind: str) -> list[str]:
+    """Top-level modules installed here that the ``kind`` function's asset does not contain.
+
+    The ingress asset is ``shared/`` + ``functions/`` only; the processor's adds the runtime
+    dependencies of pyproject.toml; both run next to the runtime's own boto3.
+    """
+    from importlib.metadata import distributions
+
+    bundled = list(LAMBDA_RUNTIME_PACKAGES)
+    if kind == "processor":
+        bundled += tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    keep = _closure(bundled) | {"junction"}  # junction: this project, imported from the checkout
+    present: set[str] = set()
+    absent: set[str] = set()
+    for dist in distributions():
+        name = dist.metadata["Name"] or ""
+        (present if _dist_key(name) in keep else absent).update(_top_level_names(dist))
+    return sorted(absent - present - set(sys.stdlib_module_names) - {"_distutils_hack"})
+
+
+# -- sample events -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """How to make a signed webhook delivery for an integration, and how to see it arrived."""
+
+    body: Callable[[int], bytes]  # run number -> raw body (a distinct business entity per run)
+    headers: Callable[[bytes, str], dict[str, str]]  # raw body, delivery id -> HTTP headers
+    delivered: Callable[[Any, int], str | None]  # target stand-in, run number -> what arrived, or None
+
+
+def _shopify_order(run: int) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((REPO / "tests/events/shopify/orders-create.json").read_text(encoding="utf-8"))
+    order = copy.deepcopy(doc)
+    if run:
+        order["id"] = int(doc["id"]) + run  # each run a different shop order: a real ERP order each time
+        order["admin_graphql_api_id"] = f"gid://shopify/Order/{order['id']}"
+    return order
+
+
+def _shopify_body(run: int) -> bytes:
+    return json.dumps(_shopify_order(run), separators=(",", ":")).encode()
+
+
+def _shopify_headers(body: bytes, delivery_id: str) -> dict[str, str]:
+    from shared.webhooks.shopify import sign
+
+    return {
+        "Content-Type": "application/json",
+        "X-Shopify-Hmac-Sha256": sign(body, SHOP_SECRET),
+        "X-Shopify-Webhook-Id": delivery_id,
+        "X-Shopify-Topic": "orders/create",
+        "X-Shopify-Shop-Domain": "bench.myshopify.com",
+    }
+
+
+def _erp_order(erp: Any, run: int) -> str | None:
+    wanted = str(_shopify_order(run)["id"])
+    for order in erp.orders():
+        if str(order.get("NumAtCard", "")).endswith(":" + wanted):
+            return f"DocEntry {order.get('DocEntry')} for shop order {wanted}"
+    return None
+
+
+SAMPLES: dict[str, Sample] = {
+    "shop-orders-to-erp": Sample(_shopify_body, _shopify_headers, _erp_order),
+}
+
+
+# -- measurement -------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    cold_start_ms: float
+    startup_ms: float  # spawn -> first line of the child's code (interpreter start)
+    import_ms: float
+    invoke_ms: float
+    rss_kib: int
+    outcome: str
+
+
+@dataclass
+class FunctionResult:
+    integration: str
+    kind: str  # "ingress" | "processor"
+    handler: str
+    budget_ms: float
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.integration}/{self.kind}"
+
+    def median(self, attribute: str) -> float:
+        return float(statistics.median(getattr(r, attribute) for r in self.runs))
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.median("cold_start_ms") <= self.budget_ms else "OVER"
+
+    def as_dict(self) -> dict[str, Any]:
+        cold = [r.cold_start_ms for r in self.runs]
+        return {
+            "function": self.name,
+            "integration": self.integration,
+            "kind": self.kind,
+            "handler": self.handler,
+            "runs": len(self.runs),
+            "cold_start_ms": {
+                "median": round(self.median("cold_start_ms"), 1),
+                "min": round(min(cold), 1),
+                "max": round(max(cold), 1),
+            },
+            "startup_ms": round(self.median("startup_ms"), 1),
+            "import_ms": round(self.median("import_ms"), 1),
+            "invoke_ms": round(self.median("invoke_ms"), 1),
+            "peak_rss_mib": round(self.median("rss_kib") / 1024, 1),
+            "budget_ms": self.budget_ms,
+            "verdict": self.verdict,
+            "outcomes": [r.outcome for r in self.runs],
+        }
+
+
+def interpreter(*, as_bundled: bool) -> list[str]:
+    """The command that starts a fresh interpreter.
+
+    As bundled, the code is found on ``sys.path`` the way a Lambda asset's is, without this
+    checkout's editable install: ``-S`` skips site-packages' .pth files (the editable-install
+    finder, coverage's hook), and ``PYTHONPATH`` (see child_env) lists the checkout and
+    site-packages instead."""
+    return [sys.executable, "-S"] if as_bundled else [sys.executable]
+
+
+def child_env(extra: Mapping[str, str], pycache: str, *, as_bundled: bool) -> dict[str, str]:
+    """The parent's environment plus ``extra``, minus anything that would slow the child down without
+    being part of a cold start (coverage started in subprocesses by pytest-cov).
+
+    Bytecode is under the benchmark's control, whatever the shell says: every .pyc is read from
+    and written to the private ``pycache`` (see drop_asset_bytecode).
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COV_CORE_", "COVERAGE_"))}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = pycache
+    if as_bundled:
+        import site
+
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), *site.getsitepackages()])
+    env.update(extra)
+    return env
+
+
+def drop_asset_bytecode(pycache: str, *envs: dict[str, str]) -> None:
+    """For ``--no-bytecode``, after the warm-up: forget the .pyc of the checkout and of site-packages
+    (what a Lambda asset built by infra/bundling.py carries, without .pyc) and write none from now
+    on. The standard library's stay cached, as they are in the Lambda runtime."""
+    import site
+
+    for root in (REPO, *map(Path, site.getsitepackages())):
+        shutil.rmtree(Path(pycache, *root.resolve().parts[1:]), ignore_errors=True)
+    for env in envs:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+
+
+def run_child(
+    python: list[str],
+    handler: str,
+    event: dict[str, Any],
+    env: Mapping[str, str],
+    *,
+    name: str,
+    timeout: int,
+    memory: int,
+) -> tuple[Run, Any]:
+    """One fresh interpreter: import the handler, call it once, report. Returns the run and the response."""
+    with tempfile.TemporaryDirectory(prefix="junction-coldstart-") as tmp:
+        event_path, result_path = Path(tmp, "event.json"), Path(tmp, "result.json")
+        event_path.write_text(json.dumps(event), encoding="utf-8")
+        argv = [*python, "-c", CHILD_CODE, handler, str(event_path), str(result_path), name]
+        argv += [str(timeout), str(memory)]
+        t0 = time.time()
+        proc = subprocess.run(
+            argv, env=dict(env), cwd=REPO, capture_output=True, text=True, timeout=CHILD_TIMEOUT_SECONDS, check=False
+        )
+        if proc.returncode != 0 or not result_path.exists():
+            raise BenchmarkError(
+                f"{handler}: child exited with {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+            )
+        result = json.loads(result_path.read_text(encoding="utf-8"))
+    run = Run(
+        cold_start_ms=(result["t_resp"] - t0) * 1000,
+        startup_ms=(result["t_start"] - t0) * 1000,
+        import_ms=result["import_ms"],
+        invoke_ms=result["invoke_ms"],
+        rss_kib=int(result["rss_kib"]),
+        outcome="",
+    )
+    if run.cold_start_ms <= 0 or run.rss_kib <= 0:
+        raise BenchmarkError(f"{handler}: implausible figures {run}")
+    return run, result["response"]
+
+
+def wall_ms(argv: list[str], env: Mapping[str, str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, env=dict(env), cwd=REPO, check=True, capture_output=True, timeout=CHILD_TIMEOUT_SECONDS)
+    return (time.perf_counter() - t0) * 1000
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+    }
+
+
+# -- the local stand-ins -------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    resources: Any
+    erp: Any
+    sqs: Any  # boto3 SQS client
+    python: list[str]  # starts a fresh interpreter
+    env: dict[str, str]  # the children's environment, before the function's own variables
+    absent: dict[str, str]  # kind -> JUNCTION_COLDSTART_ABSENT ("" with the whole virtualenv)
+    pycache: str = ""  # the children's PYTHONPYCACHEPREFIX
+
+    def function_env(self, integration: Integration, kind: str) -> dict[str, str]:
+        return {
+            **self.env,
+            **self.resources.function_env(integration),
+            "JUNCTION_COLDSTART_ABSENT": self.absent[kind],
+        }
+
+
+@contextmanager
+def local_stack(integrations: tuple[Integration, ...], *, as_bundled: bool) -> Iterator[Stack]:
+    """LocalAws (SQS, DynamoDB), moto (Secrets Manager) and the ERP stand-in, all on 127.0.0.1."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from junction_local.aws.server import LocalAws
+    from junction_local.provision import provision
+    from junction_local.standins.erp import ErpStandIn
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    aws = LocalAws().start()
+    erp = ErpStandIn().start()
+    pycache = tempfile.mkdtemp(prefix="junction-coldstart-pycache-")
+    try:
+        host, port = moto.get_host_and_port()
+        aws_env = {
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ENDPOINT_URL_SQS": aws.url,
+            "AWS_ENDPOINT_URL_DYNAMODB": aws.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+        os.environ.pop("AWS_PROFILE", None)
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        os.environ.update(aws_env)
+        sqs = boto3.client("sqs", region_name=REGION)
+        resources = provision(
+            integrations,
+            stage=STAGE,
+            sqs=sqs,
+            ddb=boto3.client("dynamodb", region_name=REGION),
+            secretsmanager=boto3.client("secretsmanager", region_name=REGION),
+            secret_values={
+                "shopify-webhook": {"secrets": [SHOP_SECRET]},
+                "erp-service-layer": {
+                    "base_url": erp.url,
+                    "company_db": erp.company_db,
+                    "username": erp.username,
+                    "password": erp.password,
+                },
+            },
+        )
+        absent = {kind: ",".join(absent_modules(kind)) if as_bundled else "" for kind in ("ingress", "processor")}
+        env = child_env(aws_env, pycache, as_bundled=as_bundled)
+        yield Stack(resources, erp, sqs, interpreter(as_bundled=as_bundled), env, absent, pycache)
+    finally:
+        shutil.rmtree(pycache, ignore_errors=True)
+        erp.stop()
+        aws.stop()
+        moto.stop()
+
+
+def _drain(sqs: Any, queue_url: str) -> None:
+    """Delete whatever the ingress runs left on the queue."""
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+            "Messages", []
+        )
+        if not messages:
+            return
+        for m in messages:
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+# -- the benchmark -------------------------------------------------------------------------------
+
+
+def ingress_run(integration: Integration, sample: Sample, stack: Stack) -> Run:
+    """One cold ingress: a signed delivery, answered 202."""
+    from junction_local.events import apigw_event
+
+    assert integration.webhook is not None and integration.ingress_handler is not None
+    body = sample.body(0)
+    headers = sample.headers(body, f"bench-ingress-{uuid.uuid4()}")
+    run, response = run_child(
+        stack.python,
+        integration.ingress_handler,
+        apigw_event("POST", integration.webhook.path, headers, body, stage=STAGE),
+        stack.function_env(integration, "ingress"),
+        name=f"junction-{STAGE}-{integration.name}-ingress",
+        timeout=integration.ingress.timeout_seconds,
+        memory=integration.ingress.memory_mb,
+    )
+    status = response.get("statusCode") if isinstance(response, dict) else None
+    if status != 202:
+        raise BenchmarkError(f"{integration.name}/ingress: expected statusCode 202, got {response!r}")
+    run.outcome = "202"
+    return run
+
+
+class Enqueuer:
+    """Puts a delivery on an integration's queue through the ingress code, in this process."""
+
+    def __init__(self, integration: Integration, stack: Stack) -> None:
+        from shared.aws import SecretCache, sqs_client
+        from shared.ingress import Ingress
+
+        if integration.webhook is None:
+            raise BenchmarkError(f"{integration.name}: no webhook, so no way to enqueue a sample message")
+        self.webhook = integration.webhook
+        self.ingress = Ingress(
+            integration,
+            stage=STAGE,
+            queue_url=stack.resources.queues[integration.name].url,
+            sqs=sqs_client(),
+            secrets=SecretCache(),
+        )
+        logging.getLogger("junction.ingress").disabled = True  # its log lines are not the benchmark's output
+
+    def send(self, body: bytes, headers: dict[str, str]) -> None:
+        from junction_local.events import apigw_event
+
+        with redirect_stdout(io.StringIO()):  # its metric lines
+            answer = self.ingress.handle(apigw_event("POST", self.webhook.path, headers, body))
+        if answer.get("statusCode") != 202:
+            raise BenchmarkError(f"{self.ingress.integration.name}: could not enqueue the sample: {answer!r}")
+
+
+def processor_run(integration: Integration, sample: Sample, stack: Stack, enqueuer: Enqueuer, n: int) -> Run:
+    """One cold processor on a batch of one new delivery (business entity ``n``), which must reach the target."""
+    from junction_local.events import sqs_event
+
+    name = f"{integration.name}/processor"
+    pair = stack.resources.queues[integration.name]
+    _drain(stack.sqs, pair.url)  # what earlier ingress runs left
+    if sample.delivered(stack.erp, n) is not None:
+        raise BenchmarkError(f"{name}: run {n} would not be a new order")
+    body = sample.body(n)
+    delivery_id = f"bench-processor-{uuid.uuid4()}"
+    enqueuer.send(body, sample.headers(body, delivery_id))
+    messages = stack.sqs.receive_message(
+        QueueUrl=pair.url,
+        MaxNumberOfMessages=1,
+        WaitTimeSeconds=1,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
+    ).get("Messages", [])
+    if len(messages) != 1 or delivery_id not in messages[0]["Body"]:
+        raise BenchmarkError(f"{name}: the sample message did not come back from the queue: {messages!r}")
+    run, response = run_child(
+        stack.python,
+        integration.processor_handler,
+        sqs_event(messages, queue_arn=pair.arn, region=REGION),
+        stack.function_env(integration, "processor"),
+        name=f"junction-{STAGE}-{integration.name}-processor",
+        timeout=integration.processor.timeout_seconds,
+        memory=integration.processor.memory_mb,
+    )
+    if response != {"batchItemFailures": []}:
+        raise BenchmarkError(f"{name}: expected no batch item failures, got {response!r}")
+    arrived = sample.delivered(stack.erp, n)
+    if arrived is None:
+        raise BenchmarkError(f"{name}: the processor answered but the order never reached the target")
+    # What Lambda's event source does after a successful batch.
+    stack.sqs.delete_message(QueueUrl=pair.url, ReceiptHandle=messages[0]["ReceiptHandle"])
+    run.outcome = arrived
+    return run
+
+
+def _ingress_round(integration: Integration, sample: Sample, stack: Stack, round_: int) -> Run:
+    return ingress_run(integration, sample, stack)
+
+
+def _processor_round(integration: Integration, sample: Sample, stack: Stack, enqueuer: Enqueuer, round_: int) -> Run:
+    return processor_run(integration, sample, stack, enqueuer, round_ + 1)  # entity 0 is the ingress's sample
+
+
+def bench(runs: int, warmup: int, *, bytecode: bool = True, as_bundled: bool = True) -> dict[str, Any]:
+    """Round after round, every measurement once per round (baselines, then each function), so a
+    slow spell of the machine falls on all of them alike."""
+    missing = [i.name for i in INTEGRATIONS if i.name not in SAMPLES]
+    if missing:
+        raise BenchmarkError(f"no sample event for {', '.join(missing)}: add one to SAMPLES in {__file__}")
+    load_before = os.getloadavg()[0]
+    with local_stack(INTEGRATIONS, as_bundled=as_bundled) as stack:
+        plain = child_env({}, stack.pycache, as_bundled=False)
+        baselines: dict[str, tuple[list[str], list[float]]] = {
+            "python -c pass": ([sys.executable, "-c", "pass"], []),
+            "python -S -c pass": ([sys.executable, "-S", "-c", "pass"], []),
+        }
+        measured: list[tuple[FunctionResult, Callable[[int], Run]]] = []
+        for integration in INTEGRATIONS:
+            sample = SAMPLES[integration.name]
+            if integration.ingress_handler is not None:
+                ingress = FunctionResult(integration.name, "ingress", integration.ingress_handler, BUDGET_MS["ingress"])
+                measured.append((ingress, functools.partial(_ingress_round, integration, sample, stack)))
+            enqueuer = Enqueuer(integration, stack)
+            processor = FunctionResult(
+                integration.name, "processor", integration.processor_handler, BUDGET_MS["processor"]
+            )
+            measured.append((processor, functools.partial(_processor_round, integration, sample, stack, enqueuer)))
+        for round_ in range(warmup + runs):
+            if round_ == warmup and not bytecode:
+                drop_asset_bytecode(stack.pycache, stack.env, plain)
+            for argv, times in baselines.values():
+                elapsed = wall_ms(argv, plain)
+                if round_ >= warmup:
+                    times.append(elapsed)
+            for result, once in measured:
+                run = once(round_)
+                if round_ >= warmup:
+                    result.runs.append(run)
+    return {
+        "runs": runs,
+        "warmup": warmup,
+        "bytecode": "cached" if bytecode else "none",
+        "packages": "as bundled" if as_bundled else "whole virtualenv",
+        "interpreter": " ".join(["python", *interpreter(as_bundled=as_bundled)[1:], "-c"]),
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        "baseline_python_pass_ms": summary(baselines["python -c pass"][1]),
+        "baseline_python_no_site_pass_ms": summary(baselines["python -S -c pass"][1]),
+        "functions": [result.as_dict() for result, _ in measured],
+    }
+
+
+def bench_imports(runs: int, *, bytecode: bool = True, as_bundled: bool = True) -> list[dict[str, Any]]:
+    """Spawn -> exit of ``python -c <snippet>`` and the in-process import time, median of ``runs``.
+
+    Packages: those a processor asset contains plus the runtime's boto3 (every snippet's library)."""
+    with tempfile.TemporaryDirectory(prefix="junction-coldstart-pycache-") as pycache:
+        extra = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "JUNCTION_COLDSTART_ABSENT": ",".join(absent_modules("processor")) if as_bundled else "",
+        }
+        env = child_env(extra, pycache, as_bundled=as_bundled)
+        return _bench_imports(runs, interpreter(as_bundled=as_bundled), env, pycache, bytecode=bytecode)
+
+
+def _bench_imports(
+    runs: int, python: list[str], env: dict[str, str], pycache: str, *, bytecode: bool
+) -> list[dict[str, Any]]:
+    figures: dict[str, tuple[list[float], list[float], list[int]]] = {}
+    for label, _ in IMPORT_SNIPPETS:
+        figures[label] = ([], [], [])
+    for snippet in (code for _, code in IMPORT_SNIPPETS):  # warm-up: writes the .pyc
+        subprocess.run([*python, "-c", snippet], env=env, cwd=REPO, check=True, capture_output=True)
+    if not bytecode:
+        drop_asset_bytecode(pycache, env)
+    for _ in range(runs):  # round after round, like the functions
+        for label, snippet in IMPORT_SNIPPETS:
+            walls, imports, rss = figures[label]
+            t0 = time.perf_counter()
+            proc = subprocess.run(
+                [*python, "-c", IMPORT_CHILD, snippet], env=env, cwd=REPO, check=True, capture_output=True
+            )
+            walls.append((time.perf_counter() - t0) * 1000)
+            import_ms, rss_kib = proc.stdout.split()[-2:]
+            imports.append(float(import_ms))
+            rss.append(int(rss_kib))
+    return [
+        {
+            "snippet": label,
+            "code": snippet,
+            "process_ms": round(statistics.median(figures[label][0]), 1),
+            "import_ms": round(statistics.median(figures[label][1]), 1),
+            "peak_rss_mib": round(statistics.median(figures[label][2]) / 1024, 1),
+        }
+        for label, snippet in IMPORT_SNIPPETS
+    ]
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def render(report: dict[str, Any]) -> str:
+    base = report["baseline_python_pass_ms"]
+    no_site = report["baseline_python_no_site_pass_ms"]
+    bytecode = "cached .pyc" if report["bytecode"] == "cached" else "no .pyc outside the standard library"
+    lines = [
+        f"Cold start: fresh interpreter -> first response, median of {report['runs']} runs "
+        f"(+{report['warmup']} warm-up), Python {report['python']}",
+        f"Children: `{report['interpreter']}`; packages: {report['packages']}; bytecode: {bytecode}",
+        f"Machine: {report['cpus']} CPUs, 1-minute load average {report['load_average_1m']['before']} before, "
+        f"{report['load_average_1m']['after']} after (other work on the machine inflates every figure)",
+        f"Baseline `python -c pass`: {base['median']:.1f} ms (min {base['min']:.1f}, max {base['max']:.1f}); "
+        f"`python -S -c pass`: {no_site['median']:.1f} ms (min {no_site['min']:.1f}, max {no_site['max']:.1f})",
+        "",
+    ]
+    header = [
+        "function",
+        "cold start ms",
+        "min-max ms",
+        "import ms",
+        "invoke ms",
+        "peak RSS MiB",
+        "budget ms",
+        "verdict",
+    ]
+    rows: list[list[str]] = [header]
+    for f in report["functions"]:
+        cold = f["cold_start_ms"]
+        rows.append(
+            [
+                f["function"],
+                f"{cold['median']:.1f}",
+                f"{cold['min']:.1f}-{cold['max']:.1f}",
+                f"{f['import_ms']:.1f}",
+                f"{f['invoke_ms']:.1f}",
+                f"{f['peak_rss_mib']:.1f}",
+                f"{f['budget_ms']:.0f}",
+                f["verdict"],
+            ]
+        )
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    if "imports" in report:
+        lines += ["", "Import cost in a fresh interpreter (median):", ""]
+        iw = max(len(i["snippet"]) for i in report["imports"])
+        lines.append(f"{'snippet'.ljust(iw)}  process ms  import ms  peak RSS MiB")
+        for i in report["imports"]:
+            figures = f"{i['process_ms']:>10.1f}  {i['import_ms']:>9.1f}  {i['peak_rss_mib']:>12.1f}"
+            lines.append(f"{i['snippet'].ljust(iw)}  {figures}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=7, help="measured runs per function (default 7)")
+    parser.add_argument("--warmup", type=int, default=1, help="unmeasured runs first, per function (default 1)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a function is over its budget")
+    parser.add_argument("--imports", action="store_true", help="also measure reference import costs (median of 5)")
+    parser.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="no .pyc for the checkout and site-packages (as in the Lambda assets): compiled in every process",
+    )
+    parser.add_argument(
+        "--whole-venv",
+        action="store_true",
+        help="let the functions import everything installed here, not only what their Lambda asset contains",
+    )
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.warmup < 0:
+        parser.error("--runs must be >= 1 and --warmup >= 0")
+    if args.no_bytecode and args.warmup < 1:
+        parser.error("--no-bytecode needs a warm-up run (it caches the standard library's .pyc)")
+    try:
+        report = bench(args.runs, args.warmup, bytecode=not args.no_bytecode, as_bundled=not args.whole_venv)
+    except BenchmarkError as exc:
+        print(f"coldstart benchmark FAILED: {exc}", file=sys.stderr)
+        return 2
+    if args.imports:
+        report["imports"] = bench_imports(5, bytecode=not args.no_bytecode, as_bundled=not args.whole_venv)
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    over = [f["function"] for f in report["functions"] if f["verdict"] != "PASS"]
+    if args.check and over:
+        print(f"over budget: {', '.join(over)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
