@@ -79,3 +79,31 @@ def test_a_failed_benchmark_exits_non_zero(monkeypatch: pytest.MonkeyPatch, caps
     monkeypatch.setattr(coldstart, "bench", broken)
     assert coldstart.main(["--runs", "1"]) == 2
     assert "FAILED" in capsys.readouterr().err
+
+
+def test_check_exits_non_zero_over_budget(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import coldstart
+
+    over = coldstart.FunctionResult("x", "ingress", "functions.x.ingress.handler", budget_ms=150.0)
+    over.runs.append(coldstart.Run(151.0, 10.0, 100.0, 10.0, 20_000, "202"))
+
+    def report(*args: object, **kwargs: object) -> dict[str, object]:
+        return {
+            "runs": 1,
+            "warmup": 0,
+            "bytecode": "cached",
+            "packages": "as bundled",
+            "interpreter": "python -S -c",
+            "python": "3",
+            "cpus": 2,
+            "load_average_1m": {"before": 0.0, "after": 0.0},
+            "baseline_python_pass_ms": {"median": 30.0, "min": 30.0, "max": 30.0},
+            "baseline_python_no_site_pass_ms": {"median": 10.0, "min": 10.0, "max": 10.0},
+            "functions": [over.as_dict()],
+        }
+
+    monkeypatch.setattr(coldstart, "bench", report)
+    assert coldstart.main([]) == 0
+    assert coldstart.main(["--check"]) == 1
+    out = capsys.readouterr()
+    assert "OVER" in out.out and "over budget: x/ingress" in out.err
