@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.declaration import (
+    TABLE_KEYS,
     TTL_ATTRIBUTE,
     Integration,
     idempotency_table_name,
@@ -93,8 +94,9 @@ def provision(
 ) -> Resources:
     """Create queues, DLQs, tables and secrets (idempotent: existing ones are kept)."""
     resources = Resources(stage, idempotency_table=idempotency_table_name(stage), state_table=state_table_name(stage))
-    _ensure_table(ddb, resources.idempotency_table, [("id", "HASH")])
-    _ensure_table(ddb, resources.state_table, [("pk", "HASH"), ("sk", "RANGE")])
+    for table, name in ((resources.idempotency_table, "idempotency"), (resources.state_table, "state")):
+        hash_key, range_key = TABLE_KEYS[name]
+        _ensure_table(ddb, table, [(hash_key, "HASH")] + ([(range_key, "RANGE")] if range_key else []))
     for integration in integrations:
         dlq_url = sqs.create_queue(
             QueueName=queue_name(stage, integration, dead_letter=True),
