@@ -7,7 +7,7 @@ VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: setup test unit component infra-test e2e lint format synth cfn-lint demo up bench-coldstart bench-local clean
+.PHONY: setup test unit component infra-test e2e lint format synth deploy cfn-lint demo up bench-coldstart bench-local clean
 
 $(VENV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ format: setup
 synth: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) synth --quiet $(if $(STAGE),-c stage=$(STAGE))
 	$(MAKE) --no-print-directory cfn-lint
+
+## Deploy to your AWS account (credentials from the standard chain): make deploy STAGE=prod
+deploy: setup
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(CDK) deploy $(if $(STAGE),-c stage=$(STAGE))
 
 cfn-lint: setup
 	$(VENV)/bin/cfn-lint cdk.out/*.template.json
