@@ -33,7 +33,7 @@ from typing import Any
 
 from functions.registry import INTEGRATIONS
 from junction_local.events import LambdaContext, apigw_event, sqs_event
-from junction_local.process import exit_with_parent
+from junction_local.process import LocalHandler, exit_with_parent
 from junction_local.schedule import Schedule, scheduled_event
 from shared.aws import AwsError, AwsJsonClient, sqs_client
 from shared.declaration import Integration
@@ -105,35 +105,19 @@ class Gateway:
 
 
 def _gateway_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms stalls
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
-            self.send_response(status)
-            headers.setdefault("Content-Type", "application/json")
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(LocalHandler):
         def _serve(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/_local/health":
-                self._reply(200, {}, b'{"status":"ok"}')
+                self.reply(200, {}, b'{"status":"ok"}')
                 return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > API_GATEWAY_MAX_BODY:
+            if int(self.headers.get("Content-Length") or 0) > API_GATEWAY_MAX_BODY:
                 self.close_connection = True
-                self._reply(413, {}, b'{"message":"Request Too Long"}')
+                self.reply(413, {}, b'{"message":"Request Too Long"}')
                 return
-            body = self.rfile.read(length) if length else b""
+            body = self.body()
             headers = {k: v for k, v in self.headers.items()}
-            self._reply(*gateway.invoke(self.command, path, headers, body))
+            self.reply(*gateway.invoke(self.command, path, headers, body))
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
@@ -266,20 +250,9 @@ class Scheduler:
 
 
 def _control_handler(sources: list[EventSource], scheduler: Scheduler) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms stalls
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
+    class Handler(LocalHandler):
         def _reply(self, status: int, payload: Any) -> None:
-            body = json.dumps(payload, default=str).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(status, {}, json.dumps(payload, default=str).encode())
 
         def do_GET(self) -> None:
             self._reply(

@@ -17,6 +17,7 @@ from typing import Any
 
 from junction_local.aws.dynamodb import DynamoError, DynamoService
 from junction_local.aws.sqs import SqsError, SqsService
+from junction_local.process import LocalHandler
 
 
 class LocalAws:
@@ -85,43 +86,23 @@ class LocalAws:
 
 
 def _handler_for(aws: LocalAws) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms stalls
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
+    class Handler(LocalHandler):
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b"{}"
             try:
-                payload = json.loads(raw or b"{}")
+                payload = json.loads(self.body() or b"{}")
             except ValueError:
                 payload = None
             headers: dict[str, str]
             if not isinstance(payload, dict):
                 status, headers = 400, {}
-                body = {"__type": "SerializationException", "message": "body is not JSON"}
+                body: dict[str, Any] = {"__type": "SerializationException", "message": "body is not JSON"}
             else:
                 status, headers, body = aws.dispatch(self.headers.get("X-Amz-Target") or "", payload)
-            data = json.dumps(body, separators=(",", ":")).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/x-amz-json-1.0")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("x-amzn-RequestId", "local")
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
+            headers = {**headers, "x-amzn-RequestId": "local"}
+            self.reply(status, headers, json.dumps(body, separators=(",", ":")).encode(), "application/x-amz-json-1.0")
 
         def do_GET(self) -> None:  # health check
-            data = b'{"status":"ok"}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.reply(200, {}, b'{"status":"ok"}')
 
     return Handler
 

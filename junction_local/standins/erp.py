@@ -19,6 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from junction_local.process import LocalHandler
+
 PREFIX = "/b1s/v1"
 ERR_ALREADY_EXISTS = -2035
 ERR_NOT_FOUND = -2028
@@ -352,16 +354,9 @@ def _cookie(header: str, name: str) -> str | None:
 
 
 def _handler_for(standin: ErpStandIn) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms stalls
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
+    class Handler(LocalHandler):
         def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
+            raw = self.body()
             try:
                 body = json.loads(raw) if raw else None
             except ValueError:
@@ -373,14 +368,7 @@ def _handler_for(standin: ErpStandIn) -> type[BaseHTTPRequestHandler]:
             self._send(status, extra, payload)
 
         def _send(self, status: int, headers: dict[str, str], payload: Any) -> None:
-            data = b"" if payload is None else json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
+            self.reply(status, dict(headers), b"" if payload is None else json.dumps(payload).encode())
 
         do_GET = do_POST = do_PATCH = do_DELETE = _serve
 
