@@ -463,60 +463,66 @@ class JunctionStack(Stack):
             value=self.api.url_for_path(webhook.path),
             description=f"{i.name}: the URL to register at {i.source}",
         )
-        ingress_errors = cloudwatch.Alarm(
-            self,
+        self._alarm(
             f"{cid}IngressErrors",
-            alarm_name=f"junction-{self.stage}-{i.name}-ingress-errors",
-            alarm_description=f"{i.name}: the ingress function failed (webhooks are not being accepted)",
-            metric=ingress.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            f"junction-{self.stage}-{i.name}-ingress-errors",
+            f"{i.name}: the ingress function failed (webhooks are not being accepted)",
+            ingress.metric_errors(period=Duration.minutes(5), statistic="Sum"),
             threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            above=True,
         )
-        ingress_errors.add_alarm_action(self._alarm_action)
 
     def _alarms(self, i: Integration, cid: str, queue: sqs.Queue, dlq: sqs.Queue, processor: lambda_.Function) -> None:
         prefix = f"junction-{self.stage}-{i.name}"
-        alarms = [
-            cloudwatch.Alarm(
-                self,
-                f"{cid}DlqDepth",
-                alarm_name=f"{prefix}-dlq-depth",
-                alarm_description=f"{i.name}: messages are waiting in the dead-letter queue",
-                metric=dlq.metric_approximate_number_of_messages_visible(
-                    period=Duration.minutes(1), statistic="Maximum"
-                ),
-                threshold=i.alarms.dlq_depth,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            cloudwatch.Alarm(
-                self,
-                f"{cid}OldestMessageAge",
-                alarm_name=f"{prefix}-oldest-message-age",
-                alarm_description=f"{i.name}: the queue is lagging behind",
-                metric=queue.metric_approximate_age_of_oldest_message(period=Duration.minutes(1), statistic="Maximum"),
-                threshold=i.alarms.oldest_message_age_seconds,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            cloudwatch.Alarm(
-                self,
-                f"{cid}ProcessorErrors",
-                alarm_name=f"{prefix}-processor-errors",
-                alarm_description=f"{i.name}: the processor function failed (not a per-message failure)",
-                metric=processor.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-                threshold=0,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                evaluation_periods=1,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-        ]
-        for alarm in alarms:
-            alarm.add_alarm_action(self._alarm_action)
+        self._alarm(
+            f"{cid}DlqDepth",
+            f"{prefix}-dlq-depth",
+            f"{i.name}: messages are waiting in the dead-letter queue",
+            dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(1), statistic="Maximum"),
+            threshold=i.alarms.dlq_depth,
+        )
+        self._alarm(
+            f"{cid}OldestMessageAge",
+            f"{prefix}-oldest-message-age",
+            f"{i.name}: the queue is lagging behind",
+            queue.metric_approximate_age_of_oldest_message(period=Duration.minutes(1), statistic="Maximum"),
+            threshold=i.alarms.oldest_message_age_seconds,
+        )
+        self._alarm(
+            f"{cid}ProcessorErrors",
+            f"{prefix}-processor-errors",
+            f"{i.name}: the processor function failed (not a per-message failure)",
+            processor.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            threshold=0,
+            above=True,
+        )
+
+    def _alarm(
+        self,
+        cid: str,
+        name: str,
+        description: str,
+        metric: cloudwatch.IMetric,
+        *,
+        threshold: float,
+        above: bool = False,
+    ) -> None:
+        """An alarm on one period's datapoint that notifies the alarm topic; no data is not a breach.
+        ``above``: breach when the metric exceeds the threshold, else when it reaches it."""
+        operator = cloudwatch.ComparisonOperator
+        cloudwatch.Alarm(
+            self,
+            cid,
+            alarm_name=name,
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            comparison_operator=operator.GREATER_THAN_THRESHOLD
+            if above
+            else operator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        ).add_alarm_action(self._alarm_action)
 
     # ------------------------------------------------------------------------------ suppressions
     def _suppressions(self) -> None:

@@ -26,6 +26,7 @@ from rich.table import Table
 
 from junction_local.runtime import LocalRuntime, wait_for
 from junction_local.standins.shop import ShopStandIn, make_order
+from shared.webhooks import shopify
 
 INTEGRATION = "shop-orders-to-erp"
 POISON_SKU = "GHOST-MUG"
@@ -113,9 +114,7 @@ class Demo:
             # A forged request: signed with a secret that is not the shop's.
             forged = json.dumps(make_order(1098)).encode()
             headers = self.shop.headers(forged, "forged-1")
-            headers["X-Shopify-Hmac-Sha256"] = ShopStandIn("http://127.0.0.1:1/", "not-the-secret").headers(
-                forged, "forged-1"
-            )["X-Shopify-Hmac-Sha256"]
+            headers["X-Shopify-Hmac-Sha256"] = shopify.sign(forged, "not-the-shops-secret")
             status = self.shop.send_raw(forged, headers).status
             self.rejected.append(("forged signature", status, "401"))
             progress.advance(task)

@@ -46,7 +46,7 @@ _log = logging.getLogger("junction.local")
 
 
 def processor_handler(integration: Integration, env: dict[str, str]) -> Handler:
-    flow = importlib.import_module(f"{integration.package}.flow")
+    flow = importlib.import_module(integration.flow_module)
     return make_sqs_handler(integration, flow.build, environ=env)
 
 
@@ -218,10 +218,10 @@ class EventSource:
 
 
 class Scheduler:
-    def __init__(self, state: dict[str, Any], region: str) -> None:
+    def __init__(self, state: dict[str, Any], region: str, *, enabled: bool = True) -> None:
         self.region = region
         self.jobs: dict[str, tuple[Integration, Schedule, Handler]] = {}
-        for integration in INTEGRATIONS:
+        for integration in INTEGRATIONS if enabled else ():
             if integration.schedule is not None:
                 env = state["functions"][integration.name]
                 handler = processor_handler(integration, env)
@@ -319,12 +319,10 @@ def main() -> None:
         EventSource(i, state["functions"][i.name], state["queues"][i.name]["arn"], state["region"], share(i, k, n))
         for i in INTEGRATIONS
     ]
-    scheduler = Scheduler(state, state["region"])
+    scheduler = Scheduler(state, state["region"], enabled=k == 0)  # each schedule fires in one process only
     for source in sources:
         source.start()
     threading.Thread(target=scheduler.run, daemon=True).start()
-    if k != 0:  # schedules and the control endpoint live in worker process 0 only
-        scheduler.jobs.clear()
     control = ThreadingHTTPServer(("127.0.0.1", args.port), _control_handler(sources, scheduler))
     control.daemon_threads = True
     threading.Thread(target=control.serve_forever, daemon=True).start()

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from functions.registry import INTEGRATIONS
+from functions.registry import INTEGRATIONS, get
 from junction_local.process import free_port, port_is_free, stop_process, wait_until_up
 from junction_local.provision import Resources, provision
 
@@ -56,10 +56,10 @@ class LocalRuntime:
         return str(self.state["erp"]["root_url"])
 
     def webhook_url(self, integration_name: str) -> str:
-        for integration in INTEGRATIONS:
-            if integration.name == integration_name and integration.webhook:
-                return self.gateway_url + integration.webhook.path
-        raise KeyError(integration_name)
+        webhook = get(integration_name).webhook
+        if webhook is None:
+            raise KeyError(f"{integration_name} has no webhook")
+        return self.gateway_url + webhook.path
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str], health_url: str, env: dict[str, str] | None = None) -> None:
@@ -192,6 +192,10 @@ class LocalRuntime:
     # -- the ERP stand-in, over its control API ---------------------------------------------
     def erp_state(self) -> dict[str, Any]:
         return _json(f"{self.erp_url}/_standin/state")
+
+    def erp_summary(self) -> dict[str, int]:
+        """Counts only (orders, unique references, partners, requests): cheap to poll."""
+        return {k: int(v) for k, v in _json(f"{self.erp_url}/_standin/summary").items()}
 
     def erp_behaviour(self, mode: str, **options: Any) -> None:
         _json(f"{self.erp_url}/_standin/behaviour", {"mode": mode, **options})

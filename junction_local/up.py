@@ -42,11 +42,10 @@ def main() -> int:
         console.print(f"  ERP stand-in: {runtime.erp_url}/_standin/state (what the ERP received)")
         console.print(f"  shop webhook secret: {secret}")
         body = json.dumps(make_order(4242), separators=(",", ":"))
-        path = ".junction/example-order.json"
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(body)
+        path = runtime.state_dir / "example-order.json"
+        path.write_text(body, encoding="utf-8")
         signature = shopify.sign(body.encode(), secret)
-        console.print("\nSend an order (the body is in .junction/example-order.json):")
+        console.print(f"\nSend an order (the body is in {path}):")
         console.print(
             f"  curl -i {runtime.webhook_url('shop-orders-to-erp')} -H 'Content-Type: application/json' "
             f"-H 'X-Shopify-Topic: orders/create' -H 'X-Shopify-Webhook-Id: demo-1' "

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from functions import registry
 from shared.aws import item_from_ddb
 from shared.declaration import Integration, idempotency_table_name, queue_name, state_table_name
-from shared.envelope import Envelope
+from shared.envelope import Envelope, message_attributes
 from shared.errors import MalformedEnvelope
 
 from .context import OpsError
@@ -299,10 +299,7 @@ def replay(
     params: dict[str, Any] = {
         "QueueUrl": queue.url,
         "MessageBody": envelope.to_json(),
-        "MessageAttributes": {
-            "junction-idempotency-key": {"DataType": "String", "StringValue": envelope.idempotency_key},
-            "junction-delivery-id": {"DataType": "String", "StringValue": envelope.delivery_id},
-        },
+        "MessageAttributes": message_attributes(envelope),
     }
     if found.integration.queue.fifo:
         params["MessageGroupId"] = entity_id

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import ClientError
 
 from shared.declaration import Integration
+from shared.envelope import CARRIED_ATTRIBUTES
 
 from .commands import QueueRef, queue_ref
 from .context import OpsError
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
 
 PEEK_VISIBILITY_SECONDS = 30
 MAX_MOVE_RATE = 500  # SQS's limit for MaxNumberOfMessagesPerSecond
-# Attributes a redriven message keeps; the failure's own attributes (junction-reason, ...) stay behind.
-CARRIED_ATTRIBUTES = ("junction-idempotency-key", "junction-delivery-id")
 # Error codes meaning "this endpoint has no message move tasks" (emulators): fall back to the manual path.
 UNSUPPORTED_CODES = frozenset(
     {

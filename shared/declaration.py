@@ -111,6 +111,12 @@ class Integration:
         return f"{self.package}.processor.handler"
 
     @property
+    def flow_module(self) -> str:
+        """The module whose ``build(secrets, stage)`` makes the integration's flow; the processor
+        handler is ``make_sqs_handler(integration, build)`` over it, in AWS and locally."""
+        return f"{self.package}.flow"
+
+    @property
     def all_secrets(self) -> tuple[SecretRef, ...]:
         own = (self.webhook.secret,) if self.webhook else ()
         return own + tuple(s for s in self.secrets if s not in own)

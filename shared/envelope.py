@@ -15,6 +15,8 @@ from typing import Any
 from shared.errors import MalformedEnvelope
 
 VERSION = 1
+# SQS message attributes every hop carries (ingress -> queue -> DLQ -> redrive or replay).
+CARRIED_ATTRIBUTES = ("junction-idempotency-key", "junction-delivery-id")
 
 
 @dataclass(frozen=True)
@@ -62,3 +64,12 @@ class Envelope:
             return raw.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
             return base64.b64encode(raw).decode("ascii"), "base64"
+
+
+def message_attributes(envelope: Envelope) -> dict[str, dict[str, str]]:
+    """The carried SQS message attributes of an envelope, in SendMessage form."""
+    key_name, delivery_name = CARRIED_ATTRIBUTES
+    return {
+        key_name: {"DataType": "String", "StringValue": envelope.idempotency_key},
+        delivery_name: {"DataType": "String", "StringValue": envelope.delivery_id},
+    }

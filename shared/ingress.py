@@ -20,7 +20,7 @@ from typing import Any
 
 from shared.aws import AwsError, AwsJsonClient, SecretCache, sqs_client
 from shared.declaration import Integration, WebhookTrigger, secret_id
-from shared.envelope import Envelope
+from shared.envelope import Envelope, message_attributes
 from shared.observability import emit_metrics, get_logger, log
 from shared.webhooks import (
     BadRequest,
@@ -199,10 +199,7 @@ class Ingress:
         params: dict[str, Any] = {
             "QueueUrl": self.queue_url,
             "MessageBody": envelope.to_json(),
-            "MessageAttributes": {
-                "junction-idempotency-key": {"DataType": "String", "StringValue": envelope.idempotency_key},
-                "junction-delivery-id": {"DataType": "String", "StringValue": envelope.delivery_id},
-            },
+            "MessageAttributes": message_attributes(envelope),
         }
         if self.integration.queue.fifo:
             # One group per delivery: no head-of-line blocking; SQS drops re-sent duplicates for 5 min.

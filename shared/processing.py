@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from shared.aws import AwsError, AwsJsonClient, SecretCache, dynamodb_client, item_to_ddb, sqs_client
 from shared.declaration import Integration, RetryPolicy
-from shared.envelope import Envelope
+from shared.envelope import CARRIED_ATTRIBUTES, Envelope
 from shared.errors import JunctionError, PermanentError, StoreUnavailable, TransientError
 from shared.idempotency import IdempotencyStore, target_key
 from shared.observability import emit_metrics, get_logger, log
@@ -153,7 +153,7 @@ class BatchProcessor:
             claim = self.store.begin(key, prepared.fingerprint, prepared.entity_ids)
             if claim.is_duplicate:
                 previous = (claim.duplicate_of or {}).get("result") or {}
-                self._trace(envelope, prepared, "duplicate", attempts, target_ids=previous, record_key=key)
+                self._trace(envelope, prepared, "duplicate", attempts, target_ids=previous)
                 return self._done(message_id, "duplicate", prepared, started)
             try:
                 target_ids = self.flow.deliver(
@@ -167,7 +167,7 @@ class BatchProcessor:
                 self.store.complete(key, target_ids, envelope.to_json())
             except AwsError as exc:  # delivered, not recorded: the retry finds the order by reference
                 raise StoreUnavailable(f"could not record completion: {exc.code}") from exc
-            self._trace(envelope, prepared, "delivered", attempts, target_ids=target_ids, record_key=key)
+            self._trace(envelope, prepared, "delivered", attempts, target_ids=target_ids)
             return self._done(message_id, "delivered", prepared, started, target_ids=target_ids)
         except PermanentError as err:
             return self._dead_letter(record, err, err.reason, attempts, envelope, prepared)
@@ -267,7 +267,7 @@ class BatchProcessor:
         }
         if last:
             attributes["junction-last-reason"] = {"DataType": "String", "StringValue": last}
-        for name in ("junction-idempotency-key", "junction-delivery-id"):
+        for name in CARRIED_ATTRIBUTES:
             value = ((record.get("messageAttributes") or {}).get(name) or {}).get("stringValue")
             if value:
                 attributes[name] = {"DataType": "String", "StringValue": value}
@@ -314,7 +314,6 @@ class BatchProcessor:
         *,
         target_ids: dict[str, Any] | None = None,
         reason: str | None = None,
-        record_key: str | None = None,
     ) -> None:
         now = self.clock()
         item: dict[str, Any] = {
@@ -330,7 +329,7 @@ class BatchProcessor:
             "entity_ids": prepared.entity_ids,
             "expires_at": int(now + TRACE_TTL_DAYS * 86_400),
             # The idempotency record (which keeps the event for replay) of this business effect.
-            "record_key": record_key or self.record_key(prepared, envelope),
+            "record_key": self.record_key(prepared, envelope),
         }
         if target_ids:
             item["target_ids"] = {k: str(v) for k, v in target_ids.items()}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import json
 import re
 import threading
 import time
@@ -641,7 +640,3 @@ def _flatten_and(node: Any) -> list[Any]:
     if node[0] == "and":
         return _flatten_and(node[1]) + _flatten_and(node[2])
     return [node]
-
-
-def dumps(value: Any) -> bytes:
-    return json.dumps(value, default=str).encode()

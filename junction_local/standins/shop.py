@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import http.client
-import itertools
 import json
 import socket
 import threading
@@ -38,7 +37,6 @@ CUSTOMERS = [
     ("Maria", "Wiśniewska", "maria.w@example.pl", None, "Gdańsk", "80-831", "+48603456789"),
     ("Piotr", "Zieliński", "piotr@zielinski-studio.pl", "PL7740001454", "Poznań", "61-701", "+48604567890"),
 ]
-_counter = itertools.count(1)
 
 
 def make_order(order_id: int, *, skus: tuple[str, ...] = ("MUG-BLUE", "TEAPOT-L"), customer: int = 0) -> dict[str, Any]:
@@ -194,7 +192,3 @@ class ShopStandIn:
         with self._lock:
             self.deliveries.append(delivery)
         return delivery
-
-
-def next_order_id(base: int = 5_100_000_000) -> int:
-    return base + next(_counter)

@@ -21,7 +21,7 @@ from functions.shop_orders_to_erp.flow import ShopOrdersToErp
 from junction_local.events import LambdaContext, apigw_event, sqs_event
 from junction_local.provision import Resources, provision
 from junction_local.standins.erp import ErpStandIn
-from shared.aws import AwsJsonClient, SecretCache, dynamodb_client, secretsmanager_client, sqs_client
+from shared.aws import AwsError, AwsJsonClient, SecretCache, dynamodb_client, secretsmanager_client, sqs_client
 from shared.connectors.erp import ErpClient, ErpSettings
 from shared.ingress import Ingress
 from shared.processing import BatchProcessor
@@ -56,8 +56,6 @@ class RecordingSqs:
 
     def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         if action in self.fail_actions:
-            from shared.aws import AwsError
-
             raise AwsError("sqs", action, 500, "InternalFailure", "injected")
         if action == "ChangeMessageVisibility":
             self.delays.append(int(params["VisibilityTimeout"]))
@@ -73,8 +71,6 @@ class FlakyDynamo:
 
     def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
         if self.fail.get(action, 0) > 0:
-            from shared.aws import AwsError
-
             self.fail[action] -= 1
             raise AwsError("dynamodb", action, 500, "InternalServerError", "injected")
         return self.inner.call(action, params)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from junction_local.runtime import LocalRuntime, wait_for
 from junction_local.standins.shop import ShopStandIn, make_order
+from shared.webhooks import shopify
 
 INTEGRATION = "shop-orders-to-erp"
 
@@ -43,7 +45,7 @@ def test_orders_are_delivered_once_whatever_the_duplicates(runtime: LocalRuntime
         assert sender.send(order).status == 202  # the same order under a new webhook id
     refs = {f"shopify:{o['id']}" for o in orders}
     assert wait_for(lambda: refs <= set(erp_refs(runtime)), timeout=30)
-    wait_for(lambda: False, timeout=1.5)  # time for any duplicate to arrive
+    time.sleep(1.5)  # time for any duplicate to arrive
     counts = erp_refs(runtime)
     assert all(counts[r] == 1 for r in refs), counts
 
@@ -58,9 +60,7 @@ def test_bad_requests_get_their_answer_and_reach_nothing(runtime: LocalRuntime, 
     body = json.dumps(make_order(910_001)).encode()
     headers = sender.headers(body, f"bad-{case}")
     if case == "forged":
-        headers["X-Shopify-Hmac-Sha256"] = ShopStandIn("http://127.0.0.1:1/x", "wrong").headers(body, "x")[
-            "X-Shopify-Hmac-Sha256"
-        ]
+        headers["X-Shopify-Hmac-Sha256"] = shopify.sign(body, "not-the-shops-secret")
     elif case == "unsigned":
         del headers["X-Shopify-Hmac-Sha256"]
     elif case == "malformed":
@@ -76,7 +76,7 @@ def test_bad_requests_get_their_answer_and_reach_nothing(runtime: LocalRuntime, 
     else:
         answered = sender.send_raw(body, headers).status
     assert answered == status
-    wait_for(lambda: False, timeout=1.0)
+    time.sleep(1.0)
     assert runtime.erp_state()["requests"] == before
     assert "shopify:910001" not in erp_refs(runtime)
 
@@ -87,7 +87,7 @@ def test_erp_outage_then_recovery(runtime: LocalRuntime) -> None:
     try:
         orders = [make_order(920_000 + n, customer=n) for n in range(3)]
         assert all(sender.send(o).status == 202 for o in orders)  # accepted while the ERP is down
-        wait_for(lambda: False, timeout=3)
+        time.sleep(3)
         assert not {f"shopify:{o['id']}" for o in orders} & set(erp_refs(runtime))
     finally:
         runtime.erp_behaviour("ok")
@@ -130,7 +130,7 @@ def test_replay_without_bypass_has_no_effect_and_with_bypass_one(runtime: LocalR
     assert shop(runtime).send(order).status == 202
     assert wait_for(lambda: erp_refs(runtime)["shopify:940000"] == 1, timeout=30)
     assert junction(runtime, "replay", "shopify-order:940000", "--yes").returncode == 0
-    wait_for(lambda: False, timeout=3)
+    time.sleep(3)
     assert erp_refs(runtime)["shopify:940000"] == 1
     assert junction(runtime, "replay", "shopify-order:940000", "--bypass-idempotency", "--yes").returncode == 0
     assert wait_for(lambda: erp_refs(runtime)["shopify:940000"] == 2, timeout=30)
