@@ -32,7 +32,11 @@ class WebhookTrigger:
     scheme: SignatureScheme
     secret: SecretRef  # JSON {"secrets": ["current", "previous", ...]}: every listed one verifies
     method: str = "POST"
-    max_body_bytes: int = 256 * 1024  # above it: 413 (the body must fit one SQS message)
+    # Above it: 413. Bodies that do not fit one SQS message travel by claim check (S3).
+    max_body_bytes: int = 1024 * 1024
+    # Total time ingress may spend on one request (secret read, enqueue, retries included); well
+    # inside the sender's own timeout (Shopify waits 5 s).
+    deadline_seconds: float = 3.0
     throttle_rate_per_second: int = 50
     throttle_burst: int = 100
     timestamp_tolerance_seconds: int = 300  # standard-webhooks only; both directions
@@ -59,10 +63,26 @@ class QueueSettings:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with full jitter, applied through the message's visibility timeout."""
+    """Redelivery policy: exponential backoff with full jitter, applied through the message's
+    visibility timeout, for as long as the horizon allows (independent of SQS receive counts)."""
 
     base_delay_seconds: int = 5
     max_delay_seconds: int = 900
+    # Transient failures are retried for this long after the first attempt, then dead-lettered.
+    # The default covers a night's maintenance window with a weekend's margin (Stripe: 3 days).
+    horizon_seconds: int = 72 * 3600
+    # After an attempt whose outcome is unknown (a timeout), a lookup that finds nothing is
+    # trusted only once this long has passed: a slow target may still commit the first attempt.
+    settle_seconds: int = 120
+
+
+@dataclass(frozen=True)
+class CircuitBreakerSettings:
+    """One breaker per integration and target, shared by every concurrent invocation."""
+
+    failure_threshold: int = 5  # consecutive transient target failures that open it
+    open_seconds: int = 30  # first open period; doubled after each failed probe
+    max_open_seconds: int = 900
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,7 @@ class Integration:
     secrets: tuple[SecretRef, ...] = ()  # secrets the processor needs (target credentials)
     queue: QueueSettings = field(default_factory=QueueSettings)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker: CircuitBreakerSettings = field(default_factory=CircuitBreakerSettings)
     max_concurrency: int = 5  # SQS event source MaximumConcurrency (2..1000)
     processor: FunctionSettings = field(default_factory=FunctionSettings)
     ingress: FunctionSettings = field(default_factory=lambda: FunctionSettings(256, 10))
@@ -149,6 +170,14 @@ def validate(integration: Integration) -> list[str]:
         out.append("processor timeout too long for a 6x visibility timeout")
     if i.retry.max_delay_seconds > 43_200 or i.retry.base_delay_seconds < 1:
         out.append("retry delays must be 1s..12h (SQS visibility timeout range)")
+    if i.retry.horizon_seconds < 3600:
+        out.append("retry.horizon_seconds must be at least an hour")
+    if i.retry.horizon_seconds + i.queue.dlq_retention_days * 86_400 > i.idempotency_ttl_days * 86_400:
+        out.append("idempotency_ttl_days must outlast the retry horizon plus the DLQ retention")
+    if i.breaker.failure_threshold < 1 or not 1 <= i.breaker.open_seconds <= i.breaker.max_open_seconds <= 43_200:
+        out.append("breaker: failure_threshold >= 1 and 1 <= open_seconds <= max_open_seconds <= 12h")
+    if i.webhook and not 0.5 <= i.webhook.deadline_seconds <= 25:
+        out.append("webhook deadline_seconds must be 0.5..25")
     if i.webhook and not i.webhook.path.startswith("/"):
         out.append("webhook path must start with '/'")
     if i.webhook and not 0 < i.webhook.timestamp_tolerance_seconds <= 3600:
