@@ -140,6 +140,7 @@ class EventSource:
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.invocations = 0
+        self.in_hand = 0  # messages of the batches being processed right now
         self.lock = threading.Lock()
 
     def start(self) -> None:
@@ -196,6 +197,8 @@ class EventSource:
         event = sqs_event(batch, queue_arn=self.queue_arn, region=self.region)
         context = LambdaContext(f"{self.integration.name}-processor", self.integration.processor.timeout_seconds)
         ids = {m["MessageId"] for m in batch}
+        with self.lock:
+            self.in_hand += len(batch)
         try:
             response = self.handler(event, context)
             failures = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures") or []}
@@ -206,6 +209,7 @@ class EventSource:
             failures = ids
         with self.lock:
             self.invocations += 1
+            self.in_hand -= len(batch)
         done = [m for m in batch if m["MessageId"] not in failures]
         for start in range(0, len(done), 10):
             entries = [
@@ -259,7 +263,9 @@ def _control_handler(sources: list[EventSource], scheduler: Scheduler) -> type[B
                 200,
                 {
                     "status": "ok",
+                    "pid": os.getpid(),
                     "invocations": {s.integration.name: s.invocations for s in sources},
+                    "in_hand": {s.integration.name: s.in_hand for s in sources},
                     "schedules": scheduler.fired,
                 },
             )

@@ -41,9 +41,17 @@ def exit_with_parent(stop: threading.Event) -> None:
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+def wait_until_up(
+    url: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float = 30.0,
+    cancel: threading.Event | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if cancel is not None and cancel.is_set():
+            raise RuntimeError(f"{url}: start cancelled")
         if process.poll() is not None:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise RuntimeError(f"{url} exited with status {process.returncode} while starting:\n{tail}")

@@ -1,12 +1,16 @@
 """``make up``: the embedded default, kept running for your own webhooks (Ctrl-C stops it).
 
 The API listens on http://127.0.0.1:8080 (``JUNCTION_PORT`` to change it), on the paths the
-deployed API has. The ops CLI finds this stack through ``.junction/local.json``.
+deployed API has. The ops CLI finds this stack through ``.junction/local.json``. A function host
+that dies is replaced (printed here); a stand-in that dies ends the run.
+``JUNCTION_LOCAL_VISIBILITY_TIMEOUT`` (seconds) shortens the queues' visibility timeout, to watch
+a crashed worker's messages come back without waiting 6x the processor timeout.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -16,54 +20,61 @@ from rich.console import Console
 
 from functions.registry import INTEGRATIONS
 from junction_local.runtime import LocalRuntime
-from junction_local.standins.shop import make_order
-from shared.webhooks import shopify
 
 console = Console()
 
 
 def main() -> int:
     port = int(os.environ.get("JUNCTION_PORT", "8080"))
-    with console.status("starting the AWS stand-ins, the ERP stand-in and the functions ..."):
+    visibility = os.environ.get("JUNCTION_LOCAL_VISIBILITY_TIMEOUT")
+    with console.status("starting the AWS stand-ins, the target stand-ins and the functions ..."):
         try:
-            runtime = LocalRuntime(gateway_port=port).start()
+            runtime = LocalRuntime(
+                gateway_port=port, visibility_timeout_seconds=int(visibility) if visibility else None
+            ).start()
         except RuntimeError as exc:
             console.print(f"[red]cannot start:[/red] {exc}")
             return 1
+    logging.getLogger("junction.local").addHandler(logging.NullHandler())  # its lines are printed below
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        secret = runtime.state["shop_secret"]
         console.print("[bold green]Junction is running locally.[/bold green]")
         for integration in INTEGRATIONS:
             if integration.webhook:
                 console.print(f"  {integration.name}: POST {runtime.webhook_url(integration.name)}")
-        console.print(f"  ERP stand-in: {runtime.erp_url}/_standin/state (what the ERP received)")
-        console.print(f"  shop webhook secret: {secret}")
-        body = json.dumps(make_order(4242), separators=(",", ":"))
-        path = runtime.state_dir / "example-order.json"
-        path.write_text(body, encoding="utf-8")
-        signature = shopify.sign(body.encode(), secret)
-        console.print(f"\nSend an order (the body is in {path}):")
-        console.print(
-            f"  curl -i {runtime.webhook_url('shop-orders-to-erp')} -H 'Content-Type: application/json' "
-            f"-H 'X-Shopify-Topic: orders/create' -H 'X-Shopify-Webhook-Id: demo-1' "
-            f"-H 'X-Shopify-Hmac-Sha256: {signature}' --data-binary @{path}",
-            soft_wrap=True,
-        )
-        console.print(
-            "\nThen: [bold]junction status[/bold], [bold]junction trace shopify-order:4242[/bold]. Ctrl-C stops."
-        )
+                console.print(f"    {integration.source} webhook secret: {runtime.webhook_secret(integration.name)}")
+        for system in runtime.state["targets"]:
+            console.print(f"  {system} stand-in: {runtime.target_url(system)}/_standin/state (what it received)")
+        for integration in INTEGRATIONS:
+            if integration.webhook:
+                _example(runtime, integration.name)
+        console.print("\nThen: [bold]junction status[/bold], [bold]junction trace <entity>[/bold]. Ctrl-C stops.")
+        seen = 0
         while not stop.wait(1):
-            dead = [name for name, p in runtime.processes.items() if p.poll() is not None]
+            for line in runtime.events[seen:]:
+                console.print(f"[yellow]{line}[/yellow]")
+            seen = len(runtime.events)
+            dead = runtime.failed()
             if dead:
-                console.print(f"[red]{', '.join(dead)} stopped unexpectedly; see .junction/logs/[/red]")
+                console.print(f"[red]{', '.join(dead)} stopped unexpectedly; see {runtime.state_dir}/logs/[/red]")
                 return 1
     finally:
         with console.status("stopping ..."):
             runtime.stop()
     return 0
+
+
+def _example(runtime: LocalRuntime, name: str) -> None:
+    """A ready-to-paste signed request with a sample event of the integration's source."""
+    sender = runtime.sender(name)
+    body = json.dumps(runtime.source(name).event(4242), separators=(",", ":"))
+    path = runtime.state_dir / f"example-{name}.json"
+    path.write_text(body, encoding="utf-8")
+    headers = " ".join(f"-H '{k}: {v}'" for k, v in sender.headers(body.encode(), "example-1").items())
+    console.print(f"\nSend one to {name} (the body is in {path}):")
+    console.print(f"  curl -i {runtime.webhook_url(name)} {headers} --data-binary @{path}", soft_wrap=True)
 
 
 if __name__ == "__main__":

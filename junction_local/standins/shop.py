@@ -16,13 +16,15 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from junction_local.standins import EVENTS, SourceStandIn
 from shared.webhooks import shopify
 
-SAMPLE = Path(__file__).resolve().parents[2] / "tests" / "events" / "shopify" / "orders-create.json"
+SAMPLES = EVENTS / "shopify"  # Shopify's documented payloads, one file per topic
+# The local shop's webhook signing secret: documented in the README so anyone can sign a curl request.
+SIGNING_SECRET = "shpss_local_demo_secret"  # noqa: S105 - a fixed local value, never deployed
 CATALOGUE = {
     "MUG-BLUE": ("Ceramic Mug", "Blue", Decimal("60.00")),
     "MUG-RED": ("Ceramic Mug", "Red", Decimal("60.00")),
@@ -41,7 +43,7 @@ CUSTOMERS = [
 
 def make_order(order_id: int, *, skus: tuple[str, ...] = ("MUG-BLUE", "TEAPOT-L"), customer: int = 0) -> dict[str, Any]:
     """A documented-shape orders/create payload with its own id, lines and customer."""
-    payload: dict[str, Any] = json.loads(SAMPLE.read_text())
+    payload: dict[str, Any] = json.loads((SAMPLES / "orders-create.json").read_text(encoding="utf-8"))
     first, last, email, vat, city, postcode, phone = CUSTOMERS[customer % len(CUSTOMERS)]
     template = payload["line_items"][0]
     lines, subtotal, tax = [], Decimal(0), Decimal(0)
@@ -192,3 +194,17 @@ class ShopStandIn:
         with self._lock:
             self.deliveries.append(delivery)
         return delivery
+
+
+def _event(n: int) -> dict[str, Any]:
+    return make_order(n, customer=n % len(CUSTOMERS), skus=("MUG-BLUE", "CUP-SET-4"))
+
+
+LOCAL = SourceStandIn(
+    system="shopify",
+    fills="shopify-webhook",
+    signing_secret=SIGNING_SECRET,
+    samples=SAMPLES,
+    event=_event,
+    sender=ShopStandIn,
+)
