@@ -62,6 +62,25 @@ class InProgressElsewhere(TransientError):
     reason = "in_progress"
 
 
+class CredentialsRejected(TransientError):
+    """The target refused our credentials even after they were read again: a rotation in
+    progress, or a secret to fix. Retried (the breaker opens), never dead-lettered at once."""
+
+    reason = "credentials_rejected"
+
+
+class DeadlineReached(TransientError):
+    """Too little of the invocation is left for another call; nothing was sent."""
+
+    reason = "deadline"
+
+
+class OutcomeUnsettled(TransientError):
+    """An earlier attempt may still be committing at a slow target: look again later."""
+
+    reason = "outcome_unsettled"
+
+
 class PermanentError(JunctionError):
     reason = "permanent"
 

@@ -1,24 +1,41 @@
-"""Idempotency records on DynamoDB, keyed on the business key of an effect.
+"""The idempotent consumer's records on DynamoDB, keyed on the business key of an effect.
 
-A record goes IN_PROGRESS (with an expiry tied to the function timeout) before the effect and
-COMPLETED (with the result) after it. Another delivery of the same key finds the record and
-becomes a no-op; the same key with a different payload fingerprint is a conflict. A failed
-attempt deletes its IN_PROGRESS record so the retry can run; a crashed one leaves it to expire,
-and the retry that takes it over knows the effect may already have happened.
+A record goes through three states:
+
+- ``IN_PROGRESS``: an attempt holds the key until ``in_progress_until`` (the end of its
+  invocation). Another delivery of the key meanwhile waits (``InProgressElsewhere``).
+- ``ATTEMPTED``: an attempt ended without a confirmed outcome. It may have reached the target
+  (a timeout after the target committed, a crash, a lost answer), so the record is never
+  deleted: every later attempt, however its message arrived (a retry, a second delivery id, a
+  redrive), takes it over knowing that the effect may already exist, and looks before it creates.
+- ``COMPLETED``: the effect exists; its result is kept, with the event for an operator's replay.
+  Another delivery of the key is a duplicate and does nothing.
+
+The same key with a different payload fingerprint is a conflict in every state. An attempt owns
+its claim through a random token, so a slow attempt whose claim lapsed cannot overwrite the
+state written by the attempt that took over.
+
+Powertools' idempotency utility is not used here: it deletes its record when the function
+raises, which forgets an attempt that may have reached the target (docs/decisions.md, and
+tests/component/test_idempotency_store.py shows it).
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.aws import AwsError, AwsJsonClient, item_from_ddb, item_to_ddb
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.aws import item_from_ddb
 from shared.errors import IdempotencyConflict, InProgressElsewhere, StoreUnavailable
 
 IN_PROGRESS = "IN_PROGRESS"
+ATTEMPTED = "ATTEMPTED"
 COMPLETED = "COMPLETED"
 
 
@@ -27,8 +44,13 @@ class Claim:
     """The result of trying to start an effect."""
 
     key: str
+    token: str = ""
     duplicate_of: dict[str, Any] | None = None  # the COMPLETED record when this is a duplicate
-    taken_over: bool = False  # an expired IN_PROGRESS record was replaced: the effect may exist
+    # An earlier attempt exists whose outcome is unknown: the effect may already exist.
+    maybe_delivered: bool = False
+    # The latest moment an earlier attempt may have reached the target (epoch seconds), if known:
+    # a lookup that finds nothing is trusted only once the target has had time to commit it.
+    reached_at: float | None = None
 
     @property
     def is_duplicate(self) -> bool:
@@ -40,61 +62,75 @@ def target_key(record_key: str) -> str:
     return hashlib.sha256(record_key.encode()).hexdigest()[:40]
 
 
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
 class IdempotencyStore:
     def __init__(
         self,
-        ddb: AwsJsonClient,
+        ddb: Any,
         table: str,
         *,
         ttl_days: int,
-        in_progress_seconds: int,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.ddb = ddb
         self.table = table
         self.ttl_seconds = ttl_days * 86_400
-        self.in_progress_seconds = in_progress_seconds
         self.clock = clock
 
-    def _call(self, action: str, params: dict[str, Any], key: str) -> dict[str, Any]:
+    def _call(self, action: str, key: str, **params: Any) -> dict[str, Any]:
         try:
-            return self.ddb.call(action, params)
-        except AwsError as exc:
-            if exc.code == "ConditionalCheckFailedException":
+            result: dict[str, Any] = getattr(self.ddb, action)(TableName=self.table, **params)
+            return result
+        except ClientError as exc:
+            if _code(exc) == "ConditionalCheckFailedException":
                 raise
-            raise StoreUnavailable(f"idempotency store: {action} {exc.code}", details={"key": key}) from exc
+            raise StoreUnavailable(f"idempotency store: {action} {_code(exc)}", details={"key": key}) from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"idempotency store: {action} {type(exc).__name__}", details={"key": key}) from exc
 
-    def begin(self, key: str, fingerprint: str, entity_ids: dict[str, str]) -> Claim:
+    def begin(self, key: str, fingerprint: str, entity_ids: dict[str, str], *, hold_seconds: float) -> Claim:
+        """Claim ``key`` for an attempt that may run for ``hold_seconds``."""
         now = self.clock()
-        item = {
-            "id": key,
-            "status": IN_PROGRESS,
-            "fingerprint": fingerprint,
-            "in_progress_until": int(now + self.in_progress_seconds),
-            "expires_at": int(now + self.ttl_seconds),
-        }
+        token = secrets.token_hex(8)
         try:
             result = self._call(
-                "PutItem",
-                {
-                    "TableName": self.table,
-                    "Item": item_to_ddb(item),
-                    "ConditionExpression": "attribute_not_exists(id) OR (#s = :p AND in_progress_until < :now)",
-                    "ExpressionAttributeNames": {"#s": "status"},
-                    "ExpressionAttributeValues": {":p": {"S": IN_PROGRESS}, ":now": {"N": str(int(now))}},
-                    "ReturnValues": "ALL_OLD",
-                },
+                "update_item",
                 key,
+                Key={"id": {"S": key}},
+                UpdateExpression=(
+                    "SET #s = :p, fingerprint = :f, in_progress_until = :until, claimed_at = :now, "
+                    "claim_token = :token, expires_at = :exp, attempts = if_not_exists(attempts, :zero) + :one"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(id) OR "
+                    "(fingerprint = :f AND (#s = :a OR (#s = :p AND in_progress_until < :now)))"
+                ),
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":p": {"S": IN_PROGRESS},
+                    ":a": {"S": ATTEMPTED},
+                    ":f": {"S": fingerprint},
+                    ":until": {"N": str(int(now + hold_seconds) + 1)},
+                    ":now": {"N": str(int(now))},
+                    ":token": {"S": token},
+                    ":exp": {"N": str(int(now + self.ttl_seconds))},
+                    ":zero": {"N": "0"},
+                    ":one": {"N": "1"},
+                },
+                ReturnValues="ALL_OLD",
             )
-        except AwsError:  # the condition failed: a record exists and is not an expired claim
+        except ClientError:  # the condition failed: a record exists that we may not take
             existing = self.get(key)
             if existing is None:  # expired by TTL between our two calls: try once more
-                return self.begin(key, fingerprint, entity_ids)
+                return self.begin(key, fingerprint, entity_ids, hold_seconds=hold_seconds)
             if existing.get("fingerprint") != fingerprint:
                 raise IdempotencyConflict(
                     "the same idempotency key arrived with a different payload",
                     entity_ids=entity_ids,
-                    details={"key": key},
+                    details={"key": key, "status": existing.get("status")},
                 ) from None
             if existing.get("status") == COMPLETED:
                 return Claim(key, duplicate_of=existing)
@@ -103,53 +139,65 @@ class IdempotencyStore:
                 retry_after=max(1.0, float(existing.get("in_progress_until", now)) - now),
                 entity_ids=entity_ids,
             ) from None
-        old = result.get("Attributes")
-        if old and item_from_ddb(old).get("fingerprint") not in (None, fingerprint):
-            self.release(key)
-            raise IdempotencyConflict(
-                "the same idempotency key arrived with a different payload",
-                entity_ids=entity_ids,
-                details={"key": key},
-            )
-        return Claim(key, taken_over=bool(old))
+        old = item_from_ddb(result["Attributes"]) if result.get("Attributes") else None
+        if old is None:
+            return Claim(key, token=token)
+        reached = old.get("reached_at")
+        if old.get("status") == IN_PROGRESS:  # that attempt died mid-way: it may have reached the target
+            reached = max(float(reached or 0), float(old.get("claimed_at") or now))
+        return Claim(key, token=token, maybe_delivered=True, reached_at=float(reached) if reached else None)
 
     def get(self, key: str) -> dict[str, Any] | None:
-        result = self._call(
-            "GetItem", {"TableName": self.table, "Key": {"id": {"S": key}}, "ConsistentRead": True}, key
-        )
+        result = self._call("get_item", key, Key={"id": {"S": key}}, ConsistentRead=True)
         return item_from_ddb(result["Item"]) if result.get("Item") else None
 
-    def complete(self, key: str, result: dict[str, str], envelope_json: str) -> None:
-        """Mark the effect done, keeping its result and the event (for an operator's replay)."""
+    def complete(self, claim: Claim, result: dict[str, str], envelope_json: str) -> None:
+        """Mark the effect done, keeping its result and the event (for an operator's replay).
+
+        Unconditional: the effect exists, whoever holds the claim now."""
         self._call(
-            "UpdateItem",
-            {
-                "TableName": self.table,
-                "Key": {"id": {"S": key}},
-                "UpdateExpression": "SET #s = :c, #r = :r, envelope = :e, completed_at = :t REMOVE in_progress_until",
-                "ExpressionAttributeNames": {"#s": "status", "#r": "result"},
-                "ExpressionAttributeValues": {
-                    ":c": {"S": COMPLETED},
-                    ":r": {"M": {k: {"S": v} for k, v in result.items()}},
-                    ":e": {"S": envelope_json},
-                    ":t": {"N": str(int(self.clock()))},
-                },
+            "update_item",
+            claim.key,
+            Key={"id": {"S": claim.key}},
+            UpdateExpression=(
+                "SET #s = :c, #r = :r, envelope = :e, completed_at = :t REMOVE in_progress_until, claim_token"
+            ),
+            ExpressionAttributeNames={"#s": "status", "#r": "result"},
+            ExpressionAttributeValues={
+                ":c": {"S": COMPLETED},
+                ":r": {"M": {k: {"S": v} for k, v in result.items()}},
+                ":e": {"S": envelope_json},
+                ":t": {"N": str(int(self.clock()))},
             },
-            key,
         )
 
-    def release(self, key: str) -> None:
-        """Drop an IN_PROGRESS claim after a failed attempt (never a COMPLETED record)."""
+    def attempted(self, claim: Claim, reason: str, reached_at: float | None) -> None:
+        """Record that our attempt ended without a confirmed outcome; never deletes the record.
+
+        ``reached_at``: the latest moment this or an earlier attempt may have reached the target.
+
+        Only our own claim is changed: if it lapsed and another attempt took the key over, or
+        the effect completed meanwhile, that state stands. A failure here is harmless: the
+        IN_PROGRESS claim lapses by itself and the next attempt takes it over the same way."""
         try:
-            self.ddb.call(
-                "DeleteItem",
-                {
-                    "TableName": self.table,
-                    "Key": {"id": {"S": key}},
-                    "ConditionExpression": "#s = :p",
-                    "ExpressionAttributeNames": {"#s": "status"},
-                    "ExpressionAttributeValues": {":p": {"S": IN_PROGRESS}},
+            self.ddb.update_item(
+                TableName=self.table,
+                Key={"id": {"S": claim.key}},
+                UpdateExpression=(
+                    "SET #s = :a, attempted_at = :t, last_reason = :r"
+                    + (", reached_at = :reached" if reached_at is not None else "")
+                    + " REMOVE in_progress_until, claim_token"
+                ),
+                ConditionExpression="#s = :p AND claim_token = :token",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":a": {"S": ATTEMPTED},
+                    ":p": {"S": IN_PROGRESS},
+                    ":t": {"N": str(int(self.clock()))},
+                    ":r": {"S": reason[:100]},
+                    ":token": {"S": claim.token},
+                    **({":reached": {"N": f"{reached_at:.3f}"}} if reached_at is not None else {}),
                 },
             )
-        except AwsError:
-            pass  # the claim expires by itself after in_progress_seconds
+        except (ClientError, BotoCoreError):
+            pass

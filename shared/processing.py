@@ -1,38 +1,89 @@
-"""SQS batch processing: idempotency, delivery, and the outcome of every message by error type.
+"""The SQS consumer of every integration: idempotent consumer, redelivery policy, dead letter
+channel and circuit breaker, around one integration-specific ``Flow``.
 
-For each record of a Lambda SQS batch:
-- success, or a duplicate of an effect already made -> not reported (Lambda deletes it);
-- ``TransientError`` (and any unexpected exception) -> its visibility timeout is set to the
-  backoff delay (full jitter, at least ``Retry-After``) and it is reported as a batch item
-  failure; at the last allowed receive it is dead-lettered with reason ``retries_exhausted``;
-- ``PermanentError`` -> sent to the DLQ with its reason, entity ids and attempt count, then not
-  reported. If that send fails, it is reported instead: a message is never dropped.
-One poison message never holds back the others: each record is handled on its own.
+For each record of a Lambda SQS batch (Powertools' batch utility runs the loop and builds the
+partial batch response):
+
+- success, or a duplicate of an effect already made: not reported (Lambda deletes it);
+- ``TransientError`` (and any unexpected exception): redelivered later with full-jitter
+  backoff, at least ``Retry-After``, through the message's visibility timeout, for as long as
+  the integration's retry horizon allows, measured in time since the first attempt and never in
+  SQS receive counts. A message whose receive count nears the queue's ``maxReceiveCount`` is sent
+  again as a fresh message that carries its retry start, so SQS's own redrive (the safety net
+  for crashing functions) never takes a message that is merely waiting;
+- while the target's circuit breaker is open, messages wait without calling the target;
+- ``PermanentError`` or an exhausted horizon: sent to the DLQ with its reason, entity ids and
+  attempt count, then deleted at once (a function timeout re-runs the batch; it must not
+  dead-letter the same message twice). If that send fails, the message is kept: never dropped.
+- Records that would start too close to the invocation's deadline are put off (reported as
+  failures, so Lambda keeps them); the HTTP calls of the records that run are bounded by the
+  time left (``Attempt.timeout``).
+
+An attempt that may have reached the target is never forgotten (shared/idempotency.py): every
+later delivery of the same business effect looks before it creates, and trusts an empty lookup
+only after the target has had ``retry.settle_seconds`` to commit a slow earlier attempt.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from shared.aws import AwsError, AwsJsonClient, SecretCache, dynamodb_client, item_to_ddb, sqs_client
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor as PowertoolsBatchProcessor,
+)
+from aws_lambda_powertools.utilities.batch import (
+    EventType,
+    SqsFifoPartialProcessor,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared import state_keys
+from shared.aws import item_to_ddb
+from shared.breaker import CLOSED, BreakerView, CircuitBreaker
 from shared.declaration import Integration, RetryPolicy
 from shared.envelope import CARRIED_ATTRIBUTES, Envelope
-from shared.errors import JunctionError, PermanentError, StoreUnavailable, TransientError
-from shared.idempotency import IdempotencyStore, target_key
-from shared.observability import emit_metrics, get_logger, log
+from shared.errors import (
+    CredentialsRejected,
+    DeadlineReached,
+    JunctionError,
+    OutcomeUnsettled,
+    PermanentError,
+    RateLimited,
+    StoreUnavailable,
+    TargetUnavailable,
+    TransientError,
+)
+from shared.idempotency import Claim, IdempotencyStore, target_key
+from shared.parameters import Secrets
 
-_logger = get_logger("junction.processor")
+logger = Logger(service="junction-processor")
 TRACE_TTL_DAYS = 90
-SAFETY_MARGIN_MS = 5_000  # stop taking new records when less than this remains of the invocation
+# Time kept back at the end of an invocation for recording outcomes (idempotency record, DLQ
+# send, visibility change, history): the AWS clients' timeouts and retries fit in it.
+RESERVE_SECONDS = 6.0
+# A record is started only if this much of the invocation remains.
+MIN_START_SECONDS = RESERVE_SECONDS + 4.0
+MAX_VISIBILITY = 43_200  # SQS's limit for a visibility timeout (12 h)
+MAX_DELAY_SECONDS = 900  # SQS's limit for DelaySeconds (15 min)
+AWS_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"})
+
+# Message attributes the redelivery policy writes on a message it sends again.
+RETRY_SINCE = "junction-retry-since"  # epoch seconds of the first attempt; the horizon counts from it
+PRIOR_RECEIVES = "junction-prior-receives"  # receives before this copy was sent (backoff grows on)
+NOT_BEFORE = "junction-not-before"  # epoch seconds; a delay longer than SQS's DelaySeconds allows
 
 
 @dataclass(frozen=True)
@@ -46,13 +97,42 @@ class Prepared:
     data: Any
 
 
-@dataclass(frozen=True)
+@dataclass
 class Attempt:
     """What a delivery needs to know about the attempt it is."""
 
-    idempotency_key: str  # send to the target as Idempotency-Key
-    receive_count: int
+    idempotency_key: str  # send to the target as Idempotency-Key (most targets ignore it)
+    number: int  # 1 for the first attempt; grows with every redelivery
     maybe_delivered: bool  # an earlier attempt may have reached the target: look before creating
+    reached_at: float | None = None  # when an earlier attempt may last have reached the target
+    settle_seconds: float = 0.0
+    deadline: float = float("inf")  # time.monotonic() by which the delivery must have returned
+    clock: Callable[[], float] = time.time
+    creating_at: float | None = None  # set by ``creating()``
+
+    def creating(self) -> None:
+        """Call right before the call that creates the effect at the target (the one a lost answer
+        would make ambiguous). From here on, a failure means the effect may exist."""
+        self.creating_at = self.clock()
+
+    def require_settled(self) -> None:
+        """Call after a lookup found nothing, before creating: an earlier attempt that may still
+        be committing at a slow target must first have had ``settle_seconds``."""
+        if not self.maybe_delivered or self.reached_at is None:
+            return
+        wait = self.reached_at + self.settle_seconds - self.clock()
+        if wait > 0:
+            raise OutcomeUnsettled(
+                "an earlier attempt may still be committing at the target; looking again later",
+                retry_after=wait,
+            )
+
+    def timeout(self, wanted: float) -> float:
+        """The timeout for one call to the target: ``wanted``, cut to the time left."""
+        left = self.deadline - time.monotonic()
+        if left < 1.0:
+            raise DeadlineReached("no time left in this invocation for another call to the target")
+        return min(wanted, left)
 
 
 class Flow(Protocol):
@@ -69,16 +149,47 @@ def backoff_seconds(policy: RetryPolicy, attempt: int, retry_after: float | None
     delay = rng.uniform(policy.base_delay_seconds, max(policy.base_delay_seconds, ceiling))
     if retry_after is not None:
         delay = max(delay, retry_after)
-    return int(min(max(delay, 1), 43_200))
+    return int(min(max(delay, 1), MAX_VISIBILITY))
 
 
 @dataclass
 class RecordResult:
     message_id: str
-    outcome: str  # delivered | duplicate | dead_lettered | retry_scheduled | deferred
-    failed: bool
+    outcome: str  # delivered | duplicate | dead_lettered | retry_scheduled | waiting | deferred
+    failed: bool  # reported as a batch item failure (Lambda keeps the message)
     reason: str | None = None
     entity_ids: dict[str, str] = field(default_factory=dict)
+
+
+class _Reported(Exception):
+    """Raised to Powertools' batch loop for a record that must stay on the queue."""
+
+
+@dataclass
+class _Invocation:
+    """State of one invocation: its deadline, the breaker as last seen, what to record."""
+
+    deadline: float
+    breaker: BreakerView
+    probing: bool = False
+    results: list[RecordResult] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    breaker_opened: int = 0
+
+    def seconds_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+def _attribute(record: Mapping[str, Any], name: str) -> str | None:
+    value = ((record.get("messageAttributes") or {}).get(name) or {}).get("stringValue")
+    return str(value) if value is not None else None
+
+
+def _number(value: Any, default: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
 
 
 class BatchProcessor:
@@ -87,12 +198,14 @@ class BatchProcessor:
         integration: Integration,
         flow: Flow,
         *,
-        sqs: AwsJsonClient,
-        ddb: AwsJsonClient,
+        sqs: Any,
+        ddb: Any,
         queue_url: str,
         dlq_url: str,
         idempotency_table: str,
         state_table: str,
+        s3: Callable[[], Any] | None = None,
+        payload_bucket: str | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
@@ -100,83 +213,168 @@ class BatchProcessor:
         self.flow = flow
         self.sqs = sqs
         self.ddb = ddb
+        self.s3 = s3
+        self.payload_bucket = payload_bucket
         self.queue_url = queue_url
         self.dlq_url = dlq_url
         self.state_table = state_table
         self.clock = clock
         self.rng = rng or random.Random()
-        self._local = threading.local()  # one handler may serve concurrent invocations locally
-        self.store = IdempotencyStore(
+        self.store = IdempotencyStore(ddb, idempotency_table, ttl_days=integration.idempotency_ttl_days, clock=clock)
+        self.breaker = CircuitBreaker(
             ddb,
-            idempotency_table,
-            ttl_days=integration.idempotency_ttl_days,
-            in_progress_seconds=integration.processor.timeout_seconds,
+            state_table,
+            integration.name,
+            integration.target,
+            integration.breaker,
+            probe_seconds=integration.processor.timeout_seconds,
             clock=clock,
         )
 
     # -- the batch -------------------------------------------------------------------------
     def process(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-        results: list[RecordResult] = []
-        self._local.history = history = []  # trace items of this invocation, written together at the end
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        seconds = remaining() / 1000 if remaining else float(self.integration.processor.timeout_seconds)
+        inv = _Invocation(deadline=time.monotonic() + seconds, breaker=self.breaker.read())
+        if not event.get("Records"):
+            return {"batchItemFailures": []}
+        processor: PowertoolsBatchProcessor | SqsFifoPartialProcessor
+        if self.integration.queue.fifo:
+            processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+        else:
+            processor = PowertoolsBatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False)
+
+        def record_handler(record: SQSRecord) -> None:
+            result = self.process_record(record.raw_event, inv)
+            inv.results.append(result)
+            if result.failed:
+                raise _Reported(result.outcome)
+
         try:
-            for record in event.get("Records") or []:
-                remaining = getattr(context, "get_remaining_time_in_millis", None)
-                if remaining is not None and remaining() < SAFETY_MARGIN_MS:
-                    results.append(RecordResult(record["messageId"], "deferred", failed=True))
-                    continue
-                results.append(self.process_record(record))
-            if any(r.outcome == "delivered" for r in results):
-                history.append(
-                    {"pk": f"status#{self.integration.name}", "sk": "last_success", "at": _iso(self.clock())}
-                )
+            response = process_partial_response(
+                event=event, record_handler=record_handler, processor=processor, context=context
+            )
         finally:
-            self._local.history = None
-            self._write_history(history)
-        counts: dict[str, float] = {}
-        for r in results:
+            if any(r.outcome == "delivered" for r in inv.results):
+                pk, sk = state_keys.last_success(self.integration.name)
+                inv.history.append({"pk": pk, "sk": sk, "at": _iso(self.clock())})
+            self._write_history(inv.history)
+            self._emit_metrics(inv)
+        return dict(response)
+
+    def _emit_metrics(self, inv: _Invocation) -> None:
+        counts: dict[str, int] = {}
+        for r in inv.results:
             counts[f"Message_{r.outcome}"] = counts.get(f"Message_{r.outcome}", 0) + 1
-        if counts:
-            emit_metrics(self.integration.name, counts)
-        return {"batchItemFailures": [{"itemIdentifier": r.message_id} for r in results if r.failed]}
+        if inv.breaker_opened:
+            counts["Breaker_opened"] = inv.breaker_opened
+        if not counts:
+            return
+        metrics = EphemeralMetrics(namespace="Junction")
+        metrics.add_dimension(name="Integration", value=self.integration.name)
+        for name, value in counts.items():
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        metrics.flush_metrics()
 
     # -- one record ------------------------------------------------------------------------
-    def process_record(self, record: dict[str, Any]) -> RecordResult:
+    def process_record(self, record: dict[str, Any], inv: _Invocation) -> RecordResult:
         message_id = str(record.get("messageId"))
-        attempts = int((record.get("attributes") or {}).get("ApproximateReceiveCount", "1"))
+        receives = int(_number((record.get("attributes") or {}).get("ApproximateReceiveCount"), 1))
+        attempt_number = receives + int(_number(_attribute(record, PRIOR_RECEIVES), 0))
         envelope: Envelope | None = None
         prepared: Prepared | None = None
         started = time.perf_counter()
+        now = self.clock()
+        not_before = _number(_attribute(record, NOT_BEFORE), 0)
+        if not_before > now + 1:
+            return self._redeliver(record, inv, int(not_before - now), "waiting", None)
+        if inv.seconds_left() < MIN_START_SECONDS:
+            return self._redeliver(record, inv, 1, "deferred", "deadline")
         try:
             envelope = Envelope.from_json(str(record.get("body", "")))
             prepared = self.flow.prepare(envelope)
+            logger.thread_safe_append_keys(correlation_id=envelope.delivery_id, **prepared.entity_ids)
+            wait = self._breaker_wait(inv)
+            if wait > 0:
+                return self._redeliver(
+                    record, inv, int(wait * self.rng.uniform(1.0, 1.2)) + 1, "waiting", "breaker_open"
+                )
             key = self.record_key(prepared, envelope)
-            claim = self.store.begin(key, prepared.fingerprint, prepared.entity_ids)
+            claim = self.store.begin(
+                key, prepared.fingerprint, prepared.entity_ids, hold_seconds=max(1.0, inv.seconds_left())
+            )
             if claim.is_duplicate:
                 previous = (claim.duplicate_of or {}).get("result") or {}
-                self._trace(envelope, prepared, "duplicate", attempts, target_ids=previous)
+                self._trace(inv, envelope, prepared, "duplicate", attempt_number, target_ids=previous)
                 return self._done(message_id, "duplicate", prepared, started)
+            target_ids = self._deliver(inv, claim, prepared, attempt_number)
             try:
-                target_ids = self.flow.deliver(
-                    prepared,
-                    Attempt(target_key(key), attempts, maybe_delivered=attempts > 1 or claim.taken_over),
-                )
-            except BaseException:
-                self.store.release(key)
+                self.store.complete(claim, target_ids, envelope.to_json())
+            except StoreUnavailable:  # delivered, not recorded: the next attempt looks it up
+                self.store.attempted(claim, "completion_not_recorded", self.clock())
                 raise
-            try:
-                self.store.complete(key, target_ids, envelope.to_json())
-            except AwsError as exc:  # delivered, not recorded: the retry finds the order by reference
-                raise StoreUnavailable(f"could not record completion: {exc.code}") from exc
-            self._trace(envelope, prepared, "delivered", attempts, target_ids=target_ids)
+            self._trace(inv, envelope, prepared, "delivered", attempt_number, target_ids=target_ids)
             return self._done(message_id, "delivered", prepared, started, target_ids=target_ids)
         except PermanentError as err:
-            return self._dead_letter(record, err, err.reason, attempts, envelope, prepared)
+            return self._dead_letter(record, inv, err, err.reason, attempt_number, envelope, prepared)
         except TransientError as err:
-            return self._retry(record, err, err.reason, attempts, envelope, prepared, err.retry_after)
+            return self._retry(record, inv, err, err.reason, attempt_number, envelope, prepared, err.retry_after)
         except Exception as err:  # a bug: retry with backoff, then dead-letter with its type
-            log(_logger, logging.ERROR, "unexpected error", message_id=message_id, error=type(err).__name__)
-            wrapped = JunctionError(f"unexpected {type(err).__name__}: {err}"[:1000])
-            return self._retry(record, wrapped, "unexpected_error", attempts, envelope, prepared, None)
+            logger.exception("unexpected error", extra={"message_id": message_id, "error": type(err).__name__})
+            wrapped = JunctionError(f"unexpected {type(err).__name__}"[:1000])
+            return self._retry(record, inv, wrapped, "unexpected_error", attempt_number, envelope, prepared, None)
+        finally:
+            logger.thread_safe_clear_keys()
+
+    def _breaker_wait(self, inv: _Invocation) -> float:
+        """Seconds this message must wait for the breaker; 0 to go ahead (maybe as the probe)."""
+        view = inv.breaker
+        if view.state == CLOSED or inv.probing:
+            return 0.0
+        wait = view.wait_seconds(self.clock())
+        if wait > 0:
+            return wait
+        if self.breaker.try_probe(view):
+            inv.probing = True
+            logger.info("circuit breaker probing", extra={"target": self.integration.target})
+            return 0.0
+        inv.breaker = self.breaker.read()
+        return max(1.0, inv.breaker.wait_seconds(self.clock()))
+
+    def _deliver(self, inv: _Invocation, claim: Claim, prepared: Prepared, number: int) -> dict[str, str]:
+        attempt = Attempt(
+            target_key(claim.key),
+            number,
+            maybe_delivered=claim.maybe_delivered,
+            reached_at=claim.reached_at,
+            settle_seconds=self.integration.retry.settle_seconds,
+            deadline=inv.deadline - RESERVE_SECONDS,
+            clock=self.clock,
+        )
+        try:
+            target_ids = self.flow.deliver(prepared, attempt)
+        except BaseException as exc:
+            reason = exc.reason if isinstance(exc, JunctionError) else "unexpected_error"
+            # Once the create was sent, only a refusal before processing (429, or our own
+            # deadline before sending) proves that the effect was not made.
+            sent = attempt.creating_at is not None and not isinstance(exc, RateLimited | DeadlineReached)
+            self.store.attempted(claim, reason, attempt.creating_at if sent else claim.reached_at)
+            if isinstance(exc, TargetUnavailable | CredentialsRejected):
+                before = inv.breaker
+                inv.breaker = self.breaker.failure(before, probing=inv.probing)
+                inv.probing = False
+                if inv.breaker.open_until > before.open_until:
+                    inv.breaker_opened += 1
+                    logger.warning(
+                        "circuit breaker opened",
+                        extra={"target": self.integration.target, "open_seconds": inv.breaker.open_seconds},
+                    )
+            raise
+        self.breaker.success(inv.breaker)
+        if inv.breaker.state != CLOSED or inv.breaker.failures:
+            inv.breaker = BreakerView()
+            inv.probing = False
+        return target_ids
 
     def _done(
         self,
@@ -186,15 +384,14 @@ class BatchProcessor:
         started: float,
         target_ids: dict[str, str] | None = None,
     ) -> RecordResult:
-        log(
-            _logger,
-            logging.INFO,
+        logger.info(
             f"message {outcome}",
-            integration=self.integration.name,
-            message_id=message_id,
-            **prepared.entity_ids,
-            **(target_ids or {}),
-            ms=round((time.perf_counter() - started) * 1000, 1),
+            extra={
+                "integration": self.integration.name,
+                "message_id": message_id,
+                **(target_ids or {}),
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            },
         )
         return RecordResult(message_id, outcome, failed=False, entity_ids=prepared.entity_ids)
 
@@ -205,9 +402,21 @@ class BatchProcessor:
             ids.setdefault("delivery_id", envelope.delivery_id)
         return ids
 
+    # -- redelivery policy ---------------------------------------------------------------
+    def retry_since(self, record: Mapping[str, Any]) -> float:
+        """When this message's retries started (epoch seconds): carried by a message we sent
+        again, else its first receive from this queue (a redrive starts a new horizon)."""
+        carried = _attribute(record, RETRY_SINCE)
+        if carried is not None:
+            return _number(carried, self.clock())
+        attributes = record.get("attributes") or {}
+        first = attributes.get("ApproximateFirstReceiveTimestamp") or attributes.get("SentTimestamp")
+        return _number(first, self.clock() * 1000) / 1000
+
     def _retry(
         self,
         record: dict[str, Any],
+        inv: _Invocation,
         err: JunctionError,
         reason: str,
         attempts: int,
@@ -215,39 +424,101 @@ class BatchProcessor:
         prepared: Prepared | None,
         retry_after: float | None,
     ) -> RecordResult:
-        message_id = str(record.get("messageId"))
-        if attempts >= self.integration.queue.max_receive_count:
-            exhausted = JunctionError(f"retries exhausted after {attempts} attempts; last error: {err.message}"[:1000])
-            exhausted.entity_ids = err.entity_ids
-            return self._dead_letter(record, exhausted, "retries_exhausted", attempts, envelope, prepared, last=reason)
-        delay = backoff_seconds(self.integration.retry, attempts, retry_after, self.rng)
-        try:
-            self.sqs.call(
-                "ChangeMessageVisibility",
-                {"QueueUrl": self.queue_url, "ReceiptHandle": record["receiptHandle"], "VisibilityTimeout": delay},
+        horizon = self.integration.retry.horizon_seconds
+        elapsed = self.clock() - self.retry_since(record)
+        if elapsed >= horizon:
+            exhausted = JunctionError(
+                f"retries exhausted: still failing {int(elapsed)} s after the first attempt "
+                f"(horizon {horizon} s, {attempts} attempts); last error: {err.message}"[:1000],
+                entity_ids=err.entity_ids,
             )
-        except (AwsError, KeyError):
-            delay = -1  # the queue's visibility timeout applies instead
+            return self._dead_letter(
+                record, inv, exhausted, "retries_exhausted", attempts, envelope, prepared, last=reason
+            )
+        delay = backoff_seconds(self.integration.retry, attempts, retry_after, self.rng)
+        result = self._redeliver(record, inv, delay, "retry_scheduled", reason)
         ids = self._ids(err, envelope, prepared)
-        log(
-            _logger,
-            logging.WARNING,
+        logger.warning(
             "message retry scheduled",
-            integration=self.integration.name,
-            message_id=message_id,
-            reason=reason,
-            error=err.message[:300],
-            attempts=attempts,
-            delay_s=delay,
-            **ids,
+            extra={
+                "integration": self.integration.name,
+                "message_id": result.message_id,
+                "reason": reason,
+                "error": err.message[:300],
+                "attempts": attempts,
+                "delay_s": delay,
+                **ids,
+            },
         )
         if envelope and prepared:
-            self._trace(envelope, prepared, "retry_scheduled", attempts, reason=reason)
-        return RecordResult(message_id, "retry_scheduled", failed=True, reason=reason, entity_ids=ids)
+            self._trace(inv, envelope, prepared, "retry_scheduled", attempts, reason=reason)
+        result.entity_ids = ids
+        return result
 
+    def _redeliver(
+        self, record: dict[str, Any], inv: _Invocation, delay: int, outcome: str, reason: str | None
+    ) -> RecordResult:
+        """Make the message come back in ``delay`` seconds without nearing SQS's redrive: through
+        its visibility timeout, or, when its receive count nears ``maxReceiveCount``, as a new
+        message carrying its retry start (sent first, then the old one deleted)."""
+        message_id = str(record.get("messageId"))
+        receives = int(_number((record.get("attributes") or {}).get("ApproximateReceiveCount"), 1))
+        delay = max(1, min(int(delay), MAX_VISIBILITY))
+        if receives < self.integration.queue.max_receive_count - 1:
+            try:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=delay
+                )
+            except (ClientError, BotoCoreError, KeyError):
+                pass  # the queue's visibility timeout applies instead
+            return RecordResult(message_id, outcome, failed=True, reason=reason)
+        attributes = self._carried(record)
+        attributes[RETRY_SINCE] = {"DataType": "Number", "StringValue": f"{self.retry_since(record):.3f}"}
+        prior = receives + int(_number(_attribute(record, PRIOR_RECEIVES), 0))
+        attributes[PRIOR_RECEIVES] = {"DataType": "Number", "StringValue": str(prior)}
+        params: dict[str, Any] = {
+            "QueueUrl": self.queue_url,
+            "MessageBody": str(record.get("body", "")),
+            "MessageAttributes": attributes,
+        }
+        if delay > MAX_DELAY_SECONDS or self.integration.queue.fifo:
+            attributes[NOT_BEFORE] = {"DataType": "Number", "StringValue": f"{self.clock() + delay:.3f}"}
+        if self.integration.queue.fifo:
+            params.update(self._fifo_params(record, f"{message_id}:{prior}"))
+        else:
+            params["DelaySeconds"] = min(delay, MAX_DELAY_SECONDS)
+        try:
+            self.sqs.send_message(**params)
+        except (ClientError, BotoCoreError):
+            return RecordResult(message_id, outcome, failed=True, reason=reason)  # kept; SQS redrives at worst
+        self._delete(record)
+        return RecordResult(message_id, outcome, failed=False, reason=reason)
+
+    def _carried(self, record: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for name in CARRIED_ATTRIBUTES:
+            value = _attribute(record, name)
+            if value:
+                out[name] = {"DataType": "String", "StringValue": value}
+        return out
+
+    def _fifo_params(self, record: Mapping[str, Any], dedup: str) -> dict[str, str]:
+        group = str((record.get("attributes") or {}).get("MessageGroupId") or record.get("messageId"))
+        return {"MessageGroupId": group, "MessageDeduplicationId": dedup[:128]}
+
+    def _delete(self, record: Mapping[str, Any]) -> None:
+        """Delete a handled message now: if the invocation then times out, the batch re-runs
+        without it. Lambda deletes it anyway when the batch returns."""
+        try:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=record["receiptHandle"])
+        except (ClientError, BotoCoreError, KeyError):
+            pass
+
+    # -- dead letter channel -------------------------------------------------------------
     def _dead_letter(
         self,
         record: dict[str, Any],
+        inv: _Invocation,
         err: JunctionError,
         reason: str,
         attempts: int,
@@ -264,39 +535,36 @@ class BatchProcessor:
             "junction-attempts": {"DataType": "Number", "StringValue": str(attempts)},
             "junction-integration": {"DataType": "String", "StringValue": self.integration.name},
             "junction-failed-at": {"DataType": "String", "StringValue": _iso(self.clock())},
+            **self._carried(record),
         }
         if last:
             attributes["junction-last-reason"] = {"DataType": "String", "StringValue": last}
-        for name in CARRIED_ATTRIBUTES:
-            value = ((record.get("messageAttributes") or {}).get(name) or {}).get("stringValue")
-            if value:
-                attributes[name] = {"DataType": "String", "StringValue": value}
         params: dict[str, Any] = {
             "QueueUrl": self.dlq_url,
             "MessageBody": str(record.get("body", "")),
             "MessageAttributes": attributes,
         }
         if self.integration.queue.fifo:
-            params["MessageGroupId"] = str((record.get("attributes") or {}).get("MessageGroupId") or message_id)
-            params["MessageDeduplicationId"] = message_id
+            params.update(self._fifo_params(record, message_id))
         try:
-            self.sqs.call("SendMessage", params)
-        except AwsError as exc:
-            log(_logger, logging.ERROR, "dead-letter send failed", message_id=message_id, error=exc.code)
+            self.sqs.send_message(**params)
+        except (ClientError, BotoCoreError) as exc:
+            logger.error("dead-letter send failed", extra={"message_id": message_id, "error": type(exc).__name__})
             return RecordResult(message_id, "retry_scheduled", failed=True, reason=reason, entity_ids=ids)
-        log(
-            _logger,
-            logging.ERROR,
+        self._delete(record)
+        logger.error(
             "message dead-lettered",
-            integration=self.integration.name,
-            message_id=message_id,
-            reason=reason,
-            error=err.message[:300],
-            attempts=attempts,
-            **ids,
+            extra={
+                "integration": self.integration.name,
+                "message_id": message_id,
+                "reason": reason,
+                "error": err.message[:300],
+                "attempts": attempts,
+                **ids,
+            },
         )
         if envelope and prepared:
-            self._trace(envelope, prepared, "dead_lettered", attempts, reason=reason)
+            self._trace(inv, envelope, prepared, "dead_lettered", attempts, reason=reason)
         return RecordResult(message_id, "dead_lettered", failed=False, reason=reason, entity_ids=ids)
 
     def record_key(self, prepared: Prepared, envelope: Envelope) -> str:
@@ -304,9 +572,15 @@ class BatchProcessor:
         key = f"{self.integration.name}#{prepared.business_key}"
         return key + f"#replay:{envelope.replay_id}" if envelope.replay_id else key
 
-    # -- history ---------------------------------------------------------------------------
+    def _s3(self) -> Any:
+        if self.s3 is None or not self.payload_bucket:
+            raise StoreUnavailable("a claim-checked message arrived but no payload bucket is configured")
+        return self.s3()
+
+    # -- message history -----------------------------------------------------------------
     def _trace(
         self,
+        inv: _Invocation,
         envelope: Envelope,
         prepared: Prepared,
         outcome: str,
@@ -317,9 +591,9 @@ class BatchProcessor:
     ) -> None:
         now = self.clock()
         item: dict[str, Any] = {
-            "pk": f"trace#{prepared.entity_id}",
+            "pk": state_keys.trace_pk(prepared.entity_id),
             # A random suffix keeps two hops of the same millisecond apart.
-            "sk": f"{_iso(now)}#{self.integration.name}#{outcome}#{self.rng.getrandbits(32):08x}",
+            "sk": state_keys.trace_sk(_iso(now), self.integration.name, outcome, f"{self.rng.getrandbits(32):08x}"),
             "integration": self.integration.name,
             "outcome": outcome,
             "delivery_id": envelope.delivery_id,
@@ -337,11 +611,7 @@ class BatchProcessor:
             item["reason"] = reason
         if envelope.replay_id:
             item["replay_id"] = envelope.replay_id
-        history = getattr(self._local, "history", None)
-        if history is not None:
-            history.append(item)
-        else:
-            self._write_history([item])
+        inv.history.append(item)
 
     def _write_history(self, items: list[dict[str, Any]]) -> None:
         """Trace and status items, 25 to a BatchWriteItem. History is best effort: a failure is
@@ -350,9 +620,9 @@ class BatchProcessor:
             requests = [{"PutRequest": {"Item": item_to_ddb(i)}} for i in items[start : start + 25]]
             for _ in range(3):
                 try:
-                    result = self.ddb.call("BatchWriteItem", {"RequestItems": {self.state_table: requests}})
-                except AwsError as exc:
-                    log(_logger, logging.WARNING, "history write failed", error=exc.code, items=len(requests))
+                    result = self.ddb.batch_write_item(RequestItems={self.state_table: requests})
+                except (ClientError, BotoCoreError) as exc:
+                    logger.warning("history write failed", extra={"error": type(exc).__name__, "items": len(requests)})
                     break
                 requests = (result.get("UnprocessedItems") or {}).get(self.state_table) or []
                 if not requests:
@@ -370,25 +640,39 @@ def _latency_ms(received_at: str, now: float) -> int | None:
         return None
 
 
+def aws_client(service: str) -> Any:
+    """A boto3 client with timeouts and retries that fit inside an invocation's reserve."""
+    return boto3.session.Session().client(service, config=AWS_CONFIG)  # type: ignore[call-overload]
+
+
 def make_sqs_handler(
     integration: Integration,
-    flow_factory: Callable[[SecretCache, str], Flow],
+    flow_factory: Callable[[Secrets, str], Flow],
     environ: Mapping[str, str] | None = None,
 ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The Lambda handler. Clients and the flow are built on the first call, from the environment;
     ``flow_factory(secrets, stage)`` builds the integration's flow."""
     holder: list[BatchProcessor] = []
 
+    @logger.inject_lambda_context
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not holder:
             env = os.environ if environ is None else environ
-            stage = env["JUNCTION_STAGE"]
+            s3_client: list[Any] = []
+
+            def s3() -> Any:
+                if not s3_client:
+                    s3_client.append(aws_client("s3"))
+                return s3_client[0]
+
             holder.append(
                 BatchProcessor(
                     integration,
-                    flow_factory(SecretCache(), stage),
-                    sqs=sqs_client(),
-                    ddb=dynamodb_client(),
+                    flow_factory(Secrets(), env["JUNCTION_STAGE"]),
+                    sqs=aws_client("sqs"),
+                    ddb=aws_client("dynamodb"),
+                    s3=s3,
+                    payload_bucket=env.get("JUNCTION_PAYLOAD_BUCKET"),
                     queue_url=env["JUNCTION_QUEUE_URL"],
                     dlq_url=env["JUNCTION_DLQ_URL"],
                     idempotency_table=env["JUNCTION_IDEMPOTENCY_TABLE"],

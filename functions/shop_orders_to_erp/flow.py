@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shared.aws import AwsError, SecretCache
+import httpx
+
 from shared.connectors import shopify
 from shared.connectors.erp import ErpClient, ErpSettings, order_reference
 from shared.declaration import secret_id
 from shared.envelope import Envelope
-from shared.errors import ConfigurationError, StoreUnavailable, TargetRejected, ValidationFailed
+from shared.errors import TargetRejected, ValidationFailed
 from shared.models import Order
+from shared.parameters import Secrets
 from shared.processing import Attempt, Prepared
 
 from .declaration import ERP_CREDENTIALS
@@ -44,13 +46,19 @@ class ShopOrdersToErp:
         )
 
     def deliver(self, prepared: Prepared, attempt: Attempt) -> dict[str, str]:
+        with self.erp.bounded(attempt.timeout):
+            return self._deliver(prepared, attempt)
+
+    def _deliver(self, prepared: Prepared, attempt: Attempt) -> dict[str, str]:
         order: Order = prepared.data
         ids = prepared.entity_ids
         card_code = self.erp.ensure_customer(order.customer, order.billing_address, ids)
-        if attempt.maybe_delivered:
+        if attempt.maybe_delivered:  # the Service Layer ignores Idempotency-Key: look before creating
             existing = self.erp.find_order(order_reference(order), ids)
             if existing is not None:
                 return {"erp_doc_entry": str(existing.get("DocEntry")), "erp_card_code": card_code}
+            attempt.require_settled()
+        attempt.creating()
         try:
             created = self.erp.create_order(order, card_code, attempt.idempotency_key, ids)
         except TargetRejected:
@@ -62,16 +70,11 @@ class ShopOrdersToErp:
         return {"erp_doc_entry": str(created.get("DocEntry")), "erp_card_code": card_code}
 
 
-def build(secrets: SecretCache, stage: str) -> ShopOrdersToErp:
-    """The flow as the Lambda runs it: ERP credentials read from Secrets Manager on first use."""
+def build(secrets: Secrets, stage: str, http: httpx.Client | None = None) -> ShopOrdersToErp:
+    """The flow as the Lambda runs it: ERP credentials read from Secrets Manager on first use,
+    and read again when the ERP refuses them (rotation)."""
 
-    def erp() -> ErpClient:
-        try:
-            doc = secrets.get_json(secret_id(stage, ERP_CREDENTIALS))
-        except AwsError as exc:
-            raise StoreUnavailable(f"ERP credentials unavailable: {exc.code}") from exc
-        except ValueError as exc:
-            raise ConfigurationError("ERP credentials secret is not JSON") from exc
-        return ErpClient(ErpSettings.from_secret(doc))
+    def settings(refresh: bool) -> ErpSettings:
+        return ErpSettings.from_secret(secrets.get_json(secret_id(stage, ERP_CREDENTIALS), refresh=refresh))
 
-    return ShopOrdersToErp(erp)
+    return ShopOrdersToErp(lambda: ErpClient(settings, http))

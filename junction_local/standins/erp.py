@@ -2,8 +2,11 @@
 
 A real HTTP server on 127.0.0.1 that keeps everything it receives, so tests and the demo can
 check what arrived, and that can be told to misbehave: down (503), slow, rate limited (429 with
-Retry-After) or hanging past the client's read timeout. Control over HTTP too, under /_standin/,
-so another process can drive it.
+Retry-After), hanging past the client's read timeout, or committing an order and then holding
+the answer past the client's read timeout (``accept_then_hang``: the ambiguous outcome that
+makes a naive retry create a second order). Like SAP Business One's Service Layer it ignores
+``Idempotency-Key`` unless told otherwise. Control over HTTP too, under /_standin/, so another
+process can drive it.
 """
 
 from __future__ import annotations
@@ -29,9 +32,19 @@ ERR_UNAUTHORIZED = 301
 DEFAULT_ITEMS = ("MUG-BLUE", "MUG-RED", "TEAPOT-L", "TEAPOT-S", "CUP-SET-4", "KETTLE-STEEL")
 
 
+MODES = {
+    "ok": "serve normally",
+    "down": "503 Service unavailable",
+    "slow": "wait `delay` seconds, then serve (a slow commit)",
+    "rate_limited": "429 with Retry-After",
+    "timeout": "hold the request for `delay` seconds (default 30), then 503, committing nothing",
+    "accept_then_hang": "commit a POST, then hold its answer for `delay` seconds (default 30)",
+}
+
+
 @dataclass
 class Behaviour:
-    mode: str = "ok"  # ok | down | slow | rate_limited | timeout
+    mode: str = "ok"  # see MODES
     retry_after: int = 1
     delay: float = 0.0
     count: int | None = None  # apply to the next N business requests only, then back to ok
@@ -46,10 +59,10 @@ class ErpStandIn:
         company_db: str = "JUNCTION_DEMO",
         username: str = "manager",
         password: str = "local-password",  # noqa: S107 - the stand-in's own fixed local login
-        idempotency_keys: bool = True,
+        idempotency_keys: bool = False,
     ) -> None:
-        # Many ERPs (SAP Business One among them) ignore Idempotency-Key; tests switch it off to
-        # prove that Junction alone prevents duplicates.
+        # SAP Business One's Service Layer ignores Idempotency-Key, and so does this stand-in by
+        # default: Junction alone must prevent duplicates. ``True`` plays an ERP that honours it.
         self.idempotency_keys = idempotency_keys
         self.company_db = company_db
         self.username = username
@@ -105,10 +118,16 @@ class ErpStandIn:
     def set_behaviour(
         self, mode: str = "ok", *, retry_after: int = 1, delay: float = 0.0, count: int | None = None
     ) -> None:
-        if mode not in {"ok", "down", "slow", "rate_limited", "timeout"}:
+        if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
         with self._lock:
             self.behaviour = Behaviour(mode, retry_after, delay, count)
+
+    def set_password(self, password: str) -> None:
+        """Change the login's password (a credentials rotation): open sessions end too."""
+        with self._lock:
+            self.password = password
+            self._sessions.clear()
 
     def orders(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -149,11 +168,14 @@ class ErpStandIn:
             }
 
     # -- behaviour -------------------------------------------------------------------------
-    def _misbehave(self) -> tuple[int, dict[str, str], dict[str, Any]] | None:
-        """An answer forced by the current behaviour, or None to serve normally."""
+    def _misbehave(self, method: str, route: str) -> tuple[int, dict[str, str], dict[str, Any]] | float | None:
+        """An answer forced by the current behaviour, None to serve normally, or how long to hold
+        the answer after serving (``accept_then_hang``, on business POSTs only)."""
         with self._lock:
             b = self.behaviour
             if b.mode == "ok":
+                return None
+            if b.mode == "accept_then_hang" and (method != "POST" or route in ("/Login", "/Logout")):
                 return None
             if b.count is not None:
                 if b.count <= 0:
@@ -161,8 +183,10 @@ class ErpStandIn:
                     return None
                 b.count -= 1
             mode, retry_after, delay = b.mode, b.retry_after, b.delay
-            if mode != "slow":
+            if mode not in ("slow", "accept_then_hang"):
                 self._rejected += 1
+        if mode == "accept_then_hang":
+            return delay or 30.0
         if mode == "slow":
             time.sleep(delay)
             return None
@@ -184,9 +208,17 @@ class ErpStandIn:
         route = path[len(PREFIX) :]
         with self._lock:
             self._requests += 1
-        forced = self._misbehave()
-        if forced:
+        forced = self._misbehave(method, route)
+        if isinstance(forced, tuple):
             return forced
+        answer = self._serve(method, route, query, headers, body)
+        if forced is not None:  # committed; the answer is held past the client's read timeout
+            self._stop_hanging.wait(forced)
+        return answer
+
+    def _serve(
+        self, method: str, route: str, query: str, headers: dict[str, str], body: Any
+    ) -> tuple[int, dict[str, str], Any]:
         if method == "POST" and route == "/Login":
             return self._login(body)
         session = _cookie(headers.get("cookie", ""), "B1SESSION")
@@ -312,7 +344,7 @@ class ErpStandIn:
                     str(body.get("mode", "ok")),
                     retry_after=int(body.get("retry_after", 1)),
                     delay=float(body.get("delay", 0.0)),
-                    count=body.get("count"),
+                    count=None if body.get("count") is None else int(body["count"]),
                 )
             except (TypeError, ValueError) as exc:
                 return 400, {}, {"error": str(exc)}
@@ -386,13 +418,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8091)
     parser.add_argument(
-        "--no-idempotency-keys", action="store_true", help="ignore Idempotency-Key, as SAP Business One does"
+        "--idempotency-keys", action="store_true", help="honour Idempotency-Key (SAP Business One ignores it)"
     )
+    parser.add_argument("--no-idempotency-keys", action="store_true", help=argparse.SUPPRESS)  # the default
     args = parser.parse_args()
     # Many threads mostly waiting on sockets: a short GIL switch interval keeps a thread whose
     # answer has arrived from waiting up to 5 ms behind a busy one.
     sys.setswitchinterval(0.0005)
-    standin = ErpStandIn(args.host, args.port, idempotency_keys=not args.no_idempotency_keys).start()
+    standin = ErpStandIn(args.host, args.port, idempotency_keys=args.idempotency_keys).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -12,7 +12,10 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -20,7 +23,7 @@ from urllib.parse import quote
 
 import httpx
 
-from shared.errors import ConfigurationError, TargetRejected
+from shared.errors import ConfigurationError, CredentialsRejected, TargetRejected
 from shared.http import DEFAULT_TIMEOUT, classify_response, client, transport_error
 from shared.models import Address, Customer, Order
 
@@ -71,12 +74,30 @@ def order_reference(order: Order) -> str:
     return f"{order.source}:{order.source_id}"
 
 
+SettingsSource = Callable[[bool], ErpSettings]  # refresh -> settings (read again when True)
+
+
 class ErpClient:
-    def __init__(self, settings: ErpSettings, http: httpx.Client | None = None) -> None:
-        self.settings = settings
+    """``settings``: fixed settings, or a source that reads them again (``source(True)``) when the
+    ERP refuses the login, so rotated credentials are picked up without a restart."""
+
+    def __init__(self, settings: ErpSettings | SettingsSource, http: httpx.Client | None = None) -> None:
+        self._source: SettingsSource = settings if callable(settings) else (lambda _refresh: settings)
+        self.settings = self._source(False)
         self.http = http or client(DEFAULT_TIMEOUT)
         self._logged_in = False
         self._known: dict[str, float] = {}  # card code -> when the ERP was last seen to have it
+        self._local = threading.local()
+
+    @contextmanager
+    def bounded(self, timeout: Callable[[float], float]) -> Iterator[None]:
+        """Within the block, every call's timeout is ``timeout(default)``: a delivery passes its
+        ``Attempt.timeout`` so its calls end before the invocation does."""
+        self._local.timeout = timeout
+        try:
+            yield
+        finally:
+            self._local.timeout = None
 
     def close(self) -> None:
         self.http.close()
@@ -94,25 +115,39 @@ class ErpClient:
         url = self.settings.base_url + path
         content = json.dumps(body).encode() if body is not None else None
         all_headers = {"Content-Type": "application/json", **(headers or {})}
+        bound = getattr(self._local, "timeout", None)
+        read = DEFAULT_TIMEOUT.read or 10.0
+        seconds = bound(read) if bound else read
+        timeout = httpx.Timeout(seconds, connect=min(seconds, DEFAULT_TIMEOUT.connect or 3.0))
         try:
-            return self.http.request(method, url, content=content, headers=all_headers)
+            return self.http.request(method, url, content=content, headers=all_headers, timeout=timeout)
         except httpx.TransportError as exc:
             raise transport_error(exc, entity_ids=ids, target=TARGET) from exc
 
-    def login(self, ids: dict[str, str] | None = None) -> None:
-        response = self._send(
+    def _login_once(self, ids: dict[str, str]) -> httpx.Response:
+        return self._send(
             "POST",
             "/Login",
-            ids or {},
+            ids,
             body={
                 "CompanyDB": self.settings.company_db,
                 "UserName": self.settings.username,
                 "Password": self.settings.password,
             },
         )
+
+    def login(self, ids: dict[str, str] | None = None) -> None:
+        """Open a session. A refused login reads the credentials again once (they may have been
+        rotated) and retries; refused again, it is ``CredentialsRejected``: retried later, and the
+        target's circuit breaker counts it, since no order can get through."""
+        ids = ids or {}
+        response = self._login_once(ids)
         if response.status_code == 401:
-            raise ConfigurationError("ERP login refused: check the ERP credentials secret", entity_ids=ids or {})
-        classify_response(response, entity_ids=ids or {}, target=TARGET)
+            self.settings = self._source(True)
+            response = self._login_once(ids)
+        if response.status_code == 401:
+            raise CredentialsRejected("ERP login refused: check the ERP credentials secret", entity_ids=ids)
+        classify_response(response, entity_ids=ids, target=TARGET)
         self._logged_in = True
 
     def request(

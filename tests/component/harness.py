@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 import httpx
+from botocore.exceptions import ClientError
 
 from functions.shop_orders_to_erp.declaration import INTEGRATION
-from functions.shop_orders_to_erp.flow import ShopOrdersToErp
+from functions.shop_orders_to_erp.flow import build
 from junction_local.events import LambdaContext, apigw_event, sqs_event
 from junction_local.provision import Resources, provision
 from junction_local.standins.erp import ErpStandIn
-from shared.aws import AwsError, AwsJsonClient, SecretCache, dynamodb_client, secretsmanager_client, sqs_client
-from shared.connectors.erp import ErpClient, ErpSettings
+from shared.aws import SecretCache, secretsmanager_client, sqs_client
 from shared.ingress import Ingress
+from shared.parameters import Secrets
 from shared.processing import BatchProcessor
 from shared.webhooks import shopify
 
@@ -47,33 +49,71 @@ class Clock:
 
 
 class RecordingSqs:
-    """The processor's SQS client: records the visibility delays it asks for."""
+    """The processor's SQS client (boto3): records the delays it asks for, and fast-forwards
+    them like the visibility timeouts (a message sent again with ``DelaySeconds`` is visible at
+    once); ``fail_actions`` makes chosen methods fail."""
 
-    def __init__(self, inner: AwsJsonClient) -> None:
+    def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.delays: list[int] = []
         self.fail_actions: set[str] = set()
+        self.sent_again = 0
 
-    def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        if action in self.fail_actions:
-            raise AwsError("sqs", action, 500, "InternalFailure", "injected")
-        if action == "ChangeMessageVisibility":
-            self.delays.append(int(params["VisibilityTimeout"]))
-        return self.inner.call(action, params)
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        def call(**params: Any) -> Any:
+            if name in self.fail_actions:
+                raise ClientError({"Error": {"Code": "InternalFailure", "Message": "injected"}}, name)
+            if name == "change_message_visibility":
+                self.delays.append(int(params["VisibilityTimeout"]))
+            if name == "send_message" and "DelaySeconds" in params:
+                self.delays.append(int(params.pop("DelaySeconds")))
+                self.sent_again += 1
+            return method(**params)
+
+        return call
 
 
 class FlakyDynamo:
-    """The processor's DynamoDB client, able to fail chosen actions on demand."""
+    """The processor's DynamoDB client (boto3), able to fail chosen calls on demand."""
 
-    def __init__(self, inner: AwsJsonClient) -> None:
+    def __init__(self, inner: Any) -> None:
         self.inner = inner
-        self.fail: dict[str, int] = {}  # action -> how many of the next calls fail
+        self.failures: list[tuple[str, Callable[[dict[str, Any]], bool], list[int]]] = []
 
-    def call(self, action: str, params: dict[str, Any]) -> dict[str, Any]:
-        if self.fail.get(action, 0) > 0:
-            self.fail[action] -= 1
-            raise AwsError("dynamodb", action, 500, "InternalServerError", "injected")
-        return self.inner.call(action, params)
+    def fail(self, method: str, count: int = 1, when: Callable[[dict[str, Any]], bool] = lambda _p: True) -> None:
+        """Make the next ``count`` calls of ``method`` (for which ``when(params)`` holds) fail."""
+        self.failures.append((method, when, [count]))
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        def call(**params: Any) -> Any:
+            for wanted, when, left in self.failures:
+                if wanted == name and left[0] > 0 and when(params):
+                    left[0] -= 1
+                    raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, name)
+            return method(**params)
+
+        return call
+
+
+def completing(params: dict[str, Any]) -> bool:
+    """The idempotency store's write of a COMPLETED record."""
+    return bool(params.get("ExpressionAttributeValues", {}).get(":c") == {"S": "COMPLETED"})
+
+
+def attempted(params: dict[str, Any]) -> bool:
+    """The idempotency store's record of an attempt whose outcome is unknown."""
+    return bool(params.get("ExpressionAttributeValues", {}).get(":a") == {"S": "ATTEMPTED"}) and ":r" in str(
+        params.get("ExpressionAttributeValues", {})
+    )
+
+
+def claiming(params: dict[str, Any]) -> bool:
+    """The idempotency store's claim of a key."""
+    return "claim_token = :token, expires_at" in str(params.get("UpdateExpression", ""))
 
 
 @dataclass
@@ -96,6 +136,7 @@ class Pipeline:
     boto_ddb: Any
     erp_http: httpx.Client
     batches: list[BatchRun] = field(default_factory=list)
+    auto_advance: bool = True  # let the test clock run forward by the delays the processor asks for
 
     @classmethod
     def start(cls, erp: ErpStandIn) -> Pipeline:
@@ -127,19 +168,17 @@ class Pipeline:
             secrets=SecretCache(secretsmanager_client()),
             clock=clock,
         )
-        # A short read timeout keeps the "target hangs" cases fast; everything else is production code.
+        # A short read timeout keeps the "target hangs" cases fast; everything else is production
+        # code, the flow and its secrets (read from the AWS stand-in, re-read on a refused login).
         erp_http = httpx.Client(timeout=httpx.Timeout(1.0, connect=1.0))
-        settings = ErpSettings.from_secret(
-            {"base_url": erp.url, "company_db": erp.company_db, "username": erp.username, "password": erp.password}
-        )
-        flow = ShopOrdersToErp(lambda: ErpClient(settings, erp_http))
-        sqs = RecordingSqs(sqs_client())
-        ddb = FlakyDynamo(dynamodb_client())
+        flow = build(Secrets(boto3.client("secretsmanager", region_name=REGION)), STAGE, http=erp_http)
+        sqs = RecordingSqs(boto3.client("sqs", region_name=REGION))
+        ddb = FlakyDynamo(boto3.client("dynamodb", region_name=REGION))
         processor = BatchProcessor(
             INTEGRATION,
             flow,
-            sqs=sqs,  # type: ignore[arg-type]
-            ddb=ddb,  # type: ignore[arg-type]
+            sqs=sqs,
+            ddb=ddb,
             queue_url=env["JUNCTION_QUEUE_URL"],
             dlq_url=env["JUNCTION_DLQ_URL"],
             idempotency_table=env["JUNCTION_IDEMPOTENCY_TABLE"],
@@ -194,7 +233,10 @@ class Pipeline:
         arn = self.resources.queues[INTEGRATION.name].arn
         event = sqs_event(received, queue_arn=arn, region=REGION)
         context = LambdaContext("processor", INTEGRATION.processor.timeout_seconds)
+        asked = len(self.sqs.delays)
         response = self.processor.process(event, context)
+        if self.auto_advance and len(self.sqs.delays) > asked:  # time passes until the first comes back
+            self.clock.advance(min(self.sqs.delays[asked:]))
         failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
         for message in received:  # Lambda deletes what was not reported as failed
             if message["MessageId"] not in failed:

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.component.harness import Pipeline
+from functions.shop_orders_to_erp.declaration import INTEGRATION
+from tests.component.harness import Pipeline, attempted, claiming, completing
 from tests.sample import shopify_order
 
 ORDER_ID = 820982911946154508
@@ -133,36 +134,56 @@ def test_target_that_hangs_is_a_transient_timeout(pipeline: Pipeline) -> None:
     assert len(pipeline.erp.orders()) == 1
 
 
-def test_target_down_for_good_ends_in_the_dlq_as_retries_exhausted(pipeline: Pipeline) -> None:
+def test_target_down_for_good_ends_in_the_dlq_once_the_retry_horizon_has_passed(pipeline: Pipeline) -> None:
     pipeline.erp.set_behaviour("down")
     pipeline.send_order(shopify_order())
-    pipeline.drain()
+    started = pipeline.clock()
+    pipeline.drain(max_batches=2000)
     dlq = pipeline.dlq()
     assert reasons(dlq) == ["retries_exhausted"]
     attrs = dlq[0]["MessageAttributes"]
     assert attrs["junction-last-reason"]["StringValue"] == "target_unavailable"
-    assert attrs["junction-attempts"]["StringValue"] == "8"  # the declared max_receive_count
+    # Not after a number of receives: only once the declared horizon has passed.
+    assert pipeline.clock() - started >= INTEGRATION.retry.horizon_seconds
+    assert int(attrs["junction-attempts"]["StringValue"]) > INTEGRATION.queue.max_receive_count
     assert pipeline.erp.orders() == []
 
 
 def test_crash_after_the_erp_accepted_does_not_duplicate(pipeline: Pipeline) -> None:
     # The order is created, then recording completion fails (as if the function died there).
-    pipeline.ddb.fail["UpdateItem"] = 1
+    pipeline.ddb.fail("update_item", when=completing)
     pipeline.send_order(shopify_order())
     first = pipeline.run_batch()
     assert first is not None and len(first.failures) == 1
     assert len(pipeline.erp.orders()) == 1
-    # The claim is still held: the next attempt waits until it lapses, then looks before creating.
-    second = pipeline.run_batch()
+    # The attempt is remembered as one that reached the ERP: the next one looks before creating.
+    pipeline.drain()
+    assert len(pipeline.erp.orders()) == 1
+    assert pipeline.dlq() == []
+    outcomes = [h["outcome"] for h in pipeline.trace(f"shopify-order:{ORDER_ID}")]
+    assert outcomes == ["retry_scheduled", "delivered"]
+
+
+def test_crash_that_leaves_the_claim_held_waits_for_it_then_looks_before_creating(pipeline: Pipeline) -> None:
+    # Completion and the "attempted" record both fail: the claim stays IN_PROGRESS, as after a
+    # crash of the whole execution environment.
+    pipeline.ddb.fail("update_item", count=2, when=lambda p: completing(p) or attempted(p))
+    pipeline.auto_advance = False
+    pipeline.send_order(shopify_order())
+    first = pipeline.run_batch()
+    assert first is not None and len(first.failures) == 1
+    assert len(pipeline.erp.orders()) == 1
+    second = pipeline.run_batch()  # the claim is still held: this one waits
     assert second is not None and len(second.failures) == 1
-    pipeline.clock.advance(60)
+    assert pipeline.erp.requests_seen() == 4  # login, customer lookup, customer, order: nothing more
+    pipeline.clock.advance(2 * INTEGRATION.processor.timeout_seconds)  # the held claim lapses
     pipeline.drain()
     assert len(pipeline.erp.orders()) == 1
     assert pipeline.dlq() == []
 
 
 def test_idempotency_store_down_retries_without_calling_the_erp(pipeline: Pipeline) -> None:
-    pipeline.ddb.fail["PutItem"] = 1
+    pipeline.ddb.fail("update_item", when=claiming)
     pipeline.send_order(shopify_order())
     first = pipeline.run_batch()
     assert first is not None and len(first.failures) == 1
@@ -172,7 +193,7 @@ def test_idempotency_store_down_retries_without_calling_the_erp(pipeline: Pipeli
 
 
 def test_dead_letter_send_failure_keeps_the_message(pipeline: Pipeline) -> None:
-    pipeline.sqs.fail_actions.add("SendMessage")
+    pipeline.sqs.fail_actions.add("send_message")
     pipeline.enqueue_raw("{not json")
     first = pipeline.run_batch()
     assert first is not None and len(first.failures) == 1  # not dropped: it stays on the queue
