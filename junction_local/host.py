@@ -307,7 +307,8 @@ def main() -> None:
     # answer has arrived from waiting up to 5 ms behind a busy one.
     sys.setswitchinterval(0.0005)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for chatty in ("httpx", "botocore", "boto3", "urllib3"):  # client libraries' per-call INFO lines
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     state = json.loads(args.state.read_text())
     os.environ.update(state["aws_env"])
     stop = threading.Event()

@@ -6,26 +6,47 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from functions.registry import get
 from junction_local.runtime import LocalRuntime, wait_for
-from junction_local.standins.shop import ShopStandIn, make_order
+from junction_local.standins import Sender
+from junction_local.standins.shop import make_order
 from shared.webhooks import shopify
 
 INTEGRATION = "shop-orders-to-erp"
+# After an attempt whose outcome is unknown, the processor trusts a lookup that finds nothing
+# only once the settle time has passed: recovery after an outage may take that long.
+AFTER_SETTLE = get(INTEGRATION).retry.settle_seconds + 60
 
 
 def erp_refs(runtime: LocalRuntime) -> Counter[str]:
     return Counter(str(o["NumAtCard"]) for o in runtime.erp_state()["orders"])
 
 
-def shop(runtime: LocalRuntime) -> ShopStandIn:
-    return ShopStandIn(runtime.webhook_url(INTEGRATION), runtime.state["shop_secret"], retries=0)
+def shop(runtime: LocalRuntime) -> Sender:
+    return runtime.sender(INTEGRATION, retries=0)
+
+
+def settled(runtime: LocalRuntime, refs: set[str], timeout: float = 60) -> Counter[str]:
+    """Wait until every reference is in the ERP and nothing is left that could still deliver
+    (no message visible, in hand or waiting out a retry delay); then what the ERP holds.
+    A late duplicate would need a message still in the queue: counting after this reveals it."""
+    assert wait_for(lambda: refs <= set(erp_refs(runtime)) and runtime.settled(INTEGRATION), timeout=timeout), (
+        refs - set(erp_refs(runtime)),
+        runtime.queue_depth(INTEGRATION),
+    )
+    return erp_refs(runtime)
+
+
+def traced(runtime: LocalRuntime, entity: str, outcome: str) -> bool:
+    """The entity's trace records a hop with this outcome (every processed attempt leaves one)."""
+    return outcome in junction(runtime, "trace", entity).stdout
 
 
 def junction(runtime: LocalRuntime, *args: str) -> subprocess.CompletedProcess[str]:
@@ -44,9 +65,7 @@ def test_orders_are_delivered_once_whatever_the_duplicates(runtime: LocalRuntime
         assert sender.send(order, delivery_id=first.delivery_id).status == 202  # Shopify's retry
         assert sender.send(order).status == 202  # the same order under a new webhook id
     refs = {f"shopify:{o['id']}" for o in orders}
-    assert wait_for(lambda: refs <= set(erp_refs(runtime)), timeout=30)
-    time.sleep(1.5)  # time for any duplicate to arrive
-    counts = erp_refs(runtime)
+    counts = settled(runtime, refs)
     assert all(counts[r] == 1 for r in refs), counts
 
 
@@ -57,6 +76,7 @@ def test_orders_are_delivered_once_whatever_the_duplicates(runtime: LocalRuntime
 def test_bad_requests_get_their_answer_and_reach_nothing(runtime: LocalRuntime, case: str, status: int) -> None:
     sender = shop(runtime)
     before = runtime.erp_state()["requests"]
+    dead_before = runtime.queue_depth(INTEGRATION)["dead_letters"]
     body = json.dumps(make_order(910_001)).encode()
     headers = sender.headers(body, f"bad-{case}")
     if case == "forged":
@@ -76,7 +96,10 @@ def test_bad_requests_get_their_answer_and_reach_nothing(runtime: LocalRuntime, 
     else:
         answered = sender.send_raw(body, headers).status
     assert answered == status
-    time.sleep(1.0)
+    # Anything the request had put on the queue would be there now (the answer comes after the
+    # enqueue); once the queue has nothing in hand, any effect it could have had has happened.
+    assert wait_for(lambda: runtime.settled(INTEGRATION), timeout=60)
+    assert runtime.queue_depth(INTEGRATION)["dead_letters"] == dead_before
     assert runtime.erp_state()["requests"] == before
     assert "shopify:910001" not in erp_refs(runtime)
 
@@ -87,20 +110,23 @@ def test_erp_outage_then_recovery(runtime: LocalRuntime) -> None:
     try:
         orders = [make_order(920_000 + n, customer=n) for n in range(3)]
         assert all(sender.send(o).status == 202 for o in orders)  # accepted while the ERP is down
-        time.sleep(3)
+        # Every order has been tried and put back to wait (a trace record per attempt) ...
+        for order in orders:
+            assert wait_for(partial(traced, runtime, f"shopify-order:{order['id']}", "retry_scheduled"), timeout=60)
+        # ... and none of them got through.
         assert not {f"shopify:{o['id']}" for o in orders} & set(erp_refs(runtime))
     finally:
         runtime.erp_behaviour("ok")
     refs = {f"shopify:{o['id']}" for o in orders}
-    assert wait_for(lambda: refs <= set(erp_refs(runtime)), timeout=60)
-    assert all(erp_refs(runtime)[r] == 1 for r in refs)
+    counts = settled(runtime, refs, timeout=AFTER_SETTLE)
+    assert all(counts[r] == 1 for r in refs), counts
 
 
 def test_rate_limited_erp_is_waited_out(runtime: LocalRuntime) -> None:
     runtime.erp_behaviour("rate_limited", retry_after=2, count=3)
     order = make_order(925_000)
     assert shop(runtime).send(order).status == 202
-    assert wait_for(lambda: erp_refs(runtime)["shopify:925000"] == 1, timeout=60)
+    assert settled(runtime, {"shopify:925000"}, timeout=AFTER_SETTLE)["shopify:925000"] == 1
 
 
 def test_poison_order_to_dlq_then_fixed_and_redriven_once(runtime: LocalRuntime) -> None:
@@ -117,7 +143,7 @@ def test_poison_order_to_dlq_then_fixed_and_redriven_once(runtime: LocalRuntime)
     assert "930000" in junction(runtime, "dlq", "list", INTEGRATION).stdout  # a dry run moves nothing
     moved = junction(runtime, "dlq", "redrive", INTEGRATION, "--reason", "target_rejected", "--yes")
     assert moved.returncode == 0, moved.stderr
-    assert wait_for(lambda: erp_refs(runtime)["shopify:930000"] == 1, timeout=30)
+    assert settled(runtime, {"shopify:930000"})["shopify:930000"] == 1
     assert "930000" not in junction(runtime, "dlq", "list", INTEGRATION).stdout
 
     trace = junction(runtime, "trace", "shopify-order:930000")
@@ -128,12 +154,14 @@ def test_poison_order_to_dlq_then_fixed_and_redriven_once(runtime: LocalRuntime)
 def test_replay_without_bypass_has_no_effect_and_with_bypass_one(runtime: LocalRuntime) -> None:
     order = make_order(940_000)
     assert shop(runtime).send(order).status == 202
-    assert wait_for(lambda: erp_refs(runtime)["shopify:940000"] == 1, timeout=30)
+    assert settled(runtime, {"shopify:940000"})["shopify:940000"] == 1
     assert junction(runtime, "replay", "shopify-order:940000", "--yes").returncode == 0
-    time.sleep(3)
-    assert erp_refs(runtime)["shopify:940000"] == 1
+    # The replayed event was processed (its hop is traced as a duplicate) and nothing is left to run.
+    assert wait_for(lambda: traced(runtime, "shopify-order:940000", "duplicate"), timeout=30)
+    assert settled(runtime, {"shopify:940000"})["shopify:940000"] == 1
     assert junction(runtime, "replay", "shopify-order:940000", "--bypass-idempotency", "--yes").returncode == 0
     assert wait_for(lambda: erp_refs(runtime)["shopify:940000"] == 2, timeout=30)
+    assert settled(runtime, {"shopify:940000"})["shopify:940000"] == 2
 
 
 def test_status_shows_every_integration(runtime: LocalRuntime) -> None:
