@@ -2,7 +2,8 @@
 
 Everything per integration is derived from its declaration (``functions/registry.py``); there is no
 per-integration code here. Shared per stage: the idempotency and state tables, the alarm topic and
-its KMS key, the REST API in front of the webhook ingress functions.
+its KMS key, the data key that encrypts everything kept at rest (tables, queues, payload bucket), the
+claim-check bucket, the REST API in front of the webhook ingress functions.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import cdk_nag
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -26,6 +27,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -49,6 +51,18 @@ from shared.declaration import (
 # The Lambda platform; infra/bundling.py installs the processor dependencies for exactly this one.
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
+
+# Claim-check payloads outlive the longest idempotency record by this much: a record keeps the raw
+# envelope for replay, which for a large body points into the bucket, and DynamoDB's TTL deletes
+# expired items only within a few days.
+PAYLOAD_EXPIRY_MARGIN_DAYS = 7
+# A DLQ message is dead this long before its retention ends: time to notice, fix and redrive it.
+DLQ_EXPIRY_MARGIN_DAYS = 2
+# 401s at an ingress in 15 minutes that alarm when at least as many deliveries failed verification as
+# passed it: what a webhook secret rotated on one side only looks like (every delivery fails).
+UNAUTHORIZED_SPIKE = 3
+# How long SQS reuses a data key before asking KMS again (fewer KMS calls on the ingress hot path).
+QUEUE_DATA_KEY_REUSE = Duration.hours(1)
 
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
@@ -105,6 +119,10 @@ class StageSettings:
     def log_retention(self) -> logs.RetentionDays:
         return _RETENTION[self.log_retention_days]
 
+    def is_production(self, stage: str) -> bool:
+        """A stage whose alarms must reach someone: ``prod``, or any stage that retains its data."""
+        return stage == "prod" or self.removal_policy == RemovalPolicy.RETAIN
+
 
 def construct_id(name: str) -> str:
     """A CloudFormation-safe id from a kebab-case name: ``shop-orders-to-erp`` -> ``ShopOrdersToErp``."""
@@ -113,6 +131,34 @@ def construct_id(name: str) -> str:
 
 def _method_path(path: str, method: str) -> str:
     return f"{path.rstrip('/')}/{method.upper()}"
+
+
+def payload_prefix(integration: Integration) -> str:
+    """The claim-check objects of one integration: ``<integration>/...`` in the payload bucket."""
+    return f"{integration.name}/*"
+
+
+# What a processor may do in the tables (never Scan: a Scan has no partition key to restrict).
+_ITEM_ACTIONS = [
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+]
+
+
+def leading_keys(*patterns: str) -> dict[str, Any]:
+    """An IAM condition: every partition key the request touches matches one of ``patterns``."""
+    return {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(patterns)}}
+
+
+def own_state_keys(integration: Integration) -> list[str]:
+    """State-table partition keys that belong to one integration (shared/state_keys.py)."""
+    return [f"status#{integration.name}", f"breaker#{integration.name}#*"]
 
 
 class JunctionStack(Stack):
@@ -142,6 +188,14 @@ class JunctionStack(Stack):
         self.processor_code_dir = processor_code_dir or bundling.processor_asset_dir()
         self._ingress_code = lambda_.Code.from_asset(str(self.ingress_code_dir), exclude=[".junction-complete"])
         self._processor_code = lambda_.Code.from_asset(str(self.processor_code_dir), exclude=[".junction-complete"])
+        for kind, asset in (("ingress", self.ingress_code_dir), ("processor", self.processor_code_dir)):
+            if bundling.asset_bytecode(asset) == "no-pyc":
+                Annotations.of(self).add_warning_v2(
+                    f"junction:no-bytecode-{kind}",
+                    f"The {kind} asset ({asset.name}) has no Python {bundling.PYTHON_VERSION} bytecode: every cold "
+                    f"start compiles it (processor about twice as slow). Install Python {bundling.PYTHON_VERSION} "
+                    f"(pyenv) or set {bundling.RUNTIME_PYTHON_ENV}, then synthesize again.",
+                )
 
         self.key = kms.Key(
             self,
@@ -170,10 +224,28 @@ class JunctionStack(Stack):
         )
         if settings.alarm_email:
             self.alarm_topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
+        elif settings.is_production(stage):
+            Annotations.of(self).add_warning_v2(
+                "junction:alarm-topic-without-subscriber",
+                f"Stage {stage!r}: the alarm topic junction-{stage}-alarms has no subscriber, so nobody hears of a "
+                "DLQ filling up, a webhook secret rotated on one side only or a target down. Set alarm_email for "
+                "the stage in cdk.json (or subscribe the topic to your paging tool).",
+            )
         self._alarm_action = cw_actions.SnsAction(self.alarm_topic)
 
+        # Everything kept at rest (the raw orders in idempotency records and queue messages, trace items,
+        # claim-check payloads) is encrypted with this key, separate from the alarm topic's: the alarm
+        # key lets the CloudWatch service decrypt, this one only the functions that hold the data.
+        self.data_key = kms.Key(
+            self,
+            "DataKey",
+            description=f"Junction {stage}: encrypts data at rest (tables, queues, payload bucket)",
+            enable_key_rotation=True,
+            removal_policy=settings.removal_policy,
+        )
         self.idempotency_table = self._table("IdempotencyTable", idempotency_table_name(stage), "idempotency")
         self.state_table = self._table("StateTable", state_table_name(stage), "state")
+        self.payload_bucket = self._payload_bucket()
 
         self.secrets: dict[str, secretsmanager.Secret] = {}
         for integration in self.integrations:
@@ -207,10 +279,54 @@ class JunctionStack(Stack):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.data_key,
             deletion_protection=self.settings.removal_policy == RemovalPolicy.RETAIN,
             removal_policy=self.settings.removal_policy,
         )
+
+    @property
+    def payload_expiry_days(self) -> int:
+        """Claim-check objects expire after the longest idempotency record of the stage, plus a margin."""
+        ttl = max((i.idempotency_ttl_days for i in self.integrations), default=30)
+        return ttl + PAYLOAD_EXPIRY_MARGIN_DAYS
+
+    def _payload_bucket(self) -> s3.Bucket:
+        """Webhook bodies too large for one SQS message: the ingress writes them, the processor reads."""
+        bucket = s3.Bucket(
+            self,
+            "PayloadBucket",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self.data_key,
+            bucket_key_enabled=True,  # one KMS call per bucket key, not per object
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            versioned=False,  # written once, never changed; replaced only by a new delivery's own key
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-payloads",
+                    expiration=Duration.days(self.payload_expiry_days),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+            removal_policy=self.settings.removal_policy,
+        )
+        cdk_nag.NagSuppressions.add_resource_suppressions(
+            bucket,
+            [
+                {
+                    "id": "AwsSolutions-S1",
+                    "reason": "No server access logs: only the integrations' own functions may touch the bucket "
+                    "(ingress PutObject, processor GetObject, each under its integration's prefix), every object "
+                    "is referenced by exactly one queue message and trace item, and S3 access logs are "
+                    "best-effort and would be another store of request metadata to retain. Object-level audit, "
+                    "when needed, is CloudTrail S3 data events on this bucket.",
+                }
+            ],
+        )
+        return bucket
 
     def _secret(self, ref: SecretRef) -> secretsmanager.Secret:
         if ref.name not in self.secrets:
@@ -316,6 +432,26 @@ class JunctionStack(Stack):
             description=f"Junction {self.stage}: {name}",
         )
         log_group.grant_write(role)
+        cdk_nag.NagSuppressions.add_resource_suppressions(
+            role,
+            [
+                {
+                    "id": "AwsSolutions-IAM5",
+                    "reason": "kms:GenerateDataKey* and kms:ReEncrypt* are the action families that aws-cdk-lib's "
+                    "SQS and DynamoDB grants need on the stage's data key (GenerateDataKey / "
+                    "GenerateDataKeyWithoutPlaintext, ReEncryptFrom / ReEncryptTo); the resource is that one key.",
+                    "applies_to": ["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"],
+                },
+                {
+                    "id": "AwsSolutions-IAM5",
+                    "reason": "Claim-check objects are keyed by delivery under the integration's own prefix "
+                    "(<integration>/...): the wildcard is that prefix, so a function reaches its own "
+                    "integration's payloads only (ingress PutObject, processor GetObject).",
+                    "applies_to": [{"regex": "/^Resource::<PayloadBucket[A-Za-z0-9]*\\.Arn>\\/[a-z0-9-]+\\/\\*$/g"}],
+                },
+            ],
+            apply_to_children=True,
+        )
         fn = lambda_.Function(
             self,
             cid,
@@ -362,7 +498,9 @@ class JunctionStack(Stack):
             queue_name=queue_name(stage, i, dead_letter=True),
             fifo=i.queue.fifo or None,
             retention_period=Duration.days(i.queue.dlq_retention_days),
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.data_key,
+            data_key_reuse=QUEUE_DATA_KEY_REUSE,
             enforce_ssl=True,
             removal_policy=self.settings.removal_policy,
         )
@@ -373,7 +511,9 @@ class JunctionStack(Stack):
             fifo=i.queue.fifo or None,
             retention_period=Duration.days(i.queue.retention_days),
             visibility_timeout=Duration.seconds(visibility_timeout_seconds(i)),
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.data_key,
+            data_key_reuse=QUEUE_DATA_KEY_REUSE,
             enforce_ssl=True,
             dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=i.queue.max_receive_count),
             removal_policy=self.settings.removal_policy,
@@ -396,13 +536,22 @@ class JunctionStack(Stack):
                 "JUNCTION_DLQ_URL": dlq.queue_url,
                 "JUNCTION_IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
                 "JUNCTION_STATE_TABLE": self.state_table.table_name,
+                "JUNCTION_PAYLOAD_BUCKET": self.payload_bucket.bucket_name,
             },
         )
         self.processors[i.name] = processor
         queue.grant_consume_messages(processor)  # includes ChangeMessageVisibility (retry backoff)
         dlq.grant_send_messages(processor)  # the processor dead-letters poison messages itself
-        self.idempotency_table.grant_read_write_data(processor)
-        self.state_table.grant_read_write_data(processor)
+        self._grant_tables(i, processor)
+        # Claim-check payloads of its own integration, read only (the data key's Decrypt comes with the queue).
+        processor.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadOwnClaimCheckPayloads",
+                actions=["s3:GetObject"],
+                resources=[self.payload_bucket.arn_for_objects(payload_prefix(i))],
+            )
+        )
+        self.data_key.grant_decrypt(processor)
         for ref in i.secrets:
             self.secrets[ref.name].grant_read(processor)
 
@@ -434,6 +583,42 @@ class JunctionStack(Stack):
 
         self._alarms(i, cid, queue, dlq, processor)
 
+    def _grant_tables(self, i: Integration, processor: lambda_.Function) -> None:
+        """Item access limited by partition key (``dynamodb:LeadingKeys``) to what the integration owns.
+
+        Idempotency records are keyed ``<integration>#...``: its own only. State items: its own
+        ``status#<integration>`` and ``breaker#<integration>#<target>`` items, read and write. Trace
+        items are keyed ``trace#<entity id>`` (one entity's history across every integration, read by one
+        Query), so no key tells whose they are: processors may only add them (PutItem, BatchWriteItem),
+        never read, change or delete one. A batch mixes trace and status items, so the add-only
+        statement also covers the own keys (IAM matches each statement against all keys at once)."""
+        own = own_state_keys(i)
+        statements = [
+            iam.PolicyStatement(
+                sid="OwnIdempotencyRecords",
+                actions=_ITEM_ACTIONS,
+                resources=[self.idempotency_table.table_arn],
+                conditions=leading_keys(f"{i.name}#*"),
+            ),
+            iam.PolicyStatement(
+                sid="OwnStateItems",
+                actions=_ITEM_ACTIONS,
+                resources=[self.state_table.table_arn],
+                conditions=leading_keys(*own),
+            ),
+            iam.PolicyStatement(
+                sid="AddTraceItems",
+                actions=["dynamodb:BatchWriteItem", "dynamodb:PutItem"],
+                resources=[self.state_table.table_arn],
+                conditions=leading_keys("trace#*", *own),
+            ),
+        ]
+        for statement in statements:
+            processor.add_to_role_policy(statement)
+        self.data_key.grant(
+            processor, "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"
+        )
+
     def _webhook(self, i: Integration, cid: str, queue: sqs.Queue) -> None:
         webhook = i.webhook
         assert webhook is not None and i.ingress_handler is not None and self.api is not None
@@ -449,10 +634,20 @@ class JunctionStack(Stack):
                 "JUNCTION_STAGE": self.stage,
                 "JUNCTION_INTEGRATION": i.name,
                 "JUNCTION_QUEUE_URL": queue.queue_url,
+                "JUNCTION_PAYLOAD_BUCKET": self.payload_bucket.bucket_name,
             },
         )
         self.ingress_functions[i.name] = ingress
+        # With the data key's GenerateDataKey and Decrypt, which the PutObject below needs as well.
         queue.grant_send_messages(ingress)
+        # Claim check: bodies too large for SQS go to the bucket under the integration's prefix, write only.
+        ingress.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="WriteOwnClaimCheckPayloads",
+                actions=["s3:PutObject"],
+                resources=[self.payload_bucket.arn_for_objects(payload_prefix(i))],
+            )
+        )
         self.secrets[webhook.secret.name].grant_read(ingress)
 
         resource = self.api.root.resource_for_path(webhook.path)
@@ -471,9 +666,69 @@ class JunctionStack(Stack):
             threshold=0,
             above=True,
         )
+        # Losses at the sender's end: deliveries it will give up on, after its retries.
+        unauthorized = self._junction_metric(i, "Webhook_unauthorized", Duration.minutes(15))
+        accepted = self._junction_metric(i, "Webhook_accepted", Duration.minutes(15))
+        self._alarm(
+            f"{cid}WebhookUnauthorized",
+            f"junction-{self.stage}-{i.name}-webhook-unauthorized",
+            f"{i.name}: at least {UNAUTHORIZED_SPIKE} deliveries in 15 minutes failed signature verification (401), "
+            "no fewer than passed it. A webhook secret rotated on one side only looks like this: compare "
+            f"junction/{self.stage}/{webhook.secret.name} with {i.source}'s; {i.source} retries, then drops them.",
+            cloudwatch.MathExpression(
+                expression="IF(FILL(unauthorized, 0) >= FILL(accepted, 0), FILL(unauthorized, 0), 0)",
+                using_metrics={"unauthorized": unauthorized, "accepted": accepted},
+                period=Duration.minutes(15),
+                label="401s when at least as many as 202s",
+            ),
+            threshold=UNAUTHORIZED_SPIKE,
+        )
+        self._alarm(
+            f"{cid}WebhookUnavailable",
+            f"junction-{self.stage}-{i.name}-webhook-unavailable",
+            f"{i.name}: the ingress answered 503 (could not enqueue, or could not read its secret); {i.source} "
+            "retries for a while, then drops the delivery.",
+            self._junction_metric(i, "Webhook_unavailable", Duration.minutes(5)),
+            threshold=1,
+        )
+
+    def _junction_metric(self, i: Integration, name: str, period: Duration) -> cloudwatch.Metric:
+        """A metric the functions emit (EMF, namespace ``Junction``, dimension ``Integration`` only)."""
+        return cloudwatch.Metric(
+            namespace="Junction",
+            metric_name=name,
+            dimensions_map={"Integration": i.name},
+            period=period,
+            statistic="Sum",
+        )
+
+    def dlq_age_threshold_seconds(self, i: Integration) -> int:
+        """The age at which a DLQ message is close to expiring. In a standard queue's DLQ a message
+        expires by its original enqueue time, while the age metric counts from its move to the DLQ:
+        one moved by SQS's redrive may have spent up to the source queue's retention before. A FIFO
+        DLQ resets the enqueue time."""
+        spent = 0 if i.queue.fifo else i.queue.retention_days
+        days = i.queue.dlq_retention_days - spent - DLQ_EXPIRY_MARGIN_DAYS
+        return max(days, 1) * 86_400
 
     def _alarms(self, i: Integration, cid: str, queue: sqs.Queue, dlq: sqs.Queue, processor: lambda_.Function) -> None:
         prefix = f"junction-{self.stage}-{i.name}"
+        self._alarm(
+            f"{cid}DlqNearExpiry",
+            f"{prefix}-dlq-near-expiry",
+            f"{i.name}: a dead-lettered message expires within about {DLQ_EXPIRY_MARGIN_DAYS} days; redrive or "
+            "export it now (junction dlq list / redrive) or it is lost.",
+            dlq.metric_approximate_age_of_oldest_message(period=Duration.minutes(15), statistic="Maximum"),
+            threshold=self.dlq_age_threshold_seconds(i),
+        )
+        self._alarm(
+            f"{cid}BreakerOpened",
+            f"{prefix}-breaker-opened",
+            f"{i.name}: the circuit breaker to {i.target} opened (the target keeps failing); messages wait "
+            "in the queue until it recovers or the retry horizon ends.",
+            self._junction_metric(i, "Breaker_opened", Duration.minutes(5)),
+            threshold=1,
+        )
         self._alarm(
             f"{cid}DlqDepth",
             f"{prefix}-dlq-depth",

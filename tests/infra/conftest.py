@@ -42,5 +42,10 @@ def dev_template(dev_stack: JunctionStack) -> Template:
 
 
 @pytest.fixture(scope="session")
-def prod_template() -> Template:
-    return Template.from_stack(synth_stack("prod"))
+def prod_stack() -> JunctionStack:
+    return synth_stack("prod")
+
+
+@pytest.fixture(scope="session")
+def prod_template(prod_stack: JunctionStack) -> Template:
+    return Template.from_stack(prod_stack)

@@ -68,8 +68,9 @@ def test_queue_and_dead_letter_queue(
     assert dlq["MessageRetentionPeriod"] == i.queue.dlq_retention_days * 86_400
     assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
     assert queue["VisibilityTimeout"] == visibility_timeout_seconds(i) >= 6 * i.processor.timeout_seconds
-    for props in (queue, dlq):
-        assert props.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in props
+    for props in (queue, dlq):  # the stage's data key, not SQS-managed keys
+        assert props["KmsMasterKeyId"] == {"Fn::GetAtt": [logical_id(dev_stack, dev_stack.data_key), "Arn"]}
+        assert "SqsManagedSseEnabled" not in props
 
 
 @pytest.mark.parametrize("integration", INTEGRATIONS, ids=ids)
@@ -103,6 +104,7 @@ def test_processor_function(dev_stack: JunctionStack, dev_template: Template, in
     assert env["JUNCTION_DLQ_URL"] == {"Ref": logical_id(dev_stack, dev_stack.dead_letter_queues[i.name])}
     assert env["JUNCTION_IDEMPOTENCY_TABLE"] == {"Ref": logical_id(dev_stack, dev_stack.idempotency_table)}
     assert env["JUNCTION_STATE_TABLE"] == {"Ref": logical_id(dev_stack, dev_stack.state_table)}
+    assert env["JUNCTION_PAYLOAD_BUCKET"] == {"Ref": logical_id(dev_stack, dev_stack.payload_bucket)}
 
 
 @pytest.mark.parametrize("integration", [i for i in INTEGRATIONS if not i.schedule], ids=lambda i: i.name)
@@ -135,6 +137,7 @@ def test_ingress_function_and_route(dev_stack: JunctionStack, dev_template: Temp
         "JUNCTION_STAGE": "dev",
         "JUNCTION_INTEGRATION": i.name,
         "JUNCTION_QUEUE_URL": {"Ref": logical_id(dev_stack, dev_stack.queues[i.name])},
+        "JUNCTION_PAYLOAD_BUCKET": {"Ref": logical_id(dev_stack, dev_stack.payload_bucket)},
     }
 
     ingress_id = logical_id(dev_stack, dev_stack.ingress_functions[i.name])
@@ -195,6 +198,7 @@ def test_no_secret_values_in_lambda_environment(dev_template: Template) -> None:
             "JUNCTION_DLQ_URL",
             "JUNCTION_IDEMPOTENCY_TABLE",
             "JUNCTION_STATE_TABLE",
+            "JUNCTION_PAYLOAD_BUCKET",
         }
         assert "secretsmanager" not in json.dumps(variables)
 
@@ -263,7 +267,13 @@ def test_prod_retains_stateful_resources(prod_template: Template) -> None:
         assert table["UpdateReplacePolicy"] == "Retain"
         assert table["Properties"]["DeletionProtectionEnabled"] is True
         assert table["Properties"]["TableName"].startswith("junction-prod-")
-    for type_ in ("AWS::SQS::Queue", "AWS::SecretsManager::Secret", "AWS::Logs::LogGroup", "AWS::KMS::Key"):
+    for type_ in (
+        "AWS::SQS::Queue",
+        "AWS::SecretsManager::Secret",
+        "AWS::Logs::LogGroup",
+        "AWS::KMS::Key",
+        "AWS::S3::Bucket",
+    ):
         assert all(r["DeletionPolicy"] == "Retain" for r in resources(prod_template, type_).values()), type_
     days = cdk_context()["stages"]["prod"]["log_retention_days"]
     assert all(
@@ -301,7 +311,7 @@ def test_alarms_notify_the_topic(dev_stack: JunctionStack, dev_template: Templat
 def test_alarm_topic_is_encrypted_and_ssl_only(dev_stack: JunctionStack, dev_template: Template) -> None:
     topic = only(resources(dev_template, "AWS::SNS::Topic"))["Properties"]
     assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [logical_id(dev_stack, dev_stack.key), "Arn"]}
-    key = only(resources(dev_template, "AWS::KMS::Key"))["Properties"]
+    key = dev_template.to_json()["Resources"][logical_id(dev_stack, dev_stack.key)]["Properties"]
     assert key["EnableKeyRotation"] is True
     policy = only(resources(dev_template, "AWS::SNS::TopicPolicy"))["Properties"]["PolicyDocument"]
     assert any(s["Effect"] == "Deny" and "aws:SecureTransport" in json.dumps(s) for s in policy["Statement"])
@@ -334,8 +344,7 @@ def test_ingress_bundle_has_only_our_source(dev_stack: JunctionStack) -> None:
     bundle = dev_stack.ingress_code_dir
     top_level = {p.name for p in bundle.iterdir() if not p.name.startswith(".")}
     assert top_level == {"shared", "functions"}
-    assert not list(bundle.rglob("__pycache__"))
-    assert not list(bundle.rglob("*.pyc"))
+    assert {p.suffix for p in bundle.rglob("*") if p.is_file() and not p.name.startswith(".")} <= {".py", ".pyc"}
     for dependency in ("pydantic", "pydantic_core", "httpx"):
         assert not list(bundle.rglob(dependency)), dependency
 
