@@ -14,11 +14,16 @@ Measured per run:
 * peak RSS: the child's own high-water mark right after the response (``VmHWM``; ``ru_maxrss``
   of a spawned child can carry the parent's).
 
-By default a child sees the packages its Lambda asset contains and nothing else (``python -S``,
-see ``interpreter`` and ``absent_modules``), with cached bytecode; ``--whole-venv`` and
-``--no-bytecode`` change that. Every response is checked (ingress: 202; processor: no batch item
-failures and the order arrived at the ERP stand-in); anything else ends the benchmark with exit
-status 2.
+By default a child runs what is deployed (``--as-deployed``): the Lambda runtime's Python version
+(``infra.bundling.runtime_python``, 3.13 from pyenv here) on the asset directories infra/bundling.py
+builds, with the bytecode they ship (none is written), plus the runtime's own boto3 when the asset
+has none. On a machine of another architecture than Lambda's the compiled extensions (pydantic-core)
+are the same versions' wheels for this one (``infra.bundling.host_twin``); everything else is the
+asset's own files. ``--checkout`` runs the checkout with this interpreter instead (packages as
+bundled, ``python -S``, see ``interpreter`` and ``absent_modules``, bytecode cached by a warm-up
+round); ``--whole-venv`` and ``--no-bytecode`` change that. Every response is checked (ingress:
+202; processor: no batch item failures and the order arrived at the ERP stand-in); anything else
+ends the benchmark with exit status 2.
 
 Usage: ``make bench-coldstart`` or ``python benchmarks/coldstart.py [--runs 7] [--json] [--check]``;
 ``--imports`` also measures the import cost of reference libraries. See docs/coldstart.md.
@@ -94,7 +99,17 @@ module_name, _, attr = handler_path.rpartition(".")
 t0 = time.perf_counter()
 handler = getattr(importlib.import_module(module_name), attr)
 t1 = time.perf_counter()
-from junction_local.events import LambdaContext
+imported = sorted({m.partition(".")[0] for m in sys.modules if not m.startswith("_")} - set(sys.stdlib_module_names))
+class LambdaContext:  # the parts of Lambda's context handlers use (as junction_local.events has it)
+    def __init__(self, function_name, timeout_seconds, memory_mb):
+        import uuid
+        self.function_name = function_name
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{function_name}"
+        self._deadline = time.monotonic() + timeout_seconds
+    def get_remaining_time_in_millis(self):
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
 context = LambdaContext(name, int(timeout), int(memory))
 t2 = time.perf_counter()
 response = handler(event, context)
@@ -107,7 +122,8 @@ except (OSError, StopIteration, ValueError):
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with open(result_path, "w", encoding="utf-8") as f:
     json.dump({"t_start": t_start, "t_resp": t_resp, "import_ms": (t1 - t0) * 1000,
-               "invoke_ms": (t3 - t2) * 1000, "rss_kib": rss_kib, "response": response}, f)
+               "invoke_ms": (t3 - t2) * 1000, "rss_kib": rss_kib, "response": response,
+               "imported": imported}, f)
 """
 )
 
@@ -275,6 +291,7 @@ class Run:
     invoke_ms: float
     rss_kib: int
     outcome: str
+    imported: list[str] = field(default_factory=list)  # top-level non-stdlib modules the handler import loaded
 
 
 @dataclass
@@ -285,6 +302,11 @@ class FunctionResult:
     budget_ms: float
     runs: list[Run] = field(default_factory=list)
 
+    @staticmethod
+    def verdict_for(cold_start_ms: float, budget_ms: float) -> str:
+        """PASS when the median cold start is within the budget, else OVER."""
+        return "PASS" if cold_start_ms <= budget_ms else "OVER"
+
     @property
     def name(self) -> str:
         return f"{self.integration}/{self.kind}"
@@ -294,7 +316,7 @@ class FunctionResult:
 
     @property
     def verdict(self) -> str:
-        return "PASS" if self.median("cold_start_ms") <= self.budget_ms else "OVER"
+        return self.verdict_for(self.median("cold_start_ms"), self.budget_ms)
 
     def as_dict(self) -> dict[str, Any]:
         cold = [r.cold_start_ms for r in self.runs]
@@ -316,6 +338,7 @@ class FunctionResult:
             "budget_ms": self.budget_ms,
             "verdict": self.verdict,
             "outcomes": [r.outcome for r in self.runs],
+            "imports": self.runs[-1].imported if self.runs else [],
         }
 
 
@@ -368,6 +391,7 @@ def run_child(
     name: str,
     timeout: int,
     memory: int,
+    cwd: Path = REPO,
 ) -> tuple[Run, Any]:
     """One fresh interpreter: import the handler, call it once, report. Returns the run and the response."""
     with tempfile.TemporaryDirectory(prefix="junction-coldstart-") as tmp:
@@ -377,7 +401,7 @@ def run_child(
         argv += [str(timeout), str(memory)]
         t0 = time.time()
         proc = subprocess.run(
-            argv, env=dict(env), cwd=REPO, capture_output=True, text=True, timeout=CHILD_TIMEOUT_SECONDS, check=False
+            argv, env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_SECONDS, check=False
         )
         if proc.returncode != 0 or not result_path.exists():
             raise BenchmarkError(
@@ -391,6 +415,7 @@ def run_child(
         invoke_ms=result["invoke_ms"],
         rss_kib=int(result["rss_kib"]),
         outcome="",
+        imported=list(result.get("imported", [])),
     )
     if run.cold_start_ms <= 0 or run.rss_kib <= 0:
         raise BenchmarkError(f"{handler}: implausible figures {run}")
@@ -423,17 +448,102 @@ class Stack:
     env: dict[str, str]  # the children's environment, before the function's own variables
     absent: dict[str, str]  # kind -> JUNCTION_COLDSTART_ABSENT ("" with the whole virtualenv)
     pycache: str = ""  # the children's PYTHONPYCACHEPREFIX
+    paths: dict[str, str] = field(default_factory=dict)  # kind -> PYTHONPATH (as deployed: the asset)
+    cwd: Path = REPO  # the children's working directory
 
     def function_env(self, integration: Integration, kind: str) -> dict[str, str]:
-        return {
+        env = {
             **self.env,
             **self.resources.function_env(integration),
             "JUNCTION_COLDSTART_ABSENT": self.absent[kind],
         }
+        if kind in self.paths:
+            env["PYTHONPATH"] = self.paths[kind]
+        return env
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What Lambda runs: the runtime's Python version on the built asset directories."""
+
+    python: str
+    version: str
+    paths: dict[str, str]  # kind -> PYTHONPATH
+    assets: dict[str, str]  # kind -> asset directory (as built by infra/bundling.py)
+    bytecode: bool
+
+    @property
+    def argv(self) -> list[str]:
+        # -s: no user site-packages; -P: the working directory is not put on sys.path.
+        return [self.python, "-s", "-P"]
+
+
+def runtime_sdk_dir() -> Path:
+    """boto3 as the Lambda runtime provides it next to the asset, compiled by the runtime's Python."""
+    from infra import bundling
+
+    compiler = bundling.bytecode()
+    final = bundling.BUILD_DIR / f"runtime-sdk-{os.uname().machine}-{compiler.tag}"
+    if (final / ".junction-complete").exists():
+        return final
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-sdk-", dir=bundling.BUILD_DIR))
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
+    cmd += ["--platform", bundling.host_platform(), "--implementation", "cp", "--python-version"]
+    cmd += [bundling.PYTHON_VERSION, "--only-binary=:all:", "--target", str(tmp), *LAMBDA_RUNTIME_PACKAGES]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BenchmarkError(f"could not install the runtime's {', '.join(LAMBDA_RUNTIME_PACKAGES)}:\n{result.stderr}")
+    bundling.compile_bytecode(tmp, compiler, strict=False)
+    (tmp / ".junction-complete").touch()
+    try:
+        tmp.rename(final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _without_bytecode(directory: Path, into: Path) -> Path:
+    """A hard-linked copy of ``directory`` without any ``__pycache__`` (an asset built without bytecode)."""
+    shutil.copytree(directory, into, copy_function=os.link, ignore=shutil.ignore_patterns("__pycache__"))
+    return into
+
+
+def deployed(*, bytecode: bool, scratch: Path) -> Deployed:
+    """The runtime's Python and the assets as built; ``bytecode=False``: the same assets without .pyc."""
+    from infra import bundling
+
+    found = bundling.runtime_python()
+    if found is None:
+        raise BenchmarkError(
+            f"no Python {bundling.PYTHON_VERSION} here (pyenv or ${bundling.RUNTIME_PYTHON_ENV}): cannot run the "
+            "assets as deployed; --checkout measures the checkout with this interpreter"
+        )
+    assets = {"ingress": bundling.ingress_asset_dir(), "processor": bundling.processor_asset_dir()}
+    sdk = runtime_sdk_dir()
+    paths: dict[str, str] = {}
+    for kind, asset in assets.items():
+        runnable = bundling.host_twin(asset)
+        if not bytecode:
+            runnable = _without_bytecode(runnable, scratch / kind)
+        extra = [] if (asset / "boto3").is_dir() else [str(sdk)]
+        paths[kind] = os.pathsep.join([str(runnable), *extra])
+    return Deployed(found[0], found[1], paths, {k: str(v) for k, v in assets.items()}, bytecode)
+
+
+def deployed_env(aws_env: Mapping[str, str]) -> dict[str, str]:
+    """The parent's environment without anything Python-specific (a Lambda function has none), no
+    coverage hooks, and no bytecode written: Lambda's code directory is read-only."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "COV_CORE_", "COVERAGE_"))}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(aws_env)
+    return env
 
 
 @contextmanager
-def local_stack(integrations: tuple[Integration, ...], *, as_bundled: bool) -> Iterator[Stack]:
+def local_stack(
+    integrations: tuple[Integration, ...], *, as_bundled: bool, runtime: Deployed | None = None
+) -> Iterator[Stack]:
     """LocalAws (SQS, DynamoDB), moto (Secrets Manager) and the ERP stand-in, all on 127.0.0.1."""
     import boto3
     from moto.server import ThreadedMotoServer
@@ -480,6 +590,12 @@ def local_stack(integrations: tuple[Integration, ...], *, as_bundled: bool) -> I
                 },
             },
         )
+        if runtime is not None:
+            absent = {"ingress": "", "processor": ""}
+            yield Stack(
+                resources, erp, sqs, runtime.argv, deployed_env(aws_env), absent, pycache, runtime.paths, Path(pycache)
+            )
+            return
         absent = {kind: ",".join(absent_modules(kind)) if as_bundled else "" for kind in ("ingress", "processor")}
         env = child_env(aws_env, pycache, as_bundled=as_bundled)
         yield Stack(resources, erp, sqs, interpreter(as_bundled=as_bundled), env, absent, pycache)
@@ -520,6 +636,7 @@ def ingress_run(integration: Integration, sample: Sample, stack: Stack) -> Run:
         name=f"junction-{STAGE}-{integration.name}-ingress",
         timeout=integration.ingress.timeout_seconds,
         memory=integration.ingress.memory_mb,
+        cwd=stack.cwd,
     )
     status = response.get("statusCode") if isinstance(response, dict) else None
     if status != 202:
@@ -585,6 +702,7 @@ def processor_run(integration: Integration, sample: Sample, stack: Stack, enqueu
         name=f"junction-{STAGE}-{integration.name}-processor",
         timeout=integration.processor.timeout_seconds,
         memory=integration.processor.memory_mb,
+        cwd=stack.cwd,
     )
     if response != {"batchItemFailures": []}:
         raise BenchmarkError(f"{name}: expected no batch item failures, got {response!r}")
@@ -605,18 +723,27 @@ def _processor_round(integration: Integration, sample: Sample, stack: Stack, enq
     return processor_run(integration, sample, stack, enqueuer, round_ + 1)  # entity 0 is the ingress's sample
 
 
-def bench(runs: int, warmup: int, *, bytecode: bool = True, as_bundled: bool = True) -> dict[str, Any]:
+def bench(
+    runs: int, warmup: int, *, bytecode: bool = True, as_bundled: bool = True, as_deployed: bool = True
+) -> dict[str, Any]:
     """Round after round, every measurement once per round (baselines, then each function), so a
     slow spell of the machine falls on all of them alike."""
+    with tempfile.TemporaryDirectory(prefix="junction-coldstart-assets-") as scratch:
+        runtime = deployed(bytecode=bytecode, scratch=Path(scratch)) if as_deployed else None
+        return _bench(runs, warmup, bytecode=bytecode, as_bundled=as_bundled, runtime=runtime)
+
+
+def _bench(runs: int, warmup: int, *, bytecode: bool, as_bundled: bool, runtime: Deployed | None) -> dict[str, Any]:
     missing = [i.name for i in INTEGRATIONS if i.name not in SAMPLES]
     if missing:
         raise BenchmarkError(f"no sample event for {', '.join(missing)}: add one to SAMPLES in {__file__}")
     load_before = os.getloadavg()[0]
-    with local_stack(INTEGRATIONS, as_bundled=as_bundled) as stack:
-        plain = child_env({}, stack.pycache, as_bundled=False)
+    python = runtime.python if runtime else sys.executable
+    with local_stack(INTEGRATIONS, as_bundled=as_bundled, runtime=runtime) as stack:
+        plain = deployed_env({}) if runtime else child_env({}, stack.pycache, as_bundled=False)
         baselines: dict[str, tuple[list[str], list[float]]] = {
-            "python -c pass": ([sys.executable, "-c", "pass"], []),
-            "python -S -c pass": ([sys.executable, "-S", "-c", "pass"], []),
+            "python -c pass": ([python, "-c", "pass"], []),
+            "python -S -c pass": ([python, "-S", "-c", "pass"], []),
         }
         measured: list[tuple[FunctionResult, Callable[[int], Run]]] = []
         for integration in INTEGRATIONS:
@@ -630,7 +757,7 @@ def bench(runs: int, warmup: int, *, bytecode: bool = True, as_bundled: bool = T
             )
             measured.append((processor, functools.partial(_processor_round, integration, sample, stack, enqueuer)))
         for round_ in range(warmup + runs):
-            if round_ == warmup and not bytecode:
+            if round_ == warmup and not bytecode and runtime is None:
                 drop_asset_bytecode(stack.pycache, stack.env, plain)
             for argv, times in baselines.values():
                 elapsed = wall_ms(argv, plain)
@@ -640,13 +767,26 @@ def bench(runs: int, warmup: int, *, bytecode: bool = True, as_bundled: bool = T
                 run = once(round_)
                 if round_ >= warmup:
                     result.runs.append(run)
+    if runtime is not None:
+        mode = {
+            "mode": "as deployed",
+            "bytecode": "as shipped" if bytecode else "none",
+            "packages": "the built assets: " + ", ".join(Path(a).name for a in runtime.assets.values()),
+            "interpreter": " ".join(["python", *runtime.argv[1:], "-c"]),
+            "python": runtime.version,
+        }
+    else:
+        mode = {
+            "mode": "checkout",
+            "bytecode": "cached" if bytecode else "none",
+            "packages": "as bundled" if as_bundled else "whole virtualenv",
+            "interpreter": " ".join(["python", *interpreter(as_bundled=as_bundled)[1:], "-c"]),
+            "python": sys.version.split()[0],
+        }
     return {
         "runs": runs,
         "warmup": warmup,
-        "bytecode": "cached" if bytecode else "none",
-        "packages": "as bundled" if as_bundled else "whole virtualenv",
-        "interpreter": " ".join(["python", *interpreter(as_bundled=as_bundled)[1:], "-c"]),
-        "python": sys.version.split()[0],
+        **mode,
         "cpus": os.cpu_count(),
         "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "baseline_python_pass_ms": summary(baselines["python -c pass"][1]),
@@ -709,11 +849,15 @@ def _bench_imports(
 def render(report: dict[str, Any]) -> str:
     base = report["baseline_python_pass_ms"]
     no_site = report["baseline_python_no_site_pass_ms"]
-    bytecode = "cached .pyc" if report["bytecode"] == "cached" else "no .pyc outside the standard library"
+    bytecode = {
+        "cached": "cached .pyc",
+        "as shipped": "the assets' own .pyc (none written)",
+    }.get(report["bytecode"], "no .pyc outside the standard library")
     lines = [
         f"Cold start: fresh interpreter -> first response, median of {report['runs']} runs "
         f"(+{report['warmup']} warm-up), Python {report['python']}",
-        f"Children: `{report['interpreter']}`; packages: {report['packages']}; bytecode: {bytecode}",
+        f"Mode: {report.get('mode', 'checkout')}; children: `{report['interpreter']}`; packages: {report['packages']}; "
+        f"bytecode: {bytecode}",
         f"Machine: {report['cpus']} CPUs, 1-minute load average {report['load_average_1m']['before']} before, "
         f"{report['load_average_1m']['after']} after (other work on the machine inflates every figure)",
         f"Baseline `python -c pass`: {base['median']:.1f} ms (min {base['min']:.1f}, max {base['max']:.1f}); "
@@ -751,6 +895,9 @@ def render(report: dict[str, Any]) -> str:
         lines.append("  ".join(cells).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
+    lines.append("")
+    for f in report["functions"]:
+        lines.append(f"{f['function']} imports: {', '.join(f.get('imports', [])) or '(standard library only)'}")
     if "imports" in report:
         lines += ["", "Import cost in a fresh interpreter (median):", ""]
         iw = max(len(i["snippet"]) for i in report["imports"])
@@ -774,6 +921,11 @@ def main(argv: list[str] | None = None) -> int:
         help="no .pyc for the checkout and site-packages (as in the Lambda assets): compiled in every process",
     )
     parser.add_argument(
+        "--checkout",
+        action="store_true",
+        help="run the checkout with this interpreter instead of the built assets with the runtime's Python",
+    )
+    parser.add_argument(
         "--whole-venv",
         action="store_true",
         help="let the functions import everything installed here, not only what their Lambda asset contains",
@@ -784,7 +936,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_bytecode and args.warmup < 1:
         parser.error("--no-bytecode needs a warm-up run (it caches the standard library's .pyc)")
     try:
-        report = bench(args.runs, args.warmup, bytecode=not args.no_bytecode, as_bundled=not args.whole_venv)
+        report = bench(
+            args.runs,
+            args.warmup,
+            bytecode=not args.no_bytecode,
+            as_bundled=not args.whole_venv,
+            as_deployed=not (args.checkout or args.whole_venv),
+        )
     except BenchmarkError as exc:
         print(f"coldstart benchmark FAILED: {exc}", file=sys.stderr)
         return 2

@@ -430,7 +430,7 @@ def host_twin(asset: Path, compiler: Bytecode | None = None) -> Path:
     )
     for entry in wheels.iterdir():
         shutil.move(str(entry), twin / entry.name)
-    _prune(f"host-{os.uname().machine}", keep=final)
+    _prune(f"host-{os.uname().machine}-{asset.name.split('-')[0]}", keep=final)
     published = _publish(twin, final)
     shutil.rmtree(tmp, ignore_errors=True)
     return published
