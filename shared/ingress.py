@@ -2,8 +2,13 @@
 
 Imports stay within the standard library and the lean modules of ``shared`` (cold start).
 Answers: 202 after SQS accepted the message; 401 for any verification failure; 400 for a
-malformed request; 413 for an oversized one; 503 only when the secret store or the queue
-could not be reached. Bad input never causes a 5xx.
+malformed request; 413 for a body above the declared ``max_body_bytes``; 503 only when the
+secret store, S3 or the queue could not be reached within the declared deadline; 500 only for
+a bug of ours (logged with its traceback, never with payload data). Bad input never causes a 5xx.
+
+A body whose envelope does not fit one SQS message travels by claim check (``shared.claim_check``).
+Every call (secret, S3, SQS, with their retries) shares one deadline, ``deadline_seconds`` of the
+trigger, so the sender hears from us before its own timeout.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.aws import AwsError, AwsJsonClient, SecretCache, sqs_client
+from shared import claim_check
+from shared.aws import AwsError, AwsJsonClient, S3Client, SecretCache, s3_client, sqs_client
 from shared.declaration import Integration, WebhookTrigger, secret_id
-from shared.envelope import Envelope, message_attributes
+from shared.envelope import SQS_MAX_MESSAGE_BYTES, Envelope, message_attributes, message_size
 from shared.observability import emit_metrics, get_logger, log
 from shared.webhooks import (
     BadRequest,
@@ -28,24 +34,25 @@ from shared.webhooks import (
     IngressRejection,
     PayloadTooLarge,
     VerificationFailed,
+    Verifier,
     verifier_for,
 )
 
 _logger = get_logger("junction.ingress")
 
-# Provider headers worth keeping for the processor and for operators; never signatures.
-KEPT_HEADERS = (
-    "content-type",
-    "x-shopify-topic",
-    "x-shopify-shop-domain",
-    "x-shopify-api-version",
-    "x-shopify-webhook-id",
-    "x-shopify-triggered-at",
-    "x-shopify-event-id",
-    "webhook-id",
-    "webhook-timestamp",
-)
+# Headers kept whatever the scheme; each verifier adds its provider's (``Verifier.kept_headers``).
+GENERIC_KEPT_HEADERS = ("content-type",)
 SECRET_REFRESH_SECONDS = 30.0  # after a mismatch, re-read the secret at most this often
+ANSWER_RESERVE_SECONDS = 0.05  # of the deadline, kept for building and returning the answer
+PAYLOAD_BUCKET_ENV = "JUNCTION_PAYLOAD_BUCKET"
+
+
+def kept_header_names(verifier: Verifier, topic_header: str | None) -> frozenset[str]:
+    """Generic headers, the declared topic header and the verifier's own; never a signature."""
+    names = {*GENERIC_KEPT_HEADERS, *verifier.kept_headers}
+    if topic_header:
+        names.add(topic_header.lower())
+    return frozenset(names - {h.lower() for h in verifier.signature_headers})
 
 
 class ServiceUnavailable(Exception):
@@ -72,7 +79,7 @@ def read_request(event: dict[str, Any], limit: int) -> tuple[Headers, bytes]:
         return Headers(raw_headers), b""
     if not isinstance(body, str):
         raise BadRequest("body is not a string")
-    if event.get("isBase64Encoded"):
+    if event.get("isBase64Encoded") is True:
         if len(body) > (limit * 4) // 3 + 4:
             raise PayloadTooLarge(f"encoded body of {len(body)} chars")
         try:
@@ -80,7 +87,12 @@ def read_request(event: dict[str, Any], limit: int) -> tuple[Headers, bytes]:
         except (binascii.Error, ValueError):
             raise BadRequest("body is not valid base64") from None
     else:
-        raw = body.encode("utf-8", "surrogateescape")
+        if len(body) > limit:  # every character is at least one byte
+            raise PayloadTooLarge(f"body of {len(body)} chars")
+        try:
+            raw = body.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate no byte sequence decodes to
+            raise BadRequest("body is not encodable text") from None
     if len(raw) > limit:
         raise PayloadTooLarge(f"body of {len(raw)} bytes")
     return Headers(raw_headers), raw
@@ -98,6 +110,9 @@ class Ingress:
         sqs: AwsJsonClient,
         secrets: SecretCache,
         clock: Callable[[], float] = time.time,
+        s3: S3Client | None = None,
+        payload_bucket: str | None = None,
+        max_message_bytes: int = SQS_MAX_MESSAGE_BYTES,
     ) -> None:
         if integration.webhook is None:
             raise ValueError(f"{integration.name} has no webhook trigger")
@@ -109,28 +124,41 @@ class Ingress:
         self.sqs = sqs
         self.secrets = secrets
         self.clock = clock
+        self._s3 = s3
+        self.payload_bucket = payload_bucket if payload_bucket is not None else os.environ.get(PAYLOAD_BUCKET_ENV)
+        self.max_message_bytes = max_message_bytes
+        self.kept_headers = kept_header_names(self.verifier, self.trigger.topic_header)
         self._last_refresh = float("-inf")
+
+    @property
+    def s3(self) -> S3Client:
+        if self._s3 is None:
+            self._s3 = s3_client()
+        return self._s3
 
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
+        deadline = time.monotonic() + max(0.0, self.trigger.deadline_seconds - ANSWER_RESERVE_SECONDS)
         delivery_id = None
         try:
             headers, raw = read_request(event, self.trigger.max_body_bytes)
-            delivery = self._verify(headers, raw)
+            delivery = self._verify(headers, raw, deadline)
             delivery_id = delivery.delivery_id
             try:
                 payload = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
                 raise BadRequest("body is not JSON") from None
             if not isinstance(payload, dict):
                 raise BadRequest("body is not a JSON object")
             envelope = self._envelope(headers, raw, delivery.delivery_id, delivery.topic)
-            self._enqueue(envelope)
+            claim_checked = self._enqueue(envelope, raw, deadline)
         except IngressRejection as rejection:
             return self._answer(rejection.status, rejection.public, rejection.detail, delivery_id, started)
         except ServiceUnavailable as exc:
             return self._answer(503, "temporarily unavailable, retry later", str(exc), delivery_id, started)
-        self._outcome("accepted", 202, delivery_id, started, None)
+        except Exception as exc:  # a bug of ours: never let it become the platform's 502
+            return self._crashed(exc, delivery_id, started)
+        self._outcome("accepted", 202, delivery_id, started, None, claim_check=claim_checked or None)
         return _response(202, {"status": "accepted", "delivery_id": delivery_id})
 
     def _answer(self, status: int, public: str, detail: str, delivery_id: str | None, started: float) -> dict[str, Any]:
@@ -138,7 +166,17 @@ class Ingress:
         self._outcome(outcome, status, delivery_id, started, detail)
         return _response(status, {"error": public})
 
-    def _outcome(self, outcome: str, status: int, delivery_id: str | None, started: float, detail: str | None) -> None:
+    def _crashed(self, exc: Exception, delivery_id: str | None, started: float) -> dict[str, Any]:
+        import traceback  # only on this path: it costs cold-start time
+
+        # The frames and the exception type, not its message: a message may quote the payload.
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        self._outcome("error", 500, delivery_id, started, type(exc).__name__, traceback=frames)
+        return _response(500, {"error": "internal error"})
+
+    def _outcome(
+        self, outcome: str, status: int, delivery_id: str | None, started: float, detail: str | None, **extra: Any
+    ) -> None:
         level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
         log(
             _logger,
@@ -149,12 +187,13 @@ class Ingress:
             status=status,
             detail=detail,
             ms=round((time.perf_counter() - started) * 1000, 2),
+            **{k: v for k, v in extra.items() if v is not None},
         )
         emit_metrics(self.integration.name, {f"Webhook_{outcome}": 1})
 
-    def _active_secrets(self) -> list[str]:
+    def _active_secrets(self, deadline: float | None) -> list[str]:
         try:
-            doc = self.secrets.get_json(self.secret_id)
+            doc = self.secrets.get_json(self.secret_id, deadline=deadline)
         except AwsError as exc:
             raise ServiceUnavailable(f"secret {self.secret_id}: {exc.code}") from exc
         except ValueError as exc:
@@ -164,11 +203,11 @@ class Ingress:
             raise ServiceUnavailable(f'secret {self.secret_id} must be {{"secrets": ["..."]}}')
         return values
 
-    def _verify(self, headers: Headers, raw: bytes) -> Any:
+    def _verify(self, headers: Headers, raw: bytes, deadline: float | None) -> Any:
         verify = self.verifier.verify
         tolerance = self.trigger.timestamp_tolerance_seconds
         try:
-            return verify(headers, raw, self._active_secrets(), now=self.clock(), tolerance=tolerance)
+            return verify(headers, raw, self._active_secrets(deadline), now=self.clock(), tolerance=tolerance)
         except VerificationFailed:
             # A rotated secret may not be in our cache yet: re-read it, at most every 30 s.
             now = time.monotonic()
@@ -176,11 +215,11 @@ class Ingress:
                 raise
             self._last_refresh = now
             self.secrets.invalidate(self.secret_id)
-            return verify(headers, raw, self._active_secrets(), now=self.clock(), tolerance=tolerance)
+            return verify(headers, raw, self._active_secrets(deadline), now=self.clock(), tolerance=tolerance)
 
     def _envelope(self, headers: Headers, raw: bytes, delivery_id: str, topic: str | None) -> Envelope:
         body, encoding = Envelope.encode_body(raw)
-        kept = {k: v for k, v in headers.items() if k in KEPT_HEADERS}
+        kept = {k: v for k, v in headers.items() if k in self.kept_headers}
         if topic is None and self.trigger.topic_header:
             topic = headers.get(self.trigger.topic_header)
         return Envelope(
@@ -195,20 +234,33 @@ class Ingress:
             headers=kept,
         )
 
-    def _enqueue(self, envelope: Envelope) -> None:
-        params: dict[str, Any] = {
-            "QueueUrl": self.queue_url,
-            "MessageBody": envelope.to_json(),
-            "MessageAttributes": message_attributes(envelope),
-        }
+    def _enqueue(self, envelope: Envelope, raw: bytes, deadline: float | None) -> bool:
+        """Send the envelope, or a claim check when it does not fit one message; True for a claim check."""
+        attributes = message_attributes(envelope)
+        # The envelope is never smaller than the body: skip building what cannot fit.
+        text = envelope.to_json() if len(raw) < self.max_message_bytes else None
+        claim_checked = text is None or message_size(text, attributes) > self.max_message_bytes
+        if claim_checked:
+            envelope = self._claim_check(envelope, raw, deadline)
+            text = envelope.to_json()
+        params: dict[str, Any] = {"QueueUrl": self.queue_url, "MessageBody": text, "MessageAttributes": attributes}
         if self.integration.queue.fifo:
             # One group per delivery: no head-of-line blocking; SQS drops re-sent duplicates for 5 min.
             params["MessageGroupId"] = envelope.delivery_id[:128]
             params["MessageDeduplicationId"] = envelope.idempotency_key[:128]
         try:
-            self.sqs.call("SendMessage", params)
+            self.sqs.call("SendMessage", params, deadline=deadline)
         except AwsError as exc:
             raise ServiceUnavailable(f"enqueue failed: {exc.code}") from exc
+        return claim_checked
+
+    def _claim_check(self, envelope: Envelope, raw: bytes, deadline: float | None) -> Envelope:
+        if not self.payload_bucket:
+            raise ServiceUnavailable(f"body needs a claim check and {PAYLOAD_BUCKET_ENV} is not set")
+        try:
+            return claim_check.store(self.s3, self.payload_bucket, envelope, raw, deadline=deadline)
+        except AwsError as exc:
+            raise ServiceUnavailable(f"claim check failed: {exc.code}") from exc
 
 
 def make_ingress_handler(
@@ -228,6 +280,7 @@ def make_ingress_handler(
                     queue_url=env["JUNCTION_QUEUE_URL"],
                     sqs=sqs_client(),
                     secrets=SecretCache(),
+                    payload_bucket=env.get(PAYLOAD_BUCKET_ENV) or "",
                 )
             )
         return holder[0].handle(event)

@@ -7,9 +7,10 @@ or ``BadRequest`` (400): never anything else, whatever the input.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 MAX_SIGNATURE_HEADER = 4096  # bytes; a longer header is refused before any work is done
 MAX_ID_HEADER = 256
@@ -65,11 +66,26 @@ class Headers:
 
 
 class Verifier(Protocol):
-    scheme: str
+    """A signature scheme. ``kept_headers``: the provider headers (lower case) worth keeping in
+    the envelope for the processor and operators; ``signature_headers``: the ones that carry
+    signatures, never kept."""
+
+    scheme: ClassVar[str]
+    kept_headers: ClassVar[tuple[str, ...]]
+    signature_headers: ClassVar[tuple[str, ...]]
 
     def verify(
         self, headers: Headers, raw_body: bytes, secrets: Sequence[str], *, now: float, tolerance: int
     ) -> VerifiedDelivery: ...
+
+
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
+
+
+def unix_seconds(value: str) -> int | None:
+    """``value`` as unix seconds when it is 1 to 12 ASCII digits, else None. (``str.isdigit``
+    and ``int`` accept other scripts' digits and superscripts: "²" would pass one, fail the other.)"""
+    return int(value) if _UNIX_SECONDS.fullmatch(value) else None
 
 
 def delivery_id_from(headers: Headers, name: str, error: type[IngressRejection] = BadRequest) -> str:

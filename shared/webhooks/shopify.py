@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Sequence
+from typing import ClassVar
 
 from shared.webhooks.base import (
     MAX_SIGNATURE_HEADER,
@@ -32,7 +33,16 @@ def sign(raw_body: bytes, secret: str) -> str:
 
 
 class ShopifyVerifier:
-    scheme = "shopify"
+    scheme: ClassVar[str] = "shopify"
+    kept_headers: ClassVar[tuple[str, ...]] = (
+        "x-shopify-topic",
+        "x-shopify-shop-domain",
+        "x-shopify-api-version",
+        "x-shopify-webhook-id",
+        "x-shopify-triggered-at",
+        "x-shopify-event-id",
+    )
+    signature_headers: ClassVar[tuple[str, ...]] = (SIGNATURE_HEADER.lower(),)
 
     def verify(
         self, headers: Headers, raw_body: bytes, secrets: Sequence[str], *, now: float, tolerance: int

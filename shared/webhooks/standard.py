@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import hmac
 from collections.abc import Sequence
+from typing import ClassVar
 
 from shared.webhooks.base import (
     MAX_SIGNATURE_HEADER,
@@ -20,6 +21,7 @@ from shared.webhooks.base import (
     VerificationFailed,
     VerifiedDelivery,
     delivery_id_from,
+    unix_seconds,
 )
 
 PREFIX = "whsec_"
@@ -41,7 +43,9 @@ def sign(msg_id: str, timestamp: int, raw_body: bytes, secret: str) -> str:
 
 
 class StandardWebhooksVerifier:
-    scheme = "standard-webhooks"
+    scheme: ClassVar[str] = "standard-webhooks"
+    kept_headers: ClassVar[tuple[str, ...]] = ("webhook-id", "webhook-timestamp")
+    signature_headers: ClassVar[tuple[str, ...]] = ("webhook-signature",)
 
     def verify(
         self, headers: Headers, raw_body: bytes, secrets: Sequence[str], *, now: float, tolerance: int
@@ -53,9 +57,9 @@ class StandardWebhooksVerifier:
             raise VerificationFailed("missing timestamp or signature")
         if len(header) > MAX_SIGNATURE_HEADER:
             raise VerificationFailed("signature header too long")
-        if not raw_ts.isdigit() or len(raw_ts) > 12:
+        timestamp = unix_seconds(raw_ts)
+        if timestamp is None:
             raise VerificationFailed("timestamp is not unix seconds")
-        timestamp = int(raw_ts)
         if abs(now - timestamp) > max(1, tolerance):
             raise VerificationFailed("timestamp outside the tolerance window")
         given: list[bytes] = []

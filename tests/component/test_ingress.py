@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 
-from shared.envelope import Envelope
+from functions.shop_orders_to_erp.declaration import INTEGRATION
+from shared import claim_check
+from shared.aws import SecretCache, s3_client, secretsmanager_client, sqs_client
+from shared.envelope import SQS_MAX_MESSAGE_BYTES, Envelope
+from shared.ingress import Ingress
 from shared.webhooks import shopify
-from tests.component.harness import REGION, SHOP_OLD_SECRET, SHOP_SECRET, Pipeline, shopify_headers
+from tests.component.harness import REGION, SHOP_OLD_SECRET, SHOP_SECRET, STAGE, Pipeline, shopify_headers
 from tests.sample import body as serialise
 from tests.sample import shopify_order
 
 BODY = serialise(shopify_order())
+BUCKET = "junction-test-payloads"
+assert INTEGRATION.webhook is not None
+MAX_BODY = INTEGRATION.webhook.max_body_bytes
+# What SQS accepts in a message (its documented character set).
+SQS_ALLOWED = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
 
 
 def queued(pipeline: Pipeline) -> list[dict[str, Any]]:
@@ -94,7 +106,8 @@ def test_bad_signatures_get_401_and_nothing_is_enqueued(
         ("not json", b"{not json", 400),
         ("json array", b"[1,2,3]", 400),
         ("empty body", b"", 400),
-        ("too large", b"{" + b" " * (256 * 1024) + b"}", 413),
+        ("too large", b"{" + b" " * MAX_BODY + b"}", 413),
+        ("nested deeper than the parser's stack", b"[" * 200_000 + b"]" * 200_000, 400),
     ],
 )
 def test_malformed_requests(pipeline: Pipeline, case: str, body: bytes, status: int) -> None:
@@ -121,3 +134,139 @@ def test_an_unreadable_secret_is_a_503_not_a_401(pipeline: Pipeline) -> None:
     status, _ = pipeline.post(BODY, shopify_headers(BODY, "d-nosecret"))
     assert status == 503
     assert queued(pipeline) == []
+
+
+# -- bodies above one SQS message: claim check in S3 ---------------------------------------------
+@pytest.fixture
+def s3(aws: str) -> Any:
+    client = boto3.client("s3", region_name=REGION)
+    client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})  # type: ignore[typeddict-item]
+    return client
+
+
+@pytest.fixture
+def ingress(pipeline: Pipeline, s3: Any) -> Iterator[Ingress]:
+    """The real ingress with a claim-check bucket, on the pipeline's queue."""
+    yield Ingress(
+        INTEGRATION,
+        stage=STAGE,
+        queue_url=pipeline.queue_url,
+        sqs=sqs_client(),
+        secrets=SecretCache(secretsmanager_client()),
+        s3=s3_client(),
+        payload_bucket=BUCKET,
+    )
+
+
+def _post(ingress: Ingress, body: bytes, delivery_id: str) -> tuple[int, dict[str, Any]]:
+    from junction_local.events import apigw_event
+
+    assert INTEGRATION.webhook is not None
+    response = ingress.handle(apigw_event("POST", INTEGRATION.webhook.path, shopify_headers(body, delivery_id), body))
+    return int(response["statusCode"]), json.loads(response["body"])
+
+
+def order_of_size(size: int, note: str = "") -> bytes:
+    """A signed-order-shaped body of exactly ``size`` bytes: line items repeated, then padded."""
+    order = shopify_order(note=note)
+    item = order["line_items"][0]
+    items: list[dict[str, Any]] = []
+    while len(serialise({**order, "line_items": items})) < size - 2_000:
+        line = copy.deepcopy(item)
+        line["id"] = item["id"] + len(items) + 1
+        line["title"] = f'Line {len(items)} "quoted" \\ back\nslash ünïcødé 🎉'
+        items.append(line)
+    base = serialise({**order, "line_items": items, "pad": ""})
+    raw = base.replace(b'"pad":""', b'"pad":"' + b"x" * (size - len(base)) + b'"')
+    assert len(raw) == size
+    return raw
+
+
+def _single_message(pipeline: Pipeline) -> dict[str, Any]:
+    [message] = queued(pipeline)
+    assert SQS_ALLOWED.fullmatch(message["Body"]), "SQS refuses characters in this body"
+    return message
+
+
+def test_a_900_kib_order_travels_by_claim_check_and_resolves_to_the_exact_bytes(
+    pipeline: Pipeline, ingress: Ingress, s3: Any
+) -> None:
+    raw = order_of_size(900 * 1024)
+    status, answer = _post(ingress, raw, "d-big")
+    assert (status, answer) == (202, {"status": "accepted", "delivery_id": "d-big"})
+    message = _single_message(pipeline)
+    assert len(message["Body"].encode()) < 4096  # the pointer, not the body
+    envelope = Envelope.from_json(message["Body"])
+    assert envelope.v == 2 and envelope.claim_check is not None
+    assert envelope.claim_check.key.startswith(f"payloads/{INTEGRATION.name}/")
+    assert message["MessageAttributes"]["junction-idempotency-key"]["StringValue"] == "shop-orders-to-erp:d-big"
+    resolved = claim_check.resolve(envelope, s3)
+    assert resolved.raw_body == raw  # byte for byte what the shop signed
+    assert resolved.payload()["id"] == shopify_order()["id"]
+    assert Envelope.from_json(resolved.to_json()) == envelope  # what an idempotency record keeps
+
+
+@pytest.mark.parametrize("size", [220 * 1024, 240 * 1024, 256 * 1024 - 200, 256 * 1024])
+def test_bodies_whose_envelope_outgrows_a_message_are_accepted(
+    pipeline: Pipeline, ingress: Ingress, s3: Any, size: int
+) -> None:
+    """The raw body fits 256 KiB, its JSON-escaped envelope does not: once 503 forever."""
+    raw = order_of_size(size)
+    assert _post(ingress, raw, f"d-{size}")[0] == 202
+    message = _single_message(pipeline)
+    assert len(message["Body"].encode()) < SQS_MAX_MESSAGE_BYTES - 100
+    envelope = Envelope.from_json(message["Body"])
+    assert (envelope.claim_check is not None) == (size >= 240 * 1024)  # 220 KiB still fits, escaped
+    assert claim_check.resolve(envelope, s3).raw_body == raw
+
+
+def test_a_body_that_fits_stays_inline(pipeline: Pipeline, ingress: Ingress, s3: Any) -> None:
+    raw = order_of_size(100 * 1024)
+    assert _post(ingress, raw, "d-small")[0] == 202
+    message = _single_message(pipeline)
+    envelope = Envelope.from_json(message["Body"])
+    assert envelope.v == 1 and envelope.claim_check is None and envelope.raw_body == raw
+    assert len(message["Body"].encode()) <= SQS_MAX_MESSAGE_BYTES
+    assert s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+
+
+def test_the_declared_limit_is_the_line_between_202_and_413(pipeline: Pipeline, ingress: Ingress, s3: Any) -> None:
+    assert _post(ingress, order_of_size(MAX_BODY + 1), "d-over")[0] == 413
+    assert queued(pipeline) == []
+    raw = order_of_size(MAX_BODY)
+    assert _post(ingress, raw, "d-max")[0] == 202
+    envelope = Envelope.from_json(_single_message(pipeline)["Body"])
+    assert claim_check.resolve(envelope, s3).raw_body == raw
+
+
+def test_characters_sqs_refuses_are_escaped_and_survive(pipeline: Pipeline, ingress: Ingress, s3: Any) -> None:
+    note = "\ufffe \uffff nul:\u0000 \U0001f389 zażółć"
+    raw = serialise(shopify_order(note=note)).replace(b"\\u0000", b"\\u0000")
+    raw = raw.replace(b'"note":"', b'"note":"\\ud800 lone, ')  # a lone surrogate escape in the JSON text
+    assert "\ufffe".encode() in raw
+    assert _post(ingress, raw, "d-chars")[0] == 202
+    envelope = Envelope.from_json(_single_message(pipeline)["Body"])
+    assert envelope.raw_body == raw
+    assert envelope.payload()["note"].startswith("\ud800 lone, \ufffe \uffff nul:\x00")
+
+
+def test_an_unreachable_bucket_is_a_503_and_nothing_is_enqueued(pipeline: Pipeline, ingress: Ingress, s3: Any) -> None:
+    s3.delete_bucket(Bucket=BUCKET)
+    status, answer = _post(ingress, order_of_size(400 * 1024), "d-nobucket")
+    assert status == 503 and "retry" in answer["error"]
+    assert queued(pipeline) == []
+
+
+def test_a_missing_claim_check_object_is_transient_then_permanent(
+    pipeline: Pipeline, ingress: Ingress, s3: Any
+) -> None:
+    assert _post(ingress, order_of_size(300 * 1024), "d-gone")[0] == 202
+    envelope = Envelope.from_json(_single_message(pipeline)["Body"])
+    assert envelope.claim_check is not None
+    s3.delete_object(Bucket=BUCKET, Key=envelope.claim_check.key)
+    with pytest.raises(claim_check.ClaimCheckUnavailable):
+        claim_check.resolve(envelope, s3)
+    later = pipeline.clock() + claim_check.MISSING_GRACE_SECONDS + 1
+    with pytest.raises(claim_check.ClaimCheckMissing) as caught:
+        claim_check.resolve(envelope, s3, now=later)
+    assert caught.value.entity_ids == {"delivery_id": "d-gone"}
