@@ -171,11 +171,17 @@ def order_of_size(size: int, note: str = "") -> bytes:
     order = shopify_order(note=note)
     item = order["line_items"][0]
     items: list[dict[str, Any]] = []
-    while len(serialise({**order, "line_items": items})) < size - 2_000:
-        line = copy.deepcopy(item)
-        line["id"] = item["id"] + len(items) + 1
-        line["title"] = f'Line {len(items)} "quoted" \\ back\nslash ünïcødé 🎉'
-        items.append(line)
+    while True:  # grow by estimate, not one item at a time (each round serialises the order)
+        current = len(serialise({**order, "line_items": items}))
+        missing = size - 2_000 - current
+        if missing <= 0:
+            break
+        per_item = len(serialise(item)) + 100
+        for _ in range(max(1, missing // per_item)):
+            line = copy.deepcopy(item)
+            line["id"] = item["id"] + len(items) + 1
+            line["title"] = f'Line {len(items)} "quoted" \\ back\nslash ünïcødé 🎉'
+            items.append(line)
     base = serialise({**order, "line_items": items, "pad": ""})
     raw = base.replace(b'"pad":""', b'"pad":"' + b"x" * (size - len(base)) + b'"')
     assert len(raw) == size
