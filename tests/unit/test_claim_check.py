@@ -73,7 +73,7 @@ def test_a_literal_u_fffe_used_to_be_refused_by_sqs() -> None:
 
 
 def test_header_values_sqs_refuses_are_escaped_too() -> None:
-    envelope, _, params = _through_ingress(b'{"a":1}', **{"X-Shopify-Shop-Domain": "shop\ud800\uffff.example"})
+    envelope, _, params = _through_ingress(b'{"a":1}', extra={"X-Shopify-Shop-Domain": "shop\ud800\uffff.example"})
     assert SQS_ALLOWED.fullmatch(params["MessageBody"])
     assert envelope.headers["x-shopify-shop-domain"] == "shop\ud800\uffff.example"
 

@@ -145,7 +145,12 @@ def signed_headers(
 
 
 def event(
-    scheme: str, body: bytes, delivery_id: str = "d-1", *, base64_body: bool = False, **extra: str
+    scheme: str,
+    body: bytes,
+    delivery_id: str = "d-1",
+    *,
+    base64_body: bool = False,
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     built = apigw_event("POST", f"/webhooks/{scheme}", signed_headers(scheme, body, delivery_id, extra), body)
     if base64_body:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
-from shared.webhooks import BadRequest, Headers, VerificationFailed, shopify, standard, verifier_for
+from shared.webhooks import VERIFIERS, BadRequest, Headers, VerificationFailed, shopify, standard, verifier_for
 
 SECRET = "shpss_0123456789abcdef"
 OLD_SECRET = "shpss_retired_secret"
@@ -207,3 +207,52 @@ def test_fuzzed_headers_only_ever_reject_cleanly(
 
 def _dt(ts: int) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+# Superscript two (str.isdigit accepts it, int refuses it), Arabic-Indic and fullwidth digits
+# (both accepted by int), and the separators int tolerates.
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\u00b2",
+        "1700000000\u00b2",
+        "\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660",
+        "\uff11\uff17\uff10\uff10\uff10\uff10\uff10\uff10\uff10\uff10",
+        "1_700_000_000",
+        "+1700000000",
+    ],
+)
+def test_timestamps_are_ascii_digits_only(value: str) -> None:
+    raw = dict(sw_headers().items())
+    raw["webhook-timestamp"] = value
+    with pytest.raises(VerificationFailed):
+        verify_sw(Headers(raw))
+
+
+@pytest.mark.parametrize("scheme", sorted(VERIFIERS))
+def test_verifiers_keep_their_provider_headers_but_never_signatures(scheme: str) -> None:
+    verifier = VERIFIERS[scheme]
+    assert verifier.kept_headers and verifier.signature_headers
+    assert all(h == h.lower() for h in verifier.kept_headers + verifier.signature_headers)
+    assert not set(verifier.kept_headers) & set(verifier.signature_headers)
+
+
+def test_ingress_keeps_generic_topic_and_verifier_headers_only() -> None:
+    from tests.unit.test_ingress_fakes import event, make_ingress
+
+    ingress, sqs, _ = make_ingress("standard-webhooks", topic_header="X-Event-Type")
+    assert (
+        ingress.handle(event("standard-webhooks", b'{"a":1}', extra={"X-Shopify-Topic": "orders/create"}))["statusCode"]
+        == 202
+    )
+    kept = json.loads(sqs.sent[0]["MessageBody"])["headers"]
+    assert set(kept) == {"content-type", "webhook-id", "webhook-timestamp", "x-event-type"}
+    assert kept["x-event-type"] == "invoice.paid"
+
+
+def test_a_topic_header_that_names_a_signature_is_still_not_kept() -> None:
+    from tests.unit.test_ingress_fakes import event, make_ingress
+
+    ingress, sqs, _ = make_ingress("shopify", topic_header="X-Shopify-Hmac-Sha256")
+    assert ingress.handle(event("shopify", b'{"a":1}'))["statusCode"] == 202
+    assert "x-shopify-hmac-sha256" not in json.loads(sqs.sent[0]["MessageBody"])["headers"]
