@@ -36,6 +36,7 @@ from constructs import Construct
 
 from functions.registry import INTEGRATIONS
 from infra import bundling
+from shared import claim_check
 from shared.declaration import (
     TABLE_KEYS,
     TTL_ATTRIBUTE,
@@ -134,8 +135,8 @@ def _method_path(path: str, method: str) -> str:
 
 
 def payload_prefix(integration: Integration) -> str:
-    """The claim-check objects of one integration: ``<integration>/...`` in the payload bucket."""
-    return f"{integration.name}/*"
+    """The claim-check objects of one integration: ``payloads/<integration>/...`` (shared/claim_check.py)."""
+    return f"{claim_check.KEY_PREFIX}/{integration.name}/*"
 
 
 # What a processor may do in the tables (never Scan: a Scan has no partition key to restrict).
@@ -445,9 +446,11 @@ class JunctionStack(Stack):
                 {
                     "id": "AwsSolutions-IAM5",
                     "reason": "Claim-check objects are keyed by delivery under the integration's own prefix "
-                    "(<integration>/...): the wildcard is that prefix, so a function reaches its own "
+                    "(payloads/<integration>/...): the wildcard is that prefix, so a function reaches its own "
                     "integration's payloads only (ingress PutObject, processor GetObject).",
-                    "applies_to": [{"regex": "/^Resource::<PayloadBucket[A-Za-z0-9]*\\.Arn>\\/[a-z0-9-]+\\/\\*$/g"}],
+                    "applies_to": [
+                        {"regex": "/^Resource::<PayloadBucket[A-Za-z0-9]*\\.Arn>\\/[a-z0-9-]+\\/[a-z0-9-]+\\/\\*$/g"}
+                    ],
                 },
             ],
             apply_to_children=True,

@@ -17,6 +17,7 @@ from infra.stack import (
     JunctionStack,
     StageSettings,
 )
+from shared import claim_check
 from shared.declaration import Integration
 from tests.infra.test_stack import logical_id, only, resources
 
@@ -54,7 +55,9 @@ def arn(stack: JunctionStack, construct: Any) -> dict[str, Any]:
 
 
 def objects(stack: JunctionStack, integration: Integration) -> dict[str, Any]:
-    return {"Fn::Join": ["", [arn(stack, stack.payload_bucket), f"/{integration.name}/*"]]}
+    # The key layout the ingress writes and the processor reads (shared/claim_check.py).
+    prefix = claim_check.KEY_PREFIX
+    return {"Fn::Join": ["", [arn(stack, stack.payload_bucket), f"/{prefix}/{integration.name}/*"]]}
 
 
 # ------------------------------------------------------------------------ queue and bucket grants
