@@ -201,6 +201,11 @@ class Ingress:
         values = doc.get("secrets") if isinstance(doc, dict) else None
         if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
             raise ServiceUnavailable(f'secret {self.secret_id} must be {{"secrets": ["..."]}}')
+        try:
+            for value in values:
+                value.encode()  # a lone surrogate ("\\ud800" in the JSON) has no bytes to sign with
+        except UnicodeEncodeError:
+            raise ServiceUnavailable(f"secret {self.secret_id} holds text that is not UTF-8") from None
         return values
 
     def _verify(self, headers: Headers, raw: bytes, deadline: float | None) -> Any:
