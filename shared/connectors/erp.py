@@ -116,9 +116,10 @@ class ErpClient:
         content = json.dumps(body).encode() if body is not None else None
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         bound = getattr(self._local, "timeout", None)
-        read = DEFAULT_TIMEOUT.read or 10.0
+        configured = self.http.timeout
+        read = configured.read or 10.0
         seconds = bound(read) if bound else read
-        timeout = httpx.Timeout(seconds, connect=min(seconds, DEFAULT_TIMEOUT.connect or 3.0))
+        timeout = httpx.Timeout(seconds, connect=min(seconds, configured.connect or 3.0))
         try:
             return self.http.request(method, url, content=content, headers=all_headers, timeout=timeout)
         except httpx.TransportError as exc:

@@ -24,6 +24,7 @@ from junction_local.events import LambdaContext, apigw_event, sqs_event
 from junction_local.provision import Resources, provision
 from junction_local.standins.erp import ErpStandIn
 from shared.aws import SecretCache, secretsmanager_client, sqs_client
+from shared.envelope import CARRIED_ATTRIBUTES
 from shared.ingress import Ingress
 from shared.parameters import Secrets
 from shared.processing import BatchProcessor
@@ -116,6 +117,22 @@ def claiming(params: dict[str, Any]) -> bool:
     return "claim_token = :token, expires_at" in str(params.get("UpdateExpression", ""))
 
 
+def processor_for(resources: Resources, flow: Any, sqs: Any, ddb: Any, clock: Clock, **kw: Any) -> BatchProcessor:
+    env = resources.function_env(INTEGRATION)
+    return BatchProcessor(
+        INTEGRATION,
+        flow,
+        sqs=sqs,
+        ddb=ddb,
+        queue_url=env["JUNCTION_QUEUE_URL"],
+        dlq_url=env["JUNCTION_DLQ_URL"],
+        idempotency_table=env["JUNCTION_IDEMPOTENCY_TABLE"],
+        state_table=env["JUNCTION_STATE_TABLE"],
+        clock=clock,
+        **kw,
+    )
+
+
 @dataclass
 class BatchRun:
     size: int
@@ -174,18 +191,60 @@ class Pipeline:
         flow = build(Secrets(boto3.client("secretsmanager", region_name=REGION)), STAGE, http=erp_http)
         sqs = RecordingSqs(boto3.client("sqs", region_name=REGION))
         ddb = FlakyDynamo(boto3.client("dynamodb", region_name=REGION))
-        processor = BatchProcessor(
-            INTEGRATION,
-            flow,
-            sqs=sqs,
-            ddb=ddb,
-            queue_url=env["JUNCTION_QUEUE_URL"],
-            dlq_url=env["JUNCTION_DLQ_URL"],
-            idempotency_table=env["JUNCTION_IDEMPOTENCY_TABLE"],
-            state_table=env["JUNCTION_STATE_TABLE"],
-            clock=clock,
-        )
+        processor = processor_for(resources, flow, sqs, ddb, clock)
         return cls(erp, resources, ingress, processor, sqs, ddb, clock, boto_sqs, boto_ddb, erp_http)
+
+    def another_processor(self, http: httpx.Client | None = None, **kw: Any) -> BatchProcessor:
+        """A second execution environment of the same processor (its own clients and flow)."""
+        flow = build(Secrets(boto3.client("secretsmanager", region_name=REGION)), STAGE, http=http or self.erp_http)
+        return processor_for(self.resources, flow, self.sqs, self.ddb, self.clock, **kw)
+
+    def invoke(
+        self, processor: BatchProcessor, messages: list[dict[str, Any]], timeout_seconds: float
+    ) -> dict[str, Any]:
+        """Run ``processor`` on received ``messages`` as an invocation with ``timeout_seconds`` left."""
+        arn = self.resources.queues[INTEGRATION.name].arn
+        context = LambdaContext("processor", INTEGRATION.processor.timeout_seconds)
+        context._deadline = time.monotonic() + timeout_seconds
+        return processor.process(sqs_event(messages, queue_arn=arn, region=REGION), context)
+
+    def release(self, messages: list[dict[str, Any]]) -> None:
+        """Time passes for messages left on the queue: their visibility timeouts run out."""
+        for message in messages:
+            try:
+                self.boto_sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+            except ClientError:
+                pass  # deleted meanwhile
+
+    def receive(self, max_messages: int = 10) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = self.boto_sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=max_messages,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        return messages
+
+    def redrive(self) -> list[dict[str, Any]]:
+        """Move every DLQ message back to the main queue, as an operator's redrive does."""
+        moved = []
+        for message in self.dlq():
+            carried = {k: v for k, v in message.get("MessageAttributes", {}).items() if k in CARRIED_ATTRIBUTES}
+            self.boto_sqs.send_message(QueueUrl=self.queue_url, MessageBody=message["Body"], MessageAttributes=carried)
+            self.boto_sqs.delete_message(QueueUrl=self.dlq_url, ReceiptHandle=message["ReceiptHandle"])
+            moved.append(message)
+        return moved
+
+    def state_item(self, pk: str, sk: str) -> dict[str, Any] | None:
+        from shared.aws import item_from_ddb
+
+        item = self.boto_ddb.get_item(
+            TableName=self.resources.state_table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
+        ).get("Item")
+        return item_from_ddb(item) if item else None
 
     def close(self) -> None:
         self.erp_http.close()

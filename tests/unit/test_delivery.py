@@ -19,9 +19,15 @@ def response(status: int, **headers: str) -> httpx.Response:
     return httpx.Response(status, headers=headers, request=httpx.Request("POST", "http://127.0.0.1/x"))
 
 
-@pytest.mark.parametrize("status", [200, 201, 204, 304])
-def test_success_is_quiet(status: int) -> None:
-    classify_response(response(status), entity_ids={}, target="erp")
+@pytest.mark.parametrize("status", [100, 200, 201, 204, 299, 304, 399, 400, 404, 429, 499, 500, 503, 599])
+def test_only_statuses_from_400_up_are_failures(status: int) -> None:
+    try:
+        classify_response(response(status), entity_ids={}, target="erp")
+    except (TransientError, PermanentError):
+        failed = True
+    else:
+        failed = False
+    assert failed is (status >= 400)
 
 
 @pytest.mark.parametrize(
