@@ -21,10 +21,10 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from shared import claim_check
-from shared.aws import AwsError, AwsJsonClient, S3Client, SecretCache, s3_client, sqs_client
+from shared.aws import AwsError, SecretCache, s3_client, sqs_client
 from shared.declaration import Integration, WebhookTrigger, secret_id
 from shared.envelope import SQS_MAX_MESSAGE_BYTES, Envelope, message_attributes, message_size
 from shared.observability import emit_metrics, get_logger, log
@@ -53,6 +53,20 @@ def kept_header_names(verifier: Verifier, topic_header: str | None) -> frozenset
     if topic_header:
         names.add(topic_header.lower())
     return frozenset(names - {h.lower() for h in verifier.signature_headers})
+
+
+class QueueSender(Protocol):
+    """What ingress needs of SQS (``shared.aws.AwsJsonClient``)."""
+
+    def call(self, action: str, payload: dict[str, Any], *, deadline: float | None = None) -> dict[str, Any]: ...
+
+
+class SecretSource(Protocol):
+    """What ingress needs of the secret store (``shared.aws.SecretCache``)."""
+
+    def get_json(self, secret_id: str, *, deadline: float | None = None) -> Any: ...
+
+    def invalidate(self, secret_id: str) -> None: ...
 
 
 class ServiceUnavailable(Exception):
@@ -107,10 +121,10 @@ class Ingress:
         *,
         stage: str,
         queue_url: str,
-        sqs: AwsJsonClient,
-        secrets: SecretCache,
+        sqs: QueueSender,
+        secrets: SecretSource,
         clock: Callable[[], float] = time.time,
-        s3: S3Client | None = None,
+        s3: claim_check.ObjectWriter | None = None,
         payload_bucket: str | None = None,
         max_message_bytes: int = SQS_MAX_MESSAGE_BYTES,
     ) -> None:
@@ -131,7 +145,7 @@ class Ingress:
         self._last_refresh = float("-inf")
 
     @property
-    def s3(self) -> S3Client:
+    def s3(self) -> claim_check.ObjectWriter:
         if self._s3 is None:
             self._s3 = s3_client()
         return self._s3

@@ -112,10 +112,10 @@ def make_ingress(
         integration(scheme, **trigger),
         stage="unit",
         queue_url="https://sqs.eu-central-1.amazonaws.com/000000000000/q",
-        sqs=sqs,  # type: ignore[arg-type]
-        secrets=StaticSecrets(SHOP_SECRET if scheme == "shopify" else SW_SECRET),  # type: ignore[arg-type]
+        sqs=sqs,
+        secrets=StaticSecrets(SHOP_SECRET if scheme == "shopify" else SW_SECRET),
         clock=lambda: NOW,
-        s3=s3,  # type: ignore[arg-type]
+        s3=s3,
         payload_bucket=bucket or "",
     )
     return ingress, sqs, s3
