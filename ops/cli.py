@@ -7,6 +7,7 @@ Errors an operator can act on print as one line on stderr with exit code 1 (see 
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -218,12 +219,13 @@ def status(
     ctx: typer.Context,
     integration: Annotated[str | None, typer.Argument(help="One integration (default: all).")] = None,
 ) -> None:
-    """Queue depths, DLQ depth, oldest message age and last success per integration."""
+    """Queue depths, DLQ depth, oldest message age, the target's circuit breaker and last success."""
     chosen = commands.selected(integration)
     options = _options(ctx)
     target, clients = options.target, options.clients
     table = Table(title=f"Status ({target.kind}, stage {target.stage})")
-    for column in ("integration", "visible", "in flight", "delayed", "DLQ", "oldest message", "last success"):
+    columns = ("integration", "visible", "in flight", "delayed", "DLQ", "oldest message", "breaker", "last success")
+    for column in columns:
         table.add_column(column, justify="right" if column in ("visible", "in flight", "delayed", "DLQ") else "left")
     for i in chosen:
         s = commands.queue_status(
@@ -240,9 +242,19 @@ def status(
             str(s.delayed),
             Text(str(s.dlq_depth), style="bold red" if s.dlq_depth else "green"),
             _age(s.oldest_age_seconds),
+            _breaker(s.breaker, s.breaker_open_until),
             _when(s.last_success) if s.last_success else "never",
         )
     out().print(table)
+
+
+def _breaker(state: str, open_until: float | None) -> Text:
+    if state == "closed":
+        return Text("closed", style="green")
+    if state == "open" and open_until is not None:
+        left = max(0, int(open_until - time.time()))
+        return Text(f"open ({left} s left)", style="bold red")
+    return Text(state.replace("_", "-"), style="yellow")
 
 
 # -- dlq ---------------------------------------------------------------------------------------

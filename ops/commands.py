@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from functions import registry
+from shared import state_keys
 from shared.aws import item_from_ddb
 from shared.declaration import Integration, idempotency_table_name, queue_name, state_table_name
 from shared.envelope import Envelope, message_attributes
@@ -107,6 +108,8 @@ class QueueStatus:
     dlq_depth: int
     oldest_age_seconds: int | None  # None: unknown (no datapoint)
     last_success: str | None  # ISO 8601, from the state table
+    breaker: str = "closed"  # the target's circuit breaker: closed, open (for how long), half_open
+    breaker_open_until: float | None = None  # epoch seconds, while open
 
 
 def queue_status(
@@ -145,7 +148,20 @@ def queue_status(
         dlq_depth=int(dlq_attrs.get("ApproximateNumberOfMessages", 0)),
         oldest_age_seconds=age,
         last_success=last_success(ddb, stage, i),
+        **breaker_state(ddb, stage, i),
     )
+
+
+def breaker_state(ddb: DynamoDBClient, stage: str, i: Integration) -> dict[str, Any]:
+    """The target's circuit breaker as the processors share it (shared/breaker.py)."""
+    pk, sk = state_keys.breaker(i.name, i.target)
+    item = ddb.get_item(TableName=state_table_name(stage), Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")
+    if not item:
+        return {"breaker": "closed", "breaker_open_until": None}
+    doc = item_from_ddb(dict(item))
+    state = str(doc.get("state") or "closed")
+    until = doc.get("open_until")
+    return {"breaker": state, "breaker_open_until": float(until) if state == "open" and until else None}
 
 
 def oldest_message_age(cloudwatch: CloudWatchClient, queue: str, *, now: datetime | None = None) -> int | None:
@@ -167,7 +183,7 @@ def oldest_message_age(cloudwatch: CloudWatchClient, queue: str, *, now: datetim
 def last_success(ddb: DynamoDBClient, stage: str, i: Integration) -> str | None:
     item = ddb.get_item(
         TableName=state_table_name(stage),
-        Key={"pk": {"S": f"status#{i.name}"}, "sk": {"S": "last_success"}},
+        Key={"pk": {"S": state_keys.last_success(i.name)[0]}, "sk": {"S": state_keys.last_success(i.name)[1]}},
     ).get("Item")
     return str(item_from_ddb(dict(item)).get("at")) if item else None
 
@@ -180,7 +196,7 @@ def trace_items(
     params: dict[str, Any] = {
         "TableName": state_table_name(stage),
         "KeyConditionExpression": "pk = :pk",
-        "ExpressionAttributeValues": {":pk": {"S": f"trace#{entity_id}"}},
+        "ExpressionAttributeValues": {":pk": {"S": state_keys.trace_pk(entity_id)}},
         "ScanIndexForward": not newest_first,
     }
     while True:

@@ -85,8 +85,21 @@ def test_status_counts_queue_dlq_and_last_success(pipeline: Pipeline) -> None:
     row = next(line for line in ok(result).splitlines() if INTEGRATION.name in line)
     cells = [c.strip() for c in row.strip(" │|").split("│")]
     assert cells[1:5] == ["1", "0", "0", "2"]
-    assert "ago" in cells[6]
+    assert cells[6] == "closed"
+    assert "ago" in cells[7]
     assert "target: aws (stage test)" in result.stderr
+
+
+def test_status_shows_an_open_breaker(pipeline: Pipeline) -> None:
+    pipeline.erp.set_behaviour("down")
+    for n in range(INTEGRATION.breaker.failure_threshold):
+        pipeline.send_order(shopify_order(id=3000 + n, name=f"#{3000 + n}"))
+    pipeline.auto_advance = False
+    pipeline.run_batch()
+    status = commands.queue_status(pipeline.boto_sqs, pipeline.boto_ddb, STAGE, INTEGRATION)
+    assert status.breaker == "open" and status.breaker_open_until is not None
+    row = next(line for line in ok(junction("status")).splitlines() if INTEGRATION.name in line)
+    assert "open (" in row and "s left)" in row
 
 
 # -- dlq list / show -------------------------------------------------------------------------------
