@@ -139,6 +139,7 @@ class LocalRuntime:
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _supervisor: threading.Thread | None = field(default=None, repr=False)
     _sqs: Any = field(default=None, repr=False)
+    _clock: Callable[[], float] = field(default=time.monotonic, repr=False)  # supervision's clock
 
     @property
     def state_file(self) -> Path:
@@ -188,7 +189,7 @@ class LocalRuntime:
         with self._lock:
             self._specs[name] = spec
             self.processes[name] = process
-            spec.started, spec.due = time.monotonic(), None
+            spec.started, spec.due = self._clock(), None
         wait_until_up(spec.health_url, process, log_path, cancel=self._stopping if restart else None)
 
     def start(self) -> LocalRuntime:
@@ -317,7 +318,7 @@ class LocalRuntime:
         code = process.poll()
         if code is None:
             return
-        now = time.monotonic()
+        now = self._clock()
         if spec.due is None:
             lived = now - spec.started
             quick_again = lived < STABLE_AFTER and name in self.restarts
@@ -441,9 +442,6 @@ class LocalRuntime:
 
     def erp_add_item(self, code: str) -> None:
         _json(f"{self.state['targets']['erp']['control_url']}/items", {"ItemCode": code})
-
-    def workers_state(self) -> dict[str, Any]:
-        return _json(self.state["workers"])
 
 
 def _exit_text(code: int) -> str:

@@ -21,7 +21,7 @@ from shared.webhooks import shopify
 
 INTEGRATION = "shop-orders-to-erp"
 # After an attempt whose outcome is unknown, the processor trusts a lookup that finds nothing
-# only once the settle time has passed: recovery after an outage may take that long.
+# only once the settle time has passed: recovery after an outage (or a redrive) may take that long.
 AFTER_SETTLE = get(INTEGRATION).retry.settle_seconds + 60
 
 
@@ -143,7 +143,7 @@ def test_poison_order_to_dlq_then_fixed_and_redriven_once(runtime: LocalRuntime)
     assert "930000" in junction(runtime, "dlq", "list", INTEGRATION).stdout  # a dry run moves nothing
     moved = junction(runtime, "dlq", "redrive", INTEGRATION, "--reason", "target_rejected", "--yes")
     assert moved.returncode == 0, moved.stderr
-    assert settled(runtime, {"shopify:930000"})["shopify:930000"] == 1
+    assert settled(runtime, {"shopify:930000"}, timeout=AFTER_SETTLE)["shopify:930000"] == 1
     assert "930000" not in junction(runtime, "dlq", "list", INTEGRATION).stdout
 
     trace = junction(runtime, "trace", "shopify-order:930000")
@@ -191,3 +191,27 @@ def test_a_stopped_runtime_leaves_no_process_behind(tmp_path: Path) -> None:
             pass
     assert alive == []
     assert not local.state_file.exists()
+
+
+def test_the_claim_check_bucket_exists_and_every_function_knows_it(runtime: LocalRuntime) -> None:
+    import boto3
+
+    bucket = runtime.state["payload_bucket"]
+    assert bucket == "junction-local-payloads"
+    assert {env["JUNCTION_PAYLOAD_BUCKET"] for env in runtime.state["functions"].values()} == {bucket}
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=runtime.state["endpoints"]["default"],
+        region_name=runtime.state["region"],
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    s3.head_bucket(Bucket=bucket)  # raises if it is missing
+
+
+@pytest.mark.xfail(reason="the processor does not resolve claim checks yet (shared.claim_check.resolve)", strict=False)
+def test_an_order_too_large_for_one_message_travels_by_claim_check_and_lands_once(runtime: LocalRuntime) -> None:
+    order = make_order(970_000)
+    order["note"] = "gift wrap, " * 30_000  # about 330 KB: over the 256 KiB SQS message limit
+    assert shop(runtime).send(order).status == 202
+    assert settled(runtime, {"shopify:970000"})["shopify:970000"] == 1
