@@ -50,7 +50,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared import state_keys
+from shared import claim_check, state_keys
 from shared.aws import item_to_ddb
 from shared.breaker import CLOSED, BreakerView, CircuitBreaker
 from shared.declaration import Integration, RetryPolicy
@@ -204,7 +204,7 @@ class BatchProcessor:
         dlq_url: str,
         idempotency_table: str,
         state_table: str,
-        s3: Callable[[], Any] | None = None,
+        s3: Any = None,
         payload_bucket: str | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
@@ -292,6 +292,8 @@ class BatchProcessor:
             return self._redeliver(record, inv, 1, "deferred", "deadline")
         try:
             envelope = Envelope.from_json(str(record.get("body", "")))
+            if envelope.claim_check is not None:
+                envelope = claim_check.resolve(envelope, self._s3())
             prepared = self.flow.prepare(envelope)
             logger.thread_safe_append_keys(correlation_id=envelope.delivery_id, **prepared.entity_ids)
             wait = self._breaker_wait(inv)
@@ -575,7 +577,7 @@ class BatchProcessor:
     def _s3(self) -> Any:
         if self.s3 is None or not self.payload_bucket:
             raise StoreUnavailable("a claim-checked message arrived but no payload bucket is configured")
-        return self.s3()
+        return self.s3
 
     # -- message history -----------------------------------------------------------------
     def _trace(
@@ -640,9 +642,29 @@ def _latency_ms(received_at: str, now: float) -> int | None:
         return None
 
 
+_session: list[boto3.session.Session] = []
+
+
 def aws_client(service: str) -> Any:
-    """A boto3 client with timeouts and retries that fit inside an invocation's reserve."""
-    return boto3.session.Session().client(service, config=AWS_CONFIG)  # type: ignore[call-overload]
+    """A boto3 client with timeouts and retries that fit inside an invocation's reserve. One
+    session per execution environment: each new session would load its data files again."""
+    if not _session:
+        _session.append(boto3.session.Session())
+    return _session[0].client(service, config=AWS_CONFIG)  # type: ignore[call-overload]
+
+
+class LazyClient:
+    """A client created at its first use: the SQS client serves only retries and dead letters,
+    so a cold start whose batch succeeds never pays for it."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = aws_client(self.service)
+        return getattr(self._client, name)
 
 
 def make_sqs_handler(
@@ -658,20 +680,13 @@ def make_sqs_handler(
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not holder:
             env = os.environ if environ is None else environ
-            s3_client: list[Any] = []
-
-            def s3() -> Any:
-                if not s3_client:
-                    s3_client.append(aws_client("s3"))
-                return s3_client[0]
-
             holder.append(
                 BatchProcessor(
                     integration,
                     flow_factory(Secrets(), env["JUNCTION_STAGE"]),
-                    sqs=aws_client("sqs"),
+                    sqs=LazyClient("sqs"),
                     ddb=aws_client("dynamodb"),
-                    s3=s3,
+                    s3=LazyClient("s3"),
                     payload_bucket=env.get("JUNCTION_PAYLOAD_BUCKET"),
                     queue_url=env["JUNCTION_QUEUE_URL"],
                     dlq_url=env["JUNCTION_DLQ_URL"],

@@ -23,7 +23,7 @@ from functions.shop_orders_to_erp.flow import build
 from junction_local.events import LambdaContext, apigw_event, sqs_event
 from junction_local.provision import Resources, provision
 from junction_local.standins.erp import ErpStandIn
-from shared.aws import SecretCache, secretsmanager_client, sqs_client
+from shared.aws import SecretCache, s3_client, secretsmanager_client, sqs_client
 from shared.envelope import CARRIED_ATTRIBUTES
 from shared.ingress import Ingress
 from shared.parameters import Secrets
@@ -124,6 +124,8 @@ def processor_for(resources: Resources, flow: Any, sqs: Any, ddb: Any, clock: Cl
         flow,
         sqs=sqs,
         ddb=ddb,
+        s3=boto3.client("s3", region_name=REGION),
+        payload_bucket=env["JUNCTION_PAYLOAD_BUCKET"],
         queue_url=env["JUNCTION_QUEUE_URL"],
         dlq_url=env["JUNCTION_DLQ_URL"],
         idempotency_table=env["JUNCTION_IDEMPOTENCY_TABLE"],
@@ -165,6 +167,7 @@ class Pipeline:
             sqs=boto_sqs,
             ddb=boto_ddb,
             secretsmanager=boto3.client("secretsmanager", region_name=REGION),
+            s3=boto3.client("s3", region_name=REGION),
             secret_values={
                 "shopify-webhook": {"secrets": [SHOP_SECRET, SHOP_OLD_SECRET]},
                 "erp-service-layer": {
@@ -184,6 +187,8 @@ class Pipeline:
             sqs=sqs_client(),
             secrets=SecretCache(secretsmanager_client()),
             clock=clock,
+            s3=s3_client(),
+            payload_bucket=env["JUNCTION_PAYLOAD_BUCKET"],
         )
         # A short read timeout keeps the "target hangs" cases fast; everything else is production
         # code, the flow and its secrets (read from the AWS stand-in, re-read on a refused login).

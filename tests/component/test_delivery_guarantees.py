@@ -328,3 +328,22 @@ def test_a_dead_lettered_message_is_deleted_at_once(pipeline: Pipeline) -> None:
     # Lambda has not deleted anything yet (imagine it timed out): the message is gone already.
     assert pipeline.queue_depth() == 0
     assert len(pipeline.dlq()) == 1
+
+
+# -- 2. large orders ---------------------------------------------------------------------------
+def test_a_signed_b2b_order_near_one_megabyte_is_accepted_and_delivered_once(pipeline: Pipeline) -> None:
+    order = shopify_order()
+    line = order["line_items"][0]
+    order["line_items"] = [dict(line, id=n, quantity=1 + n % 3) for n in range(400)]
+    order["note"] = "Zamówienie hurtowe \ufffe ąęłńóśźż \U0001f4e6 " + "x" * 700_000
+    body = json.dumps(order).encode()
+    assert 800_000 < len(body) <= INTEGRATION.webhook.max_body_bytes  # type: ignore[union-attr]
+    status, _ = pipeline.send_order(order)
+    assert status == 202
+    pipeline.drain()
+    orders = pipeline.erp.orders()
+    assert len(orders) == 1 and len(orders[0]["DocumentLines"]) == 400
+    pipeline.send_order(order, delivery_id="again")  # and a duplicate of it is recognised
+    pipeline.drain()
+    assert len(pipeline.erp.orders()) == 1
+    assert pipeline.dlq() == []
