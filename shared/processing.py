@@ -30,6 +30,7 @@ import json
 import os
 import random
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -322,7 +323,15 @@ class BatchProcessor:
         except TransientError as err:
             return self._retry(record, inv, err, err.reason, attempt_number, envelope, prepared, err.retry_after)
         except Exception as err:  # a bug: retry with backoff, then dead-letter with its type
-            logger.exception("unexpected error", extra={"message_id": message_id, "error": type(err).__name__})
+            # The traceback's frames, not the exception's text: that may quote payload data.
+            logger.error(
+                "unexpected error",
+                extra={
+                    "message_id": message_id,
+                    "error": type(err).__name__,
+                    "traceback": "".join(traceback.format_tb(err.__traceback__)),
+                },
+            )
             wrapped = JunctionError(f"unexpected {type(err).__name__}"[:1000])
             return self._retry(record, inv, wrapped, "unexpected_error", attempt_number, envelope, prepared, None)
         finally:

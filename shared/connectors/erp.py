@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import quote
@@ -38,7 +38,7 @@ class ErpSettings:
     base_url: str  # e.g. https://erp.example.com:50000/b1s/v1
     company_db: str
     username: str
-    password: str
+    password: str = field(repr=False)  # never in a log line or a traceback's locals
 
     @classmethod
     def from_secret(cls, doc: Any) -> ErpSettings:

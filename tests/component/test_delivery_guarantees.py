@@ -7,6 +7,7 @@ Each case is one way a naive consumer duplicates, loses or dead-letters an order
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import boto3
 import httpx
 
 from functions.shop_orders_to_erp.declaration import ERP_CREDENTIALS, INTEGRATION
-from shared import state_keys
+from shared import processing, state_keys
 from shared.declaration import secret_id
 from shared.processing import MIN_START_SECONDS, RESERVE_SECONDS
 from tests.component.harness import REGION, STAGE, Pipeline
@@ -347,3 +348,73 @@ def test_a_signed_b2b_order_near_one_megabyte_is_accepted_and_delivered_once(pip
     pipeline.drain()
     assert len(pipeline.erp.orders()) == 1
     assert pipeline.dlq() == []
+
+
+# -- 8. observability --------------------------------------------------------------------------
+def _emf(out: str) -> list[dict[str, Any]]:
+    docs = []
+    for line in out.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            docs.append(json.loads(line))
+    return docs
+
+
+def test_metrics_are_emf_with_the_integration_as_their_only_dimension(pipeline: Pipeline, capfd: Any) -> None:
+    pipeline.erp.set_behaviour("down")
+    for n in range(INTEGRATION.breaker.failure_threshold):
+        pipeline.send_order(shopify_order(id=9950 + n, name=f"#{9950 + n}"))
+    pipeline.auto_advance = False
+    pipeline.run_batch()
+    docs = _emf(capfd.readouterr().out)
+    assert docs, "no EMF record"
+    for doc in docs:
+        assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Junction"
+        assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Integration"]]  # what the alarms watch
+        assert doc["Integration"] == INTEGRATION.name
+    merged = {k: v for d in docs for k, v in d.items()}
+    assert merged.get("Breaker_opened") in (1, [1], 1.0)
+    assert merged.get("Message_retry_scheduled") is not None
+
+
+class LogLines(logging.Handler):
+    """The processor's log lines, formatted as Powertools writes them to CloudWatch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.setFormatter(processing.logger.registered_formatter)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+def test_an_unexpected_error_is_logged_with_its_traceback_but_no_payload_data(pipeline: Pipeline) -> None:
+    flow = pipeline.processor.flow
+
+    class Broken:
+        def prepare(self, envelope: Any) -> Any:
+            return flow.prepare(envelope)
+
+        def deliver(self, prepared: Any, attempt: Any) -> dict[str, str]:
+            raise KeyError(f"customer {prepared.data.customer.email} unknown")  # a bug quoting the order
+
+    pipeline.processor.flow = Broken()
+    lines = LogLines()
+    logging.getLogger(processing.logger.name).addHandler(lines)
+    try:
+        pipeline.send_order(shopify_order())
+        run = pipeline.run_batch()
+    finally:
+        logging.getLogger(processing.logger.name).removeHandler(lines)
+    assert run is not None and len(run.failures) == 1  # retried, not lost
+    errors = [json.loads(line) for line in lines.lines if '"unexpected error"' in line]
+    assert len(errors) == 1
+    assert errors[0]["error"] == "KeyError" and "in deliver" in errors[0]["traceback"]
+    assert not any("kowalska" in line.lower() for line in lines.lines)  # the customer's e-mail address
+
+
+def test_erp_settings_never_show_the_password() -> None:
+    from shared.connectors.erp import ErpSettings
+
+    settings = ErpSettings("https://erp.example.com/b1s/v1", "DB", "manager", "hunter2-secret")
+    assert "hunter2-secret" not in repr(settings) and "hunter2-secret" not in str(settings)
