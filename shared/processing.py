@@ -692,7 +692,8 @@ def make_sqs_handler(
             holder.append(
                 BatchProcessor(
                     integration,
-                    flow_factory(Secrets(), env["JUNCTION_STAGE"]),
+                    # Secrets through the same boto3 session: its loaded data files are reused.
+                    flow_factory(Secrets(LazyClient("secretsmanager")), env["JUNCTION_STAGE"]),
                     sqs=LazyClient("sqs"),
                     ddb=aws_client("dynamodb"),
                     s3=LazyClient("s3"),
