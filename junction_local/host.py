@@ -306,9 +306,10 @@ def main() -> None:
     # Many threads mostly waiting on sockets: a short GIL switch interval keeps a thread whose
     # answer has arrived from waiting up to 5 ms behind a busy one.
     sys.setswitchinterval(0.0005)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for chatty in ("httpx", "botocore", "boto3", "urllib3"):  # client libraries' per-call INFO lines
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    # As in Lambda: the root logger passes warnings and errors only (the functions' own JSON
+    # loggers write their INFO lines themselves); the host's own lines at INFO.
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    _log.setLevel(logging.INFO)
     state = json.loads(args.state.read_text())
     os.environ.update(state["aws_env"])
     stop = threading.Event()

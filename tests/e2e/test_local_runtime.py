@@ -209,7 +209,6 @@ def test_the_claim_check_bucket_exists_and_every_function_knows_it(runtime: Loca
     s3.head_bucket(Bucket=bucket)  # raises if it is missing
 
 
-@pytest.mark.xfail(reason="the processor does not resolve claim checks yet (shared.claim_check.resolve)", strict=False)
 def test_an_order_too_large_for_one_message_travels_by_claim_check_and_lands_once(runtime: LocalRuntime) -> None:
     order = make_order(970_000)
     order["note"] = "gift wrap, " * 30_000  # about 330 KB: over the 256 KiB SQS message limit
