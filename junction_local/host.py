@@ -306,10 +306,16 @@ def main() -> None:
     # Many threads mostly waiting on sockets: a short GIL switch interval keeps a thread whose
     # answer has arrived from waiting up to 5 ms behind a busy one.
     sys.setswitchinterval(0.0005)
-    # As in Lambda: the root logger passes warnings and errors only (the functions' own JSON
-    # loggers write their INFO lines themselves); the host's own lines at INFO.
+    # The root handler prints warnings and errors only: the functions' JSON loggers write their
+    # INFO lines themselves (a propagated copy would print each twice); the host's own at INFO.
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)
+    own = logging.StreamHandler()
+    own.setFormatter(logging.Formatter("%(message)s"))
+    _log.addHandler(own)
     _log.setLevel(logging.INFO)
+    _log.propagate = False
     state = json.loads(args.state.read_text())
     os.environ.update(state["aws_env"])
     stop = threading.Event()
