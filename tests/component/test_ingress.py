@@ -138,9 +138,13 @@ def test_an_unreadable_secret_is_a_503_not_a_401(pipeline: Pipeline) -> None:
 
 # -- bodies above one SQS message: claim check in S3 ---------------------------------------------
 @pytest.fixture
-def s3(aws: str) -> Any:
+def s3(pipeline: Pipeline) -> Any:
+    """The claim-check bucket (the local provisioning may have made it already)."""
     client = boto3.client("s3", region_name=REGION)
-    client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})  # type: ignore[typeddict-item]
+    try:
+        client.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})  # type: ignore[typeddict-item]
+    except client.exceptions.BucketAlreadyOwnedByYou:
+        pass
     return client
 
 
