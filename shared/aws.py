@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -155,8 +155,8 @@ def resolve_endpoint(service: str, endpoint_env: str, region: str, environ: Mapp
 @dataclass(frozen=True)
 class Credentials:
     access_key: str
-    secret_key: str
-    token: str | None = None
+    secret_key: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
     expires_at: float | None = None  # epoch seconds; None for long-lived keys
 
     @classmethod

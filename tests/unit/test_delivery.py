@@ -84,3 +84,15 @@ def test_backoff_grows_is_capped_jittered_and_honours_retry_after() -> None:
     spread = {backoff_seconds(policy, 6, None, rng) for _ in range(50)}
     assert len(spread) > 10  # jittered, not lock-step
     assert all(backoff_seconds(policy, 1, 300, rng) >= 300 for _ in range(20))
+
+
+@pytest.mark.parametrize("value", ["²", "١٢٠", "12\u00b3"])
+def test_retry_after_in_other_scripts_digits_is_ignored(value: str) -> None:
+    assert retry_after_seconds(value) is None
+
+
+def test_credentials_never_show_their_secret() -> None:
+    from shared.aws import Credentials
+
+    creds = Credentials("AKIAEXAMPLE", "wJalrXUtnFEMI-secret", "session-token-value")
+    assert "wJalrXUtnFEMI-secret" not in repr(creds) and "session-token-value" not in repr(creds)
