@@ -93,6 +93,7 @@ def main() -> int:
         wait_for(lambda: runtime.settled(integration.name), timeout=max(1.0, deadline - time.monotonic()))
         summary = runtime.target_summary(integration.target)
         cpu = {name: _cpu_seconds(p.pid) for name, p in runtime.processes.items()}
+        calls = runtime.aws_calls()
         batches = sum(
             int(runtime.host_state(host)["invocations"][integration.name])
             for host in runtime.state["hosts"]
@@ -120,6 +121,8 @@ def main() -> int:
     print(f"  lost                {lost}")
     print(f"  duplicates          {duplicates}")
     print(f"  processor batches   {batches} ({delivered / max(1, batches):.1f} messages per batch on average)")
+    per_event = {k: v / max(1, unique) for k, v in sorted(calls.items()) if v / max(1, unique) >= 0.01}
+    print("  AWS calls per event " + "   ".join(f"{k} {v:.2f}" for k, v in per_event.items()))
     print("  CPU ms per event    " + "   ".join(f"{k} {v * 1000 / max(1, unique):.2f}" for k, v in cpu.items()))
     return 0 if lost == 0 and duplicates == 0 and accepted == args.events else 1
 

@@ -409,6 +409,10 @@ class LocalRuntime:
             "dead_letters": int(dead[names[0]]),
         }
 
+    def aws_calls(self) -> dict[str, int]:
+        """Requests the local SQS and DynamoDB stand-in has served, per action."""
+        return {k: int(v) for k, v in _json(self.state["endpoints"]["sqs"])["calls"].items()}
+
     def settled(self, integration_name: str) -> bool:
         """Nothing of the integration is left to happen: no message visible, in hand, waiting
         out a retry delay or delayed. A late duplicate would need one of those."""

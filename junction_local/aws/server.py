@@ -29,6 +29,7 @@ class LocalAws:
         self.dynamodb = DynamoService()
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
+        self.calls: dict[str, int] = {}  # action -> requests served (for benchmarks)
 
     @property
     def url(self) -> str:
@@ -60,6 +61,7 @@ class LocalAws:
 
     def dispatch(self, target: str, payload: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
         prefix, _, action = target.partition(".")
+        self.calls[action] = self.calls.get(action, 0) + 1  # a lost increment under a race is fine
         if prefix == "AmazonSQS":
             service: Any = self.sqs
             namespace = "com.amazonaws.sqs#"
@@ -101,8 +103,8 @@ def _handler_for(aws: LocalAws) -> type[BaseHTTPRequestHandler]:
             headers = {**headers, "x-amzn-RequestId": "local"}
             self.reply(status, headers, json.dumps(body, separators=(",", ":")).encode(), "application/x-amz-json-1.0")
 
-        def do_GET(self) -> None:  # health check
-            self.reply(200, {}, b'{"status":"ok"}')
+        def do_GET(self) -> None:  # health check, and the requests served per action
+            self.reply(200, {}, json.dumps({"status": "ok", "calls": dict(aws.calls)}).encode())
 
     return Handler
 
