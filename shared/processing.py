@@ -27,6 +27,7 @@ only after the target has had ``retry.settle_seconds`` to commit a slow earlier 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import time
@@ -71,6 +72,8 @@ from shared.idempotency import Claim, IdempotencyStore, target_key
 from shared.parameters import Secrets
 
 logger = Logger(service="junction-processor")
+# Powertools writes its own JSON lines; the Lambda runtime's root handler would print each twice.
+logging.getLogger(logger.name).propagate = False
 TRACE_TTL_DAYS = 90
 # Time kept back at the end of an invocation for recording outcomes (idempotency record, DLQ
 # send, visibility change, history): the AWS clients' timeouts and retries fit in it.
@@ -366,9 +369,10 @@ class BatchProcessor:
             target_ids = self.flow.deliver(prepared, attempt)
         except BaseException as exc:
             reason = exc.reason if isinstance(exc, JunctionError) else "unexpected_error"
-            # Once the create was sent, only a refusal before processing (429, or our own
-            # deadline before sending) proves that the effect was not made.
-            sent = attempt.creating_at is not None and not isinstance(exc, RateLimited | DeadlineReached)
+            # Once the create was sent, only a refusal proves that the effect was not made: a 4xx
+            # or 429 answer, or our own deadline before sending. A timeout or 5xx proves nothing.
+            refused = isinstance(exc, PermanentError | RateLimited | DeadlineReached)
+            sent = attempt.creating_at is not None and not refused
             self.store.attempted(claim, reason, attempt.creating_at if sent else claim.reached_at)
             if isinstance(exc, TargetUnavailable | CredentialsRejected):
                 before = inv.breaker
