@@ -2,8 +2,11 @@
 
 For each integration in ``functions.registry.INTEGRATIONS`` this runs the ingress handler (when the
 integration has a webhook) and the processor handler in a brand-new ``python -c`` process, on a
-sample event, against local stand-ins only (127.0.0.1): ``junction_local.aws.server.LocalAws`` for
-SQS and DynamoDB, a moto server for Secrets Manager and the ERP stand-in as the target.
+sample event, against local stand-ins only (127.0.0.1), booted by the local runtime's one boot
+without its function hosts (``LocalRuntime(functions=False)``): moto, the local SQS + DynamoDB
+stand-in and each declared target's stand-in. The events, their signed headers and the check that
+they arrived come from the stand-ins' declarations (``junction_local.standins``): the benchmark
+names no provider, and a new integration needs nothing here.
 
 Measured per run:
 
@@ -22,7 +25,7 @@ are the same versions' wheels for this one (``infra.bundling.host_twin``); every
 asset's own files. ``--checkout`` runs the checkout with this interpreter instead (packages as
 bundled, ``python -S``, see ``interpreter`` and ``absent_modules``, bytecode cached by a warm-up
 round); ``--whole-venv`` and ``--no-bytecode`` change that. Every response is checked (ingress:
-202; processor: no batch item failures and the order arrived at the ERP stand-in); anything else
+202; processor: no batch item failures and exactly one new effect in the target's stand-in); anything else
 ends the benchmark with exit status 2.
 
 Usage: ``make bench-coldstart`` or ``python benchmarks/coldstart.py [--runs 7] [--json] [--check]``;
@@ -32,7 +35,6 @@ Usage: ``make bench-coldstart`` or ``python benchmarks/coldstart.py [--runs 7] [
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import io
 import json
@@ -51,18 +53,21 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script: make the repository importable without an install
     sys.path.insert(0, str(REPO))
 
 from functions.registry import INTEGRATIONS  # noqa: E402
+from junction_local.runtime import STAGE  # noqa: E402 - the local runtime's stage: its resources' names
 from shared.declaration import Integration  # noqa: E402
 
+if TYPE_CHECKING:
+    from junction_local.runtime import LocalRuntime
+    from junction_local.standins import Sender
+
 REGION = "eu-central-1"
-STAGE = "bench"
-SHOP_SECRET = "shpss_bench_secret_0001"  # the local stand-in's webhook secret
 BUDGET_MS = {"ingress": 150.0, "processor": 600.0}
 CHILD_TIMEOUT_SECONDS = 120
 
@@ -230,54 +235,53 @@ def absent_modules(kind: str) -> list[str]:
     return sorted(absent - present - set(sys.stdlib_module_names) - {"_distutils_hack"})
 
 
-# -- sample events -----------------------------------------------------------------------------
+# -- sample events ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Sample:
-    """How to make a signed webhook delivery for an integration, and how to see it arrived."""
+    """A delivery for an integration as its source system makes it, from the stand-ins'
+    declarations (junction_local.standins): the source's event for business entity ``n``, the
+    headers its sender signs it with, and the target whose stand-in shows it arrived."""
 
-    body: Callable[[int], bytes]  # run number -> raw body (a distinct business entity per run)
-    headers: Callable[[bytes, str], dict[str, str]]  # raw body, delivery id -> HTTP headers
-    delivered: Callable[[Any, int], str | None]  # target stand-in, run number -> what arrived, or None
+    event: Callable[[int], dict[str, Any]]  # n -> payload of a distinct business entity
+    sender: Sender  # signs and dates a body as the source does
+    target: str  # the integration's target system
 
+    @classmethod
+    def of(cls, integration: Integration, sender: Sender) -> Sample:
+        from junction_local.standins import source
 
-def _shopify_order(run: int) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((REPO / "tests/events/shopify/orders-create.json").read_text(encoding="utf-8"))
-    order = copy.deepcopy(doc)
-    if run:
-        order["id"] = int(doc["id"]) + run  # each run a different shop order: a real ERP order each time
-        order["admin_graphql_api_id"] = f"gid://shopify/Order/{order['id']}"
-    return order
+        return cls(source(integration.source).event, sender, integration.target)
 
+    def body(self, n: int) -> bytes:
+        """The raw body, serialised as the source sends it (compact JSON)."""
+        return json.dumps(self.event(n), separators=(",", ":"), ensure_ascii=False).encode()
 
-def _shopify_body(run: int) -> bytes:
-    return json.dumps(_shopify_order(run), separators=(",", ":")).encode()
-
-
-def _shopify_headers(body: bytes, delivery_id: str) -> dict[str, str]:
-    from shared.webhooks.shopify import sign
-
-    return {
-        "Content-Type": "application/json",
-        "X-Shopify-Hmac-Sha256": sign(body, SHOP_SECRET),
-        "X-Shopify-Webhook-Id": delivery_id,
-        "X-Shopify-Topic": "orders/create",
-        "X-Shopify-Shop-Domain": "bench.myshopify.com",
-    }
+    def headers(self, body: bytes, delivery_id: str) -> dict[str, str]:
+        return self.sender.headers(body, delivery_id)
 
 
-def _erp_order(erp: Any, run: int) -> str | None:
-    wanted = str(_shopify_order(run)["id"])
-    for order in erp.orders():
-        if str(order.get("NumAtCard", "")).endswith(":" + wanted):
-            return f"DocEntry {order.get('DocEntry')} for shop order {wanted}"
-    return None
+def effects(runtime: LocalRuntime, system: str) -> int:
+    """How many effects the target stand-in holds (its declared ``effect_count``)."""
+    from junction_local.standins import target
+
+    declared = target(system)
+    if not declared.effect_count:
+        raise BenchmarkError(f"the {system!r} stand-in declares no effect_count: cannot see a delivery arrive")
+    return int(runtime.target_summary(system)[declared.effect_count])
 
 
-SAMPLES: dict[str, Sample] = {
-    "shop-orders-to-erp": Sample(_shopify_body, _shopify_headers, _erp_order),
-}
+def _check_declared(integrations: tuple[Integration, ...]) -> None:
+    """Every integration's source and target has a local stand-in (junction_local/standins)."""
+    from junction_local.standins import source, target
+
+    for integration in integrations:
+        try:
+            source(integration.source)
+            target(integration.target)
+        except (KeyError, TypeError) as exc:
+            raise BenchmarkError(f"{integration.name}: {exc}") from None
 
 
 # -- measurement -------------------------------------------------------------------------------
@@ -442,7 +446,7 @@ def summary(values: list[float]) -> dict[str, float]:
 @dataclass
 class Stack:
     resources: Any
-    erp: Any
+    runtime: Any  # junction_local.runtime.LocalRuntime without function hosts: the stand-ins
     sqs: Any  # boto3 SQS client
     python: list[str]  # starts a fresh interpreter
     env: dict[str, str]  # the children's environment, before the function's own variables
@@ -544,66 +548,38 @@ def deployed_env(aws_env: Mapping[str, str]) -> dict[str, str]:
 def local_stack(
     integrations: tuple[Integration, ...], *, as_bundled: bool, runtime: Deployed | None = None
 ) -> Iterator[Stack]:
-    """LocalAws (SQS, DynamoDB), moto (Secrets Manager) and the ERP stand-in, all on 127.0.0.1."""
+    """The local runtime's one boot without function hosts: moto (Secrets Manager, S3), the local
+    SQS + DynamoDB stand-in and every declared target's stand-in, on 127.0.0.1, with the
+    integrations' resources and the secrets the stand-ins declare."""
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    from junction_local.aws.server import LocalAws
-    from junction_local.provision import provision
-    from junction_local.standins.erp import ErpStandIn
+    from junction_local.runtime import LocalRuntime
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    aws = LocalAws().start()
-    erp = ErpStandIn().start()
+    if integrations != INTEGRATIONS:
+        raise BenchmarkError("the local runtime boots every declared integration")
+    state_dir = tempfile.mkdtemp(prefix="junction-coldstart-local-")  # not .junction: `make up` may be running
     pycache = tempfile.mkdtemp(prefix="junction-coldstart-pycache-")
+    local = LocalRuntime(state_dir=Path(state_dir), functions=False)
     try:
-        host, port = moto.get_host_and_port()
-        aws_env = {
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-            "AWS_ENDPOINT_URL_SQS": aws.url,
-            "AWS_ENDPOINT_URL_DYNAMODB": aws.url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
+        local.start()
+        aws_env = dict(local.state["aws_env"])
         os.environ.pop("AWS_PROFILE", None)
         os.environ.pop("AWS_SESSION_TOKEN", None)
         os.environ.update(aws_env)
         sqs = boto3.client("sqs", region_name=REGION)
-        resources = provision(
-            integrations,
-            stage=STAGE,
-            sqs=sqs,
-            ddb=boto3.client("dynamodb", region_name=REGION),
-            secretsmanager=boto3.client("secretsmanager", region_name=REGION),
-            secret_values={
-                "shopify-webhook": {"secrets": [SHOP_SECRET]},
-                "erp-service-layer": {
-                    "base_url": erp.url,
-                    "company_db": erp.company_db,
-                    "username": erp.username,
-                    "password": erp.password,
-                },
-            },
-        )
+        resources = local.resources
         if runtime is not None:
             absent = {"ingress": "", "processor": ""}
-            yield Stack(
-                resources, erp, sqs, runtime.argv, deployed_env(aws_env), absent, pycache, runtime.paths, Path(pycache)
-            )
+            env = deployed_env(aws_env)
+            yield Stack(resources, local, sqs, runtime.argv, env, absent, pycache, runtime.paths, Path(pycache))
             return
         absent = {kind: ",".join(absent_modules(kind)) if as_bundled else "" for kind in ("ingress", "processor")}
         env = child_env(aws_env, pycache, as_bundled=as_bundled)
-        yield Stack(resources, erp, sqs, interpreter(as_bundled=as_bundled), env, absent, pycache)
+        yield Stack(resources, local, sqs, interpreter(as_bundled=as_bundled), env, absent, pycache)
     finally:
+        local.stop()
         shutil.rmtree(pycache, ignore_errors=True)
-        erp.stop()
-        aws.stop()
-        moto.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
 
 
 def _drain(sqs: Any, queue_url: str) -> None:
@@ -680,8 +656,7 @@ def processor_run(integration: Integration, sample: Sample, stack: Stack, enqueu
     name = f"{integration.name}/processor"
     pair = stack.resources.queues[integration.name]
     _drain(stack.sqs, pair.url)  # what earlier ingress runs left
-    if sample.delivered(stack.erp, n) is not None:
-        raise BenchmarkError(f"{name}: run {n} would not be a new order")
+    before = effects(stack.runtime, sample.target)
     body = sample.body(n)
     delivery_id = f"bench-processor-{uuid.uuid4()}"
     enqueuer.send(body, sample.headers(body, delivery_id))
@@ -706,12 +681,14 @@ def processor_run(integration: Integration, sample: Sample, stack: Stack, enqueu
     )
     if response != {"batchItemFailures": []}:
         raise BenchmarkError(f"{name}: expected no batch item failures, got {response!r}")
-    arrived = sample.delivered(stack.erp, n)
-    if arrived is None:
-        raise BenchmarkError(f"{name}: the processor answered but the order never reached the target")
+    after = effects(stack.runtime, sample.target)
+    if after != before + 1:
+        raise BenchmarkError(
+            f"{name}: the processor answered, but the {sample.target} stand-in has {after - before} new effects, not 1"
+        )
     # What Lambda's event source does after a successful batch.
     stack.sqs.delete_message(QueueUrl=pair.url, ReceiptHandle=messages[0]["ReceiptHandle"])
-    run.outcome = arrived
+    run.outcome = f"{sample.target} effect {after}"
     return run
 
 
@@ -734,9 +711,7 @@ def bench(
 
 
 def _bench(runs: int, warmup: int, *, bytecode: bool, as_bundled: bool, runtime: Deployed | None) -> dict[str, Any]:
-    missing = [i.name for i in INTEGRATIONS if i.name not in SAMPLES]
-    if missing:
-        raise BenchmarkError(f"no sample event for {', '.join(missing)}: add one to SAMPLES in {__file__}")
+    _check_declared(INTEGRATIONS)
     load_before = os.getloadavg()[0]
     python = runtime.python if runtime else sys.executable
     with local_stack(INTEGRATIONS, as_bundled=as_bundled, runtime=runtime) as stack:
@@ -747,7 +722,7 @@ def _bench(runs: int, warmup: int, *, bytecode: bool, as_bundled: bool, runtime:
         }
         measured: list[tuple[FunctionResult, Callable[[int], Run]]] = []
         for integration in INTEGRATIONS:
-            sample = SAMPLES[integration.name]
+            sample = Sample.of(integration, stack.runtime.sender(integration.name))
             if integration.ingress_handler is not None:
                 ingress = FunctionResult(integration.name, "ingress", integration.ingress_handler, BUDGET_MS["ingress"])
                 measured.append((ingress, functools.partial(_ingress_round, integration, sample, stack)))

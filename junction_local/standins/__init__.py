@@ -67,31 +67,9 @@ class TargetStandIn:
     args: tuple[str, ...] = ()  # flags that make it as strict as the real system
     health_path: str = "/"  # answers once the stand-in is up
     control_path: str = "/_standin"  # state, summary, behaviour (down, slow, rate limited, ...)
-
-
-def _erp() -> TargetStandIn:
-    from junction_local.standins.erp import PREFIX, ErpStandIn
-
-    # The stand-in's own login (its constructor's defaults), as the Service Layer secret holds it.
-    login = ErpStandIn.__init__.__kwdefaults__ or {}
-
-    def credentials(root_url: str) -> dict[str, str]:
-        return {
-            "base_url": root_url + PREFIX,
-            "company_db": str(login["company_db"]),
-            "username": str(login["username"]),
-            "password": str(login["password"]),
-        }
-
-    # SAP Business One's Service Layer ignores Idempotency-Key: so does the stand-in, locally.
-    return TargetStandIn(
-        "erp",
-        "junction_local.standins.erp",
-        "erp-service-layer",
-        credentials,
-        args=("--no-idempotency-keys",),
-        health_path="/_standin/state",
-    )
+    # The count in its control summary (``<control_path>/summary``) that grows by one for each
+    # effect an integration makes in it (an ERP's orders): how a benchmark sees an event arrive.
+    effect_count: str = ""
 
 
 def _declared(module: str) -> Callable[[], SourceStandIn | TargetStandIn]:
@@ -105,7 +83,7 @@ def _declared(module: str) -> Callable[[], SourceStandIn | TargetStandIn]:
 # System name -> its declaration, loaded on first use (a stand-in process imports only itself).
 _MODULES: dict[str, Callable[[], SourceStandIn | TargetStandIn]] = {
     "shopify": _declared("junction_local.standins.shop"),
-    "erp": _erp,
+    "erp": _declared("junction_local.standins.erp"),
 }
 
 

@@ -23,8 +23,13 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from junction_local.process import LocalHandler
+from junction_local.standins import TargetStandIn
 
 PREFIX = "/b1s/v1"
+# The stand-in's own fixed local login, as the Service Layer secret holds it.
+COMPANY_DB = "JUNCTION_DEMO"
+USERNAME = "manager"
+PASSWORD = "local-password"  # noqa: S105 - a fixed local value, never deployed
 ERR_ALREADY_EXISTS = -2035
 ERR_NOT_FOUND = -2028
 ERR_INVALID = -5002
@@ -56,9 +61,9 @@ class ErpStandIn:
         host: str = "127.0.0.1",
         port: int = 0,
         *,
-        company_db: str = "JUNCTION_DEMO",
-        username: str = "manager",
-        password: str = "local-password",  # noqa: S107 - the stand-in's own fixed local login
+        company_db: str = COMPANY_DB,
+        username: str = USERNAME,
+        password: str = PASSWORD,
         idempotency_keys: bool = False,
     ) -> None:
         # SAP Business One's Service Layer ignores Idempotency-Key, and so does this stand-in by
@@ -432,6 +437,23 @@ def main() -> None:
     exit_with_parent(stop)
     stop.wait()
     standin.stop()
+
+
+def _credentials(root_url: str) -> dict[str, str]:
+    """The Service Layer secret's value for a stand-in listening on ``root_url``."""
+    return {"base_url": root_url + PREFIX, "company_db": COMPANY_DB, "username": USERNAME, "password": PASSWORD}
+
+
+# Run as a process of its own. No flag needed: like SAP Business One's Service Layer, the
+# stand-in ignores Idempotency-Key by default.
+LOCAL = TargetStandIn(
+    system="erp",
+    module="junction_local.standins.erp",
+    fills="erp-service-layer",
+    credentials=_credentials,
+    health_path="/_standin/state",
+    effect_count="orders",
+)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def aws(request: pytest.FixtureRequest, moto_endpoint: str, monkeypatch: pytest.
 
 @pytest.fixture
 def erp() -> Iterator[ErpStandIn]:
-    with ErpStandIn(idempotency_keys=False) as standin:
+    with ErpStandIn() as standin:
         yield standin
 
 

@@ -21,19 +21,21 @@ from botocore.exceptions import ClientError
 from functions.shop_orders_to_erp.declaration import INTEGRATION
 from functions.shop_orders_to_erp.flow import build
 from junction_local.events import LambdaContext, apigw_event, sqs_event
-from junction_local.provision import Resources, provision
+from junction_local.provision import Resources
+from junction_local.runtime import provision_local
+from junction_local.standins import source
 from junction_local.standins.erp import ErpStandIn
 from shared.aws import SecretCache, s3_client, secretsmanager_client, sqs_client
 from shared.envelope import CARRIED_ATTRIBUTES
 from shared.ingress import Ingress
 from shared.parameters import Secrets
 from shared.processing import BatchProcessor
-from shared.webhooks import shopify
 
 STAGE = "test"
 REGION = "eu-central-1"
-SHOP_SECRET = "shpss_current_secret_0001"
-SHOP_OLD_SECRET = "shpss_previous_secret_0000"
+SHOPIFY = source(INTEGRATION.source)  # the source's local stand-in: its secret, samples and sender
+SHOP_SECRET = SHOPIFY.signing_secret
+SHOP_OLD_SECRET = "shpss_previous_secret_0000"  # rotated out, still accepted: the tests' own
 
 
 class Clock:
@@ -101,8 +103,12 @@ class FlakyDynamo:
 
 
 def completing(params: dict[str, Any]) -> bool:
-    """The idempotency store's write of a COMPLETED record."""
-    return bool(params.get("ExpressionAttributeValues", {}).get(":c") == {"S": "COMPLETED"})
+    """The idempotency store's write of COMPLETED records (one BatchWriteItem per batch)."""
+    return any(
+        r.get("PutRequest", {}).get("Item", {}).get("status") == {"S": "COMPLETED"}
+        for requests in params.get("RequestItems", {}).values()
+        for r in requests
+    )
 
 
 def attempted(params: dict[str, Any]) -> bool:
@@ -161,22 +167,13 @@ class Pipeline:
     def start(cls, erp: ErpStandIn) -> Pipeline:
         boto_sqs = boto3.client("sqs", region_name=REGION)
         boto_ddb = boto3.client("dynamodb", region_name=REGION)
-        resources = provision(
+        # The one local provisioning (queues, tables, secrets, claim-check bucket), with the
+        # stand-ins' declared secrets; the shop's also accepts a rotated-out one.
+        resources = provision_local(
             (INTEGRATION,),
             stage=STAGE,
-            sqs=boto_sqs,
-            ddb=boto_ddb,
-            secretsmanager=boto3.client("secretsmanager", region_name=REGION),
-            s3=boto3.client("s3", region_name=REGION),
-            secret_values={
-                "shopify-webhook": {"secrets": [SHOP_SECRET, SHOP_OLD_SECRET]},
-                "erp-service-layer": {
-                    "base_url": erp.url,
-                    "company_db": erp.company_db,
-                    "username": erp.username,
-                    "password": erp.password,
-                },
-            },
+            target_urls={INTEGRATION.target: erp.root_url},
+            secret_overrides={SHOPIFY.fills: SHOPIFY.secret_value(SHOP_OLD_SECRET)},
         )
         env = resources.function_env(INTEGRATION)
         clock = Clock()
@@ -350,12 +347,6 @@ class Pipeline:
 
 
 def shopify_headers(body: bytes, delivery_id: str, secret: str = SHOP_SECRET) -> dict[str, str]:
-    return {
-        "Content-Type": "application/json",
-        "X-Shopify-Topic": "orders/create",
-        "X-Shopify-Hmac-Sha256": shopify.sign(body, secret),
-        "X-Shopify-Shop-Domain": "demo-shop.myshopify.com",
-        "X-Shopify-Api-Version": "2025-10",
-        "X-Shopify-Webhook-Id": delivery_id,
-        "X-Shopify-Triggered-At": "2026-11-21T09:15:33.000Z",
-    }
+    """The headers the source system sends with ``body``, as its stand-in's sender makes them."""
+    assert INTEGRATION.webhook is not None
+    return SHOPIFY.sender(f"http://127.0.0.1{INTEGRATION.webhook.path}", secret).headers(body, delivery_id)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from functions.registry import INTEGRATIONS
+from shared.declaration import Integration
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,7 +56,9 @@ def test_benchmark_reports_every_function_with_checked_responses() -> None:
             assert not {"pydantic", "boto3", "botocore", "httpx"} & set(figures["imports"])
             assert figures["budget_ms"] == 150
         else:
-            assert len(figures["outcomes"]) == 1 and figures["outcomes"][0].startswith("DocEntry ")
+            integration = next(i for i in INTEGRATIONS if i.name == figures["integration"])
+            assert len(figures["outcomes"]) == 1
+            assert figures["outcomes"][0].startswith(f"{integration.target} effect ")
             assert figures["budget_ms"] == 600
 
 
@@ -65,7 +70,77 @@ def _stack() -> Any:
     for integration in INTEGRATIONS:
         resources.queues[integration.name] = QueuePair("q", "arn:q", "dlq", "arn:dlq")
     absent = {"ingress": "", "processor": ""}
-    return coldstart.Stack(resources, erp=None, sqs=None, python=[sys.executable], env={}, absent=absent)
+    return coldstart.Stack(resources, runtime=None, sqs=None, python=[sys.executable], env={}, absent=absent)
+
+
+def _sample(integration: Integration, secret: str = "local-secret") -> Any:
+    """The benchmark's sample for ``integration``, signed with ``secret``, sent nowhere."""
+    from benchmarks import coldstart
+    from junction_local.standins import source
+
+    assert integration.webhook is not None
+    sender = source(integration.source).sender(f"http://127.0.0.1:9{integration.webhook.path}", secret)
+    return coldstart.Sample.of(integration, sender)
+
+
+@pytest.mark.parametrize("integration", [i for i in INTEGRATIONS if i.webhook], ids=lambda i: i.name)
+def test_samples_come_from_the_source_declaration_and_verify(integration: Integration) -> None:
+    """Distinct business entities per run, signed as the source signs, accepted by the integration's verifier."""
+    from shared.webhooks import Headers, verifier_for
+
+    assert integration.webhook is not None
+    sample = _sample(integration, "local-secret")
+    bodies = [sample.body(n) for n in range(3)]
+    assert len(set(bodies)) == 3
+    verifier = verifier_for(integration.webhook.scheme)
+    for n, body in enumerate(bodies):
+        headers = Headers(sample.headers(body, f"delivery-{n}"))
+        verified = verifier.verify(headers, body, ["local-secret"], now=time.time(), tolerance=300)
+        assert verified.delivery_id == f"delivery-{n}"
+    assert sample.target == integration.target
+
+
+def test_the_benchmark_names_no_provider() -> None:
+    """Sources, targets and their samples are looked up in the stand-ins' registry, never named."""
+    from junction_local.standins import _MODULES
+
+    code = (REPO / "benchmarks" / "coldstart.py").read_text(encoding="utf-8").lower()
+    systems = set(_MODULES) | {i.source for i in INTEGRATIONS} | {i.target for i in INTEGRATIONS}
+    named = sorted(system for system in systems if re.search(rf"\b{re.escape(system.lower())}\b", code))
+    assert named == []
+    assert "tests/events" not in code
+
+
+def test_every_declared_target_counts_its_effects() -> None:
+    """The benchmark sees a delivery arrive through the target stand-in's declared count."""
+    from junction_local.standins import target
+
+    for integration in INTEGRATIONS:
+        assert target(integration.target).effect_count, integration.target
+
+
+def test_a_target_without_a_new_effect_stops_the_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import coldstart
+
+    class Sqs:
+        def receive_message(self, **params: Any) -> dict[str, Any]:
+            if not params.get("WaitTimeSeconds"):  # the drain before the run: an empty queue
+                return {}
+            return {"Messages": [{"MessageId": "m", "Body": sent[0], "ReceiptHandle": "r"}]}
+
+    class Enqueuer:
+        def send(self, body: bytes, headers: dict[str, str]) -> None:
+            sent.append(json.dumps(headers))  # the message carries its delivery id
+
+    sent: list[str] = []
+    run = coldstart.Run(cold_start_ms=1.0, startup_ms=1.0, import_ms=1.0, invoke_ms=1.0, rss_kib=1, outcome="")
+    monkeypatch.setattr(coldstart, "run_child", lambda *a, **k: (run, {"batchItemFailures": []}))
+    monkeypatch.setattr(coldstart, "effects", lambda runtime, system: 5)  # nothing arrived
+    stack = _stack()
+    stack.sqs = Sqs()
+    integration = next(i for i in INTEGRATIONS if i.webhook)
+    with pytest.raises(coldstart.BenchmarkError, match="0 new effects, not 1"):
+        coldstart.processor_run(integration, _sample(integration), stack, Enqueuer(), 1)  # type: ignore[arg-type]
 
 
 def test_a_wrong_ingress_response_stops_the_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,7 +151,7 @@ def test_a_wrong_ingress_response_stops_the_benchmark(monkeypatch: pytest.Monkey
     stack = _stack()
     integration = next(i for i in INTEGRATIONS if i.webhook)
     with pytest.raises(coldstart.BenchmarkError, match="expected statusCode 202"):
-        coldstart.ingress_run(integration, coldstart.SAMPLES[integration.name], stack)
+        coldstart.ingress_run(integration, _sample(integration), stack)
 
 
 def test_a_failed_benchmark_exits_non_zero(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
