@@ -1,6 +1,12 @@
 """SQS semantics in memory: visibility timeouts and their changes, receive counts, redrive to a
 dead-letter queue after maxReceiveCount, delays, retention, long polling, FIFO groups with
-deduplication, and message move tasks (DLQ redrive)."""
+deduplication, and message move tasks (DLQ redrive).
+
+As strict as SQS about what it accepts: a body with a character outside SQS's set is refused
+(``InvalidMessageContents``), and a message is measured as SQS measures it (the body plus each
+message attribute's name, type and value, in bytes) against the queue's ``MaximumMessageSize``
+(``InvalidParameterValue``). moto checks neither (it counts the body's characters only, against
+1 MiB by default), so a message the deployed queue refuses is refused here first."""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import hashlib
 import heapq
 import itertools
 import json
+import re
 import struct
 import threading
 import time
@@ -15,6 +22,8 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+from shared.envelope import message_size
 
 
 class SqsError(Exception):
@@ -24,6 +33,28 @@ class SqsError(Exception):
         self.message = message
         self.query_code = query_code or code
         self.status = status
+
+
+# What SQS refuses in a message body: anything outside #x9 | #xA | #xD | #x20-#xD7FF |
+# #xE000-#xFFFD | #x10000-#x10FFFF (the XML 1.0 character set).
+REFUSED_CHARACTERS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+DEFAULT_MAXIMUM_MESSAGE_SIZE = 262_144
+
+
+def size_of(body: str, attributes: dict[str, Any]) -> int:
+    """The size SQS counts for a message: the body's UTF-8 bytes plus each message attribute's
+    name, data type and value (a binary value by its decoded bytes)."""
+    import base64
+
+    strings = {name: value for name, value in attributes.items() if "BinaryValue" not in value}
+    size = message_size(body, strings)
+    for name, value in attributes.items():
+        if name in strings:
+            continue
+        raw = value["BinaryValue"]
+        decoded = base64.b64decode(raw) if isinstance(raw, str) else bytes(raw)
+        size += len(name.encode("utf-8", "surrogatepass")) + len(str(value.get("DataType", "")).encode()) + len(decoded)
+    return size
 
 
 def md5_of_attributes(attributes: dict[str, Any]) -> str:
@@ -92,7 +123,7 @@ DEFAULTS = {
     "VisibilityTimeout": "30",
     "MessageRetentionPeriod": "345600",
     "DelaySeconds": "0",
-    "MaximumMessageSize": "262144",
+    "MaximumMessageSize": str(DEFAULT_MAXIMUM_MESSAGE_SIZE),
     "ReceiveMessageWaitTimeSeconds": "0",
 }
 
@@ -249,8 +280,19 @@ class SqsService:
         body = entry.get("MessageBody")
         if not isinstance(body, str) or not body:
             raise SqsError("MissingParameter", "The request must contain the parameter MessageBody.")
-        if len(body.encode()) > queue.attr_int("MaximumMessageSize", 262144):
-            raise SqsError("InvalidParameterValue", "Message must be shorter than the queue's MaximumMessageSize.")
+        refused = REFUSED_CHARACTERS.search(body)
+        if refused:
+            raise SqsError(
+                "InvalidMessageContents",
+                f"Invalid binary character '#x{ord(refused.group()):X}' was found in the message body, the set of "
+                "allowed characters is #x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+            )
+        limit = queue.attr_int("MaximumMessageSize", DEFAULT_MAXIMUM_MESSAGE_SIZE)
+        if size_of(body, dict(entry.get("MessageAttributes") or {})) > limit:
+            raise SqsError(
+                "InvalidParameterValue",
+                f"One or more parameters are invalid. Reason: Message must be shorter than {limit} bytes.",
+            )
         group = entry.get("MessageGroupId")
         dedup = entry.get("MessageDeduplicationId")
         if queue.fifo:
