@@ -324,6 +324,27 @@ def dlq_show(
         else:
             table.add_row(name, value)
     console.print(table)
+    check = message.claim_check
+    if check is not None:
+        # The body lies in S3: show where, not the pointer's empty body field.
+        checked = Table(title="claim check (the body lies in S3)", show_header=False)
+        checked.add_column("field", style="bold")
+        checked.add_column("value", overflow="fold")
+        checked.add_row("bucket", check.bucket)
+        checked.add_row("key", check.key)
+        checked.add_row("size", f"{check.size:,} bytes")
+        checked.add_row("sha256", check.sha256)
+        console.print(checked)
+        console.print(
+            "Redrive and replay send this pointer; the processor reads the body from S3 itself.",
+            markup=False,
+            soft_wrap=True,
+        )
+        console.print(Text("envelope", style="bold"))
+        pointer = json.loads(message.body)
+        pointer.pop("body", None)
+        console.print_json(data=pointer)
+        return
     console.print(Text("body", style="bold"))
     document = _decoded_body(message.body)
     if document is None:

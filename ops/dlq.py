@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import ClientError
 
 from shared.declaration import Integration
-from shared.envelope import CARRIED_ATTRIBUTES
+from shared.envelope import CARRIED_ATTRIBUTES, ClaimCheck, Envelope
+from shared.errors import MalformedEnvelope
 
 from .commands import QueueRef, queue_ref
 from .context import OpsError
@@ -66,6 +67,23 @@ class DlqMessage:
             attributes,
             {str(k): str(v) for k, v in (message.get("Attributes") or {}).items()},
         )
+
+    @property
+    def envelope(self) -> Envelope | None:
+        """The Junction envelope the message carries; None when it is not one (a poison message)."""
+        try:
+            return Envelope.from_json(self.body)
+        except MalformedEnvelope:
+            return None
+
+    @property
+    def claim_check(self) -> ClaimCheck | None:
+        """Where the event's body lies when it travelled by claim check (``shared.claim_check``).
+
+        The message holds only the pointer; a redrive or replay sends it as it is, and the
+        processor loads the body from S3 itself."""
+        envelope = self.envelope
+        return envelope.claim_check if envelope is not None and not envelope.body_loaded else None
 
     @property
     def reason(self) -> str:

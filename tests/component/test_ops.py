@@ -130,6 +130,67 @@ def test_dlq_show_prints_attributes_and_the_decoded_event(pipeline: Pipeline) ->
     assert "not found" in one_line_error(junction("dlq", "show", "no-such-message"))
 
 
+# -- claim checks: bodies too large for one SQS message lie in S3 --------------------------------
+BIG_ORDER = 4000
+
+
+def big_order(order_id: int, **changes: Any) -> dict[str, Any]:
+    """An order whose envelope does not fit one SQS message: the ingress stores it by claim check."""
+    return shopify_order(id=order_id, name=f"#{order_id}", note="n" * (300 * 1024), **changes)
+
+
+def test_dlq_show_prints_the_claim_check_of_a_large_event(pipeline: Pipeline) -> None:
+    order = big_order(BIG_ORDER)
+    order["line_items"][0]["sku"] = "NO-SUCH-ITEM"
+    assert pipeline.send_order(order)[0] == 202
+    pipeline.drain()
+    [message] = dlq.peek(pipeline.boto_sqs, STAGE, INTEGRATION)
+    check = message.claim_check
+    assert check is not None and message.reason == "target_rejected"
+    assert check.bucket == pipeline.resources.payload_bucket and check.size > 300 * 1024
+
+    out = ok(junction("dlq", "show", message.message_id))
+    assert "claim check" in out
+    assert check.bucket in out and check.key in out and f"{check.size:,} bytes" in out
+    assert '"body_encoding": "s3"' in out and '"body": ""' not in out  # the pointer, not an empty body
+    assert f'"delivery_id": "delivery-{BIG_ORDER}"' in out
+
+    # Fixed, redriven as it is: the processor loads the body from S3 and delivers it once.
+    pipeline.erp.add_item("NO-SUCH-ITEM")
+    ok(junction("dlq", "redrive", "--reason", "target_rejected", "--rate", "200", "--yes"))
+    pipeline.drain()
+    assert erp_orders(pipeline, BIG_ORDER) == 1 and pipeline.dlq() == []
+
+
+def test_dlq_show_of_an_inline_event_has_no_claim_check(pipeline: Pipeline) -> None:
+    dead_letter_two(pipeline)
+    messages = dlq.peek(pipeline.boto_sqs, STAGE, INTEGRATION)
+    assert [m.claim_check for m in messages] == [None, None]  # inline, and not an envelope at all
+    rejected = next(m for m in messages if m.reason == "target_rejected")
+    assert "claim check" not in ok(junction("dlq", "show", rejected.message_id))
+
+
+def test_replay_of_a_claim_checked_event(pipeline: Pipeline) -> None:
+    """The recorded event is the pointer; the processor resolves it on every replay."""
+    assert pipeline.send_order(big_order(BIG_ORDER + 1))[0] == 202
+    [queued] = pipeline.receive()
+    assert '"body_encoding":"s3"' in queued["Body"]
+    pipeline.release([queued])
+    pipeline.drain()
+    entity = f"shopify-order:{BIG_ORDER + 1}"
+    assert erp_orders(pipeline, BIG_ORDER + 1) == 1
+
+    assert "duplicate" in ok(junction("replay", entity))
+    pipeline.drain()
+    assert erp_orders(pipeline, BIG_ORDER + 1) == 1
+
+    assert "replay id" in ok(junction("replay", entity, "--bypass-idempotency", "--yes"))
+    pipeline.drain()
+    assert erp_orders(pipeline, BIG_ORDER + 1) == 2
+    assert sorted(h["outcome"] for h in pipeline.trace(entity)) == ["delivered", "delivered", "duplicate"]
+    assert pipeline.dlq() == []
+
+
 # -- redrive -------------------------------------------------------------------------------------
 def test_redrive_by_reason_delivers_the_fixed_order_once_and_leaves_the_rest(pipeline: Pipeline) -> None:
     dead_letter_two(pipeline)
