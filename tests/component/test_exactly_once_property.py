@@ -45,6 +45,9 @@ REDRIVE_AFTER = 600  # seconds between an operator's redrives at the end
 MAX_BATCHES = 400
 _FIRST_IDS = itertools.count(9_310_000_000, 10)  # fresh shop order ids per example (the ERP is shared)
 
+# The calls that may record a completion (one record at a time, or a batch's in one write):
+# ``completing`` picks out the one that does.
+COMPLETION_WRITES = ("update_item", "batch_write_item")
 FAULTS = st.sampled_from(
     [
         "none",
@@ -140,11 +143,13 @@ def machine_for(pipeline: Pipeline) -> tuple[type[RuleBasedStateMachine], httpx.
             elif fault == "erp_hangs_without_committing":
                 erp.set_behaviour("timeout", delay=1.2, count=1)
             elif fault in ("completion_write_fails", "both_writes_fail"):  # an error, not a crash
-                pipeline.ddb.fail("update_item", when=completing)
+                for method in COMPLETION_WRITES:
+                    pipeline.ddb.fail(method, when=completing)
             if fault in ("attempted_write_fails", "both_writes_fail"):
                 pipeline.ddb.fail("update_item", when=attempted)
             elif fault == "crash_at_completion":  # the environment dies after the ERP call, before its record
-                crashing.crash("update_item", when=completing)
+                for method in COMPLETION_WRITES:
+                    crashing.crash(method, when=completing)
             elif fault == "crash_at_attempted":
                 crashing.crash("update_item", when=attempted)
 
