@@ -17,7 +17,7 @@ state written by the attempt that took over.
 
 Powertools' idempotency utility is not used here: it deletes its record when the function
 raises, which forgets an attempt that may have reached the target (docs/decisions.md, and
-tests/component/test_idempotency_store.py shows it).
+tests/component/test_powertools_idempotency.py shows it).
 """
 
 from __future__ import annotations
@@ -45,6 +45,9 @@ class Claim:
 
     key: str
     token: str = ""
+    fingerprint: str = ""
+    attempts: int = 1
+    claimed_at: float = 0.0
     duplicate_of: dict[str, Any] | None = None  # the COMPLETED record when this is a duplicate
     # An earlier attempt exists whose outcome is unknown: the effect may already exist.
     maybe_delivered: bool = False
@@ -141,35 +144,69 @@ class IdempotencyStore:
             ) from None
         old = item_from_ddb(result["Attributes"]) if result.get("Attributes") else None
         if old is None:
-            return Claim(key, token=token)
+            return Claim(key, token=token, fingerprint=fingerprint, claimed_at=float(int(now)))
         reached = old.get("reached_at")
         if old.get("status") == IN_PROGRESS:  # that attempt died mid-way: it may have reached the target
             reached = max(float(reached or 0), float(old.get("claimed_at") or now))
-        return Claim(key, token=token, maybe_delivered=True, reached_at=float(reached) if reached else None)
+        return Claim(
+            key,
+            token=token,
+            fingerprint=fingerprint,
+            claimed_at=float(int(now)),
+            attempts=int(old.get("attempts") or 0) + 1,
+            maybe_delivered=True,
+            reached_at=float(reached) if reached else None,
+        )
 
     def get(self, key: str) -> dict[str, Any] | None:
         result = self._call("get_item", key, Key={"id": {"S": key}}, ConsistentRead=True)
         return item_from_ddb(result["Item"]) if result.get("Item") else None
 
     def complete(self, claim: Claim, result: dict[str, str], envelope_json: str) -> None:
-        """Mark the effect done, keeping its result and the event (for an operator's replay).
+        """Mark one effect done (see ``complete_many``); ``StoreUnavailable`` if it was not recorded."""
+        if self.complete_many([(claim, result, envelope_json)]):
+            raise StoreUnavailable("idempotency store: completion not recorded", details={"key": claim.key})
 
-        Unconditional: the effect exists, whoever holds the claim now."""
-        self._call(
-            "update_item",
-            claim.key,
-            Key={"id": {"S": claim.key}},
-            UpdateExpression=(
-                "SET #s = :c, #r = :r, envelope = :e, completed_at = :t REMOVE in_progress_until, claim_token"
-            ),
-            ExpressionAttributeNames={"#s": "status", "#r": "result"},
-            ExpressionAttributeValues={
-                ":c": {"S": COMPLETED},
-                ":r": {"M": {k: {"S": v} for k, v in result.items()}},
-                ":e": {"S": envelope_json},
-                ":t": {"N": str(int(self.clock()))},
-            },
-        )
+    def complete_many(self, done: list[tuple[Claim, dict[str, str], str]]) -> list[Claim]:
+        """Mark effects done, keeping each result and event (for an operator's replay), 25 to a
+        BatchWriteItem: one call per batch of messages instead of one per message. Returns the
+        claims that could not be recorded. Unconditional: the effect exists, whoever holds the
+        claim now; a record left IN_PROGRESS lapses and the next attempt looks the effect up."""
+        failed: list[Claim] = []
+        now = int(self.clock())
+        for start in range(0, len(done), 25):
+            chunk = done[start : start + 25]
+            by_key = {claim.key: claim for claim, _, _ in chunk}
+            requests = [
+                {"PutRequest": {"Item": self._completed_item(claim, result, envelope_json, now)}}
+                for claim, result, envelope_json in chunk
+            ]
+            for _ in range(3):
+                try:
+                    answer = self.ddb.batch_write_item(RequestItems={self.table: requests})
+                except (ClientError, BotoCoreError):
+                    break
+                requests = (answer.get("UnprocessedItems") or {}).get(self.table) or []
+                if not requests:
+                    break
+            failed.extend(by_key[r["PutRequest"]["Item"]["id"]["S"]] for r in requests)
+        return failed
+
+    def _completed_item(self, claim: Claim, result: dict[str, str], envelope_json: str, now: int) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "id": {"S": claim.key},
+            "status": {"S": COMPLETED},
+            "fingerprint": {"S": claim.fingerprint},
+            "result": {"M": {k: {"S": v} for k, v in result.items()}},
+            "envelope": {"S": envelope_json},
+            "claimed_at": {"N": str(int(claim.claimed_at))},
+            "completed_at": {"N": str(now)},
+            "attempts": {"N": str(claim.attempts)},
+            "expires_at": {"N": str(int(now + self.ttl_seconds))},
+        }
+        if claim.reached_at is not None:
+            item["reached_at"] = {"N": f"{claim.reached_at:.3f}"}
+        return item
 
     def attempted(self, claim: Claim, reason: str, reached_at: float | None) -> None:
         """Record that our attempt ended without a confirmed outcome; never deletes the record.

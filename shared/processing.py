@@ -60,6 +60,7 @@ from shared.envelope import CARRIED_ATTRIBUTES, Envelope
 from shared.errors import (
     CredentialsRejected,
     DeadlineReached,
+    IdempotencyConflict,
     JunctionError,
     OutcomeUnsettled,
     PermanentError,
@@ -169,6 +170,21 @@ class _Reported(Exception):
     """Raised to Powertools' batch loop for a record that must stay on the queue."""
 
 
+@dataclass(frozen=True)
+class _Completion:
+    """A delivered effect whose record is written at the end of the batch."""
+
+    claim: Claim
+    target_ids: dict[str, str]
+    envelope: Envelope
+    prepared: Prepared
+    record: dict[str, Any]
+    attempts: int
+
+    def recorded(self) -> tuple[Claim, dict[str, str], str]:
+        return self.claim, self.target_ids, self.envelope.to_json()
+
+
 @dataclass
 class _Invocation:
     """State of one invocation: its deadline, the breaker as last seen, what to record."""
@@ -179,6 +195,7 @@ class _Invocation:
     results: list[RecordResult] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     breaker_opened: int = 0
+    completions: list[_Completion] = field(default_factory=list)  # recorded at the end of the batch
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()
@@ -255,16 +272,37 @@ class BatchProcessor:
                 raise _Reported(result.outcome)
 
         try:
-            response = process_partial_response(
+            answer = process_partial_response(
                 event=event, record_handler=record_handler, processor=processor, context=context
             )
+            failures = [{"itemIdentifier": str(f["itemIdentifier"])} for f in answer.get("batchItemFailures", [])]
+            response: dict[str, Any] = {"batchItemFailures": failures + self._complete(inv)}
         finally:
             if any(r.outcome == "delivered" for r in inv.results):
                 pk, sk = state_keys.last_success(self.integration.name)
                 inv.history.append({"pk": pk, "sk": sk, "at": _iso(self.clock())})
             self._write_history(inv.history)
             self._emit_metrics(inv)
-        return dict(response)
+        return response
+
+    def _complete(self, inv: _Invocation) -> list[dict[str, str]]:
+        """Record the batch's delivered effects as COMPLETED, in one write. A message whose record
+        could not be written is reported as failed: it comes back, takes over the claim as a
+        possible effect, finds the order by its reference and records it then."""
+        if not inv.completions:
+            return []
+        failed = {c.key for c in self.store.complete_many([c.recorded() for c in inv.completions])}
+        out: list[dict[str, str]] = []
+        for done in inv.completions:
+            if done.claim.key not in failed:
+                self._trace(inv, done.envelope, done.prepared, "delivered", done.attempts, target_ids=done.target_ids)
+                continue
+            self.store.attempted(done.claim, "completion_not_recorded", self.clock())
+            message_id = str(done.record.get("messageId"))
+            logger.warning("delivered, but its completion was not recorded", extra={"message_id": message_id})
+            self._trace(inv, done.envelope, done.prepared, "retry_scheduled", done.attempts, reason="store_unavailable")
+            out.append({"itemIdentifier": message_id})
+        return out
 
     def _emit_metrics(self, inv: _Invocation) -> None:
         counts: dict[str, int] = {}
@@ -306,6 +344,14 @@ class BatchProcessor:
                     record, inv, int(wait * self.rng.uniform(1.0, 1.2)) + 1, "waiting", "breaker_open"
                 )
             key = self.record_key(prepared, envelope)
+            earlier = next((c for c in inv.completions if c.claim.key == key), None)
+            if earlier is not None:  # made earlier in this batch; its record is written at the end
+                if earlier.claim.fingerprint != prepared.fingerprint:
+                    raise IdempotencyConflict(
+                        "the same idempotency key arrived with a different payload", entity_ids=prepared.entity_ids
+                    )
+                self._trace(inv, envelope, prepared, "duplicate", attempt_number, target_ids=earlier.target_ids)
+                return self._done(message_id, "duplicate", prepared, started)
             claim = self.store.begin(
                 key, prepared.fingerprint, prepared.entity_ids, hold_seconds=max(1.0, inv.seconds_left())
             )
@@ -314,12 +360,8 @@ class BatchProcessor:
                 self._trace(inv, envelope, prepared, "duplicate", attempt_number, target_ids=previous)
                 return self._done(message_id, "duplicate", prepared, started)
             target_ids = self._deliver(inv, claim, prepared, attempt_number)
-            try:
-                self.store.complete(claim, target_ids, envelope.to_json())
-            except StoreUnavailable:  # delivered, not recorded: the next attempt looks it up
-                self.store.attempted(claim, "completion_not_recorded", self.clock())
-                raise
-            self._trace(inv, envelope, prepared, "delivered", attempt_number, target_ids=target_ids)
+            # Recorded (and traced) with the batch's other completions, in one write: _complete.
+            inv.completions.append(_Completion(claim, target_ids, envelope, prepared, record, attempt_number))
             return self._done(message_id, "delivered", prepared, started, target_ids=target_ids)
         except PermanentError as err:
             return self._dead_letter(record, inv, err, err.reason, attempt_number, envelope, prepared)

@@ -151,7 +151,7 @@ def test_target_down_for_good_ends_in_the_dlq_once_the_retry_horizon_has_passed(
 
 def test_crash_after_the_erp_accepted_does_not_duplicate(pipeline: Pipeline) -> None:
     # The order is created, then recording completion fails (as if the function died there).
-    pipeline.ddb.fail("update_item", when=completing)
+    pipeline.ddb.fail("batch_write_item", when=completing)
     pipeline.send_order(shopify_order())
     first = pipeline.run_batch()
     assert first is not None and len(first.failures) == 1
@@ -167,7 +167,8 @@ def test_crash_after_the_erp_accepted_does_not_duplicate(pipeline: Pipeline) -> 
 def test_crash_that_leaves_the_claim_held_waits_for_it_then_looks_before_creating(pipeline: Pipeline) -> None:
     # Completion and the "attempted" record both fail: the claim stays IN_PROGRESS, as after a
     # crash of the whole execution environment.
-    pipeline.ddb.fail("update_item", count=2, when=lambda p: completing(p) or attempted(p))
+    pipeline.ddb.fail("batch_write_item", when=completing)
+    pipeline.ddb.fail("update_item", when=attempted)
     pipeline.auto_advance = False
     pipeline.send_order(shopify_order())
     first = pipeline.run_batch()
