@@ -83,7 +83,12 @@ RESERVE_SECONDS = 6.0
 MIN_START_SECONDS = RESERVE_SECONDS + 4.0
 MAX_VISIBILITY = 43_200  # SQS's limit for a visibility timeout (12 h)
 MAX_DELAY_SECONDS = 900  # SQS's limit for DelaySeconds (15 min)
-AWS_CONFIG = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"})
+# Client-side parameter validation off: the services validate every request themselves, and
+# botocore's walk over each batch write's items cost 0.5 ms of CPU per message (make bench-local,
+# processor CPU per event 4.2 -> 3.7 ms).
+AWS_CONFIG = Config(
+    connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"}, parameter_validation=False
+)
 
 # Message attributes the redelivery policy writes on a message it sends again.
 RETRY_SINCE = "junction-retry-since"  # epoch seconds of the first attempt; the horizon counts from it
