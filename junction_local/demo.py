@@ -2,11 +2,17 @@
 
 Orders arrive as signed Shopify webhooks: some delivered twice (as Shopify retries), one order
 re-sent under a new webhook id, a malformed request and a forged signature among them. The ERP
-goes down for a while and comes back. One order names a product the ERP does not know: it ends
-in the dead-letter queue. The summary shows what arrived, what was delivered (each exactly once),
-what was rejected and why, and what waits in the DLQ and why. Then the product is created in
-the ERP, the DLQ is redriven with the ops CLI, and that order is delivered once.
-Exit status 0 only if every expectation held.
+goes down for a while and comes back. The ERP commits an order and loses its answer while the
+shop sends that order again. The ERP stays down longer than a receive-count retry policy would
+have waited. One order names a product the ERP does not know: it ends in the dead-letter queue.
+The summary shows what arrived, what was delivered (each exactly once), what was rejected and
+why, and what waits in the DLQ and why. Then the product is created in the ERP, the DLQ is
+redriven with the ops CLI, and that order is delivered once. Exit status 0 only if every
+expectation held.
+
+The redelivery policy runs TIME_SCALE times its deployed speed (backoff, settle time, breaker
+periods; junction_local.host.redelivery_scaled), so that an hour of outage fits in minutes. The
+retry horizon is not scaled.
 """
 
 from __future__ import annotations
@@ -24,19 +30,23 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from functions.registry import get
 from junction_local.runtime import LocalRuntime, wait_for
 from junction_local.standins.shop import ShopStandIn, make_order
 from shared.webhooks import shopify
 
 INTEGRATION = "shop-orders-to-erp"
 POISON_SKU = "GHOST-MUG"
+TIME_SCALE = 1 / 30
+# What the receive-count policy this replaced did: dead-letter at the queue's maxReceiveCount.
+OLD_MAX_RECEIVES = get(INTEGRATION).queue.max_receive_count
 console = Console()
 
 
 class Demo:
     def __init__(self, runtime: LocalRuntime) -> None:
         self.runtime = runtime
-        self.shop = ShopStandIn(runtime.webhook_url(INTEGRATION), runtime.state["shop_secret"], retry_delay=0.5)
+        self.shop = ShopStandIn(runtime.webhook_url(INTEGRATION), runtime.webhook_secret(INTEGRATION), retry_delay=0.5)
         self.valid: list[int] = []  # order ids that must reach the ERP exactly once
         self.rejected: list[tuple[str, int, str]] = []  # (what, status, expected status)
         self.checks: list[tuple[str, bool]] = []
@@ -134,16 +144,89 @@ class Demo:
             delivery = self.shop.send(order)
             self.valid.append(order["id"])
             self.check(f"order #{order['id']} accepted while the ERP is down", delivery.status == 202)
-        time.sleep(6)
+        waiting = [f"shopify-order:{1020 + n}" for n in range(5)]
+        wait_for(lambda: all("retry_scheduled" in self.cli("trace", e) for e in waiting), 60, 1.0)
         retrying = [o for o in self.valid if f"shopify:{o}" not in self.delivered()]
         console.print(f"{len(retrying)} orders wait in the queue, retried with backoff: {retrying}")
         self.check("orders wait in the queue during the outage", len(retrying) == 5)
         self.runtime.erp_behaviour("ok")
         console.print("ERP is [green]back[/green].")
-        self.wait_delivered(len(self.valid), "catching up", timeout=90)
+        self.wait_delivered(len(self.valid), "catching up", timeout=120)
+
+    def lost_answer(self) -> None:
+        console.rule("[bold]3. The ERP commits an order, then its answer is lost")
+        order = make_order(1030, customer=2, skus=("TEAPOT-S",))
+        self.runtime.erp_behaviour("accept_then_hang", delay=13, count=1)
+        console.print(
+            "The ERP saves the next sales order, then holds its answer for 13 s: past the processor's "
+            "10 s read timeout. Like SAP Business One, it ignores Idempotency-Key."
+        )
+        self.shop.send(order)
+        self.valid.append(order["id"])
+        time.sleep(1)
+        console.print("One second later the shop sends the same order again, under a new webhook id.")
+        self.shop.send(order)
+        ref = f"shopify:{order['id']}"
+        entity = f"shopify-order:{order['id']}"
+
+        def settled() -> bool:  # both deliveries have an outcome: nothing left to retry
+            hops = self.cli("trace", entity)
+            return hops.count("delivered") + hops.count("duplicate") >= 2
+
+        wait_for(settled, 90, interval=1.0)
+        console.print(f"[dim]junction trace {entity}[/dim]")
+        console.print(self.cli("trace", entity))
+        self.check(
+            f"a lost answer and a second delivery id make one sales order for #{order['id']} "
+            f"(found {self.delivered().get(ref, 0)})",
+            self.delivered().get(ref, 0) == 1,
+        )
+
+    def long_outage(self) -> None:
+        console.rule("[bold]4. The ERP is down longer than a receive-count policy would wait")
+        self.runtime.erp_behaviour("down")
+        console.print(
+            f"The old policy gave up on a message at its {OLD_MAX_RECEIVES}th receive (about 5.5 minutes at deployed "
+            f"speed; here, with the policy {1 / TIME_SCALE:.0f}x faster, about a minute). Now the declared horizon "
+            f"counts: {get(INTEGRATION).retry.horizon_seconds // 3600} h from the first attempt."
+        )
+        ids = [1040 + n for n in range(4)]
+        for order_id in ids:
+            self.check(
+                f"order #{order_id} accepted during the long outage", self.shop.send(make_order(order_id)).status == 202
+            )
+            self.valid.append(order_id)
+        started = time.monotonic()
+        breaker_seen = False
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("ERP down; orders wait behind the circuit breaker", total=None)
+            while time.monotonic() - started < 150:
+                time.sleep(5)
+                status = self.cli("status", INTEGRATION)
+                breaker_seen = breaker_seen or "open (" in status
+                bar.update(
+                    task,
+                    description=f"ERP down for {time.monotonic() - started:.0f} s; breaker "
+                    + ("open" if "open (" in status else "probing" if "half-open" in status else "closed"),
+                )
+        console.print(self.cli("status", INTEGRATION))
+        self.check("the circuit breaker opened during the outage", breaker_seen)
+        self.check(
+            "nothing was dead-lettered during the outage",
+            "retries_exhausted" not in self.cli("dlq", "list", INTEGRATION),
+        )
+        self.runtime.erp_behaviour("ok")
+        console.print("ERP is [green]back[/green]: the next probe closes the breaker.")
+        self.wait_delivered(len(self.valid), "after the long outage", timeout=120)
+        receives = [_attempts(self.cli("trace", f"shopify-order:{i}")) for i in ids]
+        console.print(f"receives per order before it was delivered: {receives}")
+        self.check(
+            f"each order was delivered although received more than {OLD_MAX_RECEIVES} times (the old give-up point)",
+            all(r > OLD_MAX_RECEIVES for r in receives),
+        )
 
     def summary(self) -> None:
-        console.rule("[bold]3. What happened")
+        console.rule("[bold]5. What happened")
         attempts = Counter(status for d in self.shop.deliveries for status in d.attempts)
         table = Table(title="Webhook answers, as the shop saw them")
         table.add_column("HTTP status")
@@ -194,7 +277,7 @@ class Demo:
         self.check("the poison order did not reach the ERP", f"shopify:{self.poison_id}" not in delivered)
 
     def fix_and_redrive(self) -> None:
-        console.rule("[bold]4. Fix and redrive")
+        console.rule("[bold]6. Fix and redrive")
         console.print(f"The ERP lacked the product [bold]{POISON_SKU}[/bold]: it is created in the ERP now.")
         self.runtime.erp_add_item(POISON_SKU)
         console.print("[dim]junction dlq redrive --reason target_rejected --yes[/dim]")
@@ -206,7 +289,7 @@ class Demo:
             "after the fix, the redriven order is delivered exactly once",
             delivered.get(f"shopify:{self.poison_id}", 0) == 1,
         )
-        time.sleep(1)
+        wait_for(lambda: self.runtime.settled(INTEGRATION), 60)
         listing = self.cli("dlq", "list", INTEGRATION)
         self.check("the DLQ is empty", str(self.poison_id) not in listing)
         console.print(f"[dim]junction trace shopify-order:{self.poison_id}[/dim]")
@@ -219,6 +302,15 @@ class Demo:
         return all(ok for _, ok in self.checks)
 
 
+def _attempts(trace: str) -> int:
+    """The attempts column of the trace's last delivered row (receives, including waits)."""
+    rows = [line for line in trace.splitlines() if "delivered" in line]
+    if not rows:
+        return 0
+    cells = [c.strip() for c in rows[-1].strip(" │|").split("│")]
+    return int(cells[3]) if len(cells) > 3 and cells[3].isdigit() else 0
+
+
 def _skus(n: int) -> tuple[str, ...]:
     catalogue = ("MUG-BLUE", "MUG-RED", "TEAPOT-L", "TEAPOT-S", "CUP-SET-4", "KETTLE-STEEL")
     return tuple(catalogue[(n + k) % len(catalogue)] for k in range(1 + n % 3))
@@ -228,12 +320,14 @@ def main() -> int:
     console.rule("[bold]Junction demo: Shopify orders into the ERP, on this machine")
     started = time.monotonic()
     with console.status("starting the AWS stand-ins, the ERP stand-in and the functions ..."):
-        runtime = LocalRuntime(state_dir=Path(".junction") / "demo").start()
+        runtime = LocalRuntime(state_dir=Path(".junction") / "demo", redelivery_time_scale=TIME_SCALE).start()
     try:
         console.print(f"webhook URL: {runtime.webhook_url(INTEGRATION)}")
         demo = Demo(runtime)
         demo.morning()
         demo.outage()
+        demo.lost_answer()
+        demo.long_outage()
         demo.summary()
         demo.fix_and_redrive()
         ok = demo.verdict()

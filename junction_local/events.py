@@ -89,6 +89,11 @@ def apigw_event(
     }
 
 
+# In a local function's environment (LocalRuntime(redelivery_time_scale=...)): the factor the
+# processor's redelivery durations are scaled by (junction_local.host.redelivery_scaled).
+TIME_SCALE_ENV = "JUNCTION_LOCAL_REDELIVERY_TIME_SCALE"
+
+
 class LambdaContext:
     """The parts of the Lambda context object handlers use."""
 

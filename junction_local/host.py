@@ -26,13 +26,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from functions.registry import INTEGRATIONS
-from junction_local.events import LambdaContext, apigw_event, sqs_event
+from junction_local.events import TIME_SCALE_ENV, LambdaContext, apigw_event, sqs_event
 from junction_local.process import LocalHandler, exit_with_parent
 from junction_local.schedule import Schedule, scheduled_event
 from shared.aws import AwsError, AwsJsonClient, sqs_client
@@ -47,7 +48,31 @@ _log = logging.getLogger("junction.local")
 
 def processor_handler(integration: Integration, env: dict[str, str]) -> Handler:
     flow = importlib.import_module(integration.flow_module)
+    scale = env.get(TIME_SCALE_ENV)
+    if scale:
+        integration = redelivery_scaled(integration, float(scale))
     return make_sqs_handler(integration, flow.build, environ=env)
+
+
+def redelivery_scaled(integration: Integration, factor: float) -> Integration:
+    """The integration with its backoff, settle time and breaker periods times ``factor`` (at
+    least 1 s each), so a demo can show an hour of redelivery in minutes. The retry horizon is
+    kept: nothing is dead-lettered sooner than deployed."""
+    r, b = integration.retry, integration.breaker
+
+    def scaled(seconds: int) -> int:
+        return max(1, round(seconds * factor))
+
+    return replace(
+        integration,
+        retry=replace(
+            r,
+            base_delay_seconds=scaled(r.base_delay_seconds),
+            max_delay_seconds=scaled(r.max_delay_seconds),
+            settle_seconds=scaled(r.settle_seconds),
+        ),
+        breaker=replace(b, open_seconds=scaled(b.open_seconds), max_open_seconds=scaled(b.max_open_seconds)),
+    )
 
 
 class TokenBucket:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from functions.registry import INTEGRATIONS, get
+from junction_local.events import TIME_SCALE_ENV
 from junction_local.process import free_port, port_is_free, stop_process, wait_until_up
 from junction_local.provision import Resources, provision
 from junction_local.standins import Sender, SourceStandIn, secret_values, source, targets
@@ -129,6 +130,9 @@ class LocalRuntime:
     # redeliveries (which idempotency absorbs), never remove one. Lambda refuses a visibility
     # timeout below the function timeout: never a setting for anything deployed.
     visibility_timeout_seconds: int | None = None
+    # A local knob for the demo: the processors' backoff, settle time and breaker periods times
+    # this factor (junction_local.host.redelivery_scaled), to show hours of redelivery in minutes.
+    redelivery_time_scale: float | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     resources: Resources | None = None
@@ -161,6 +165,13 @@ class LocalRuntime:
 
     def source(self, integration_name: str) -> SourceStandIn:
         return source(get(integration_name).source)
+
+    def _function_env(self, integration: Integration) -> dict[str, str]:
+        assert self.resources is not None
+        env = self.resources.function_env(integration)
+        if self.redelivery_time_scale:
+            env[TIME_SCALE_ENV] = str(self.redelivery_time_scale)
+        return env
 
     def sender(self, integration_name: str, **options: Any) -> Sender:
         """A client that delivers the integration's webhooks as its source system does (signed,
@@ -260,14 +271,11 @@ class LocalRuntime:
                 for name, q in self.resources.queues.items()
             },
             "payload_bucket": self.resources.payload_bucket,
-            "functions": {i.name: self.resources.function_env(i) for i in INTEGRATIONS},
+            "functions": {i.name: self._function_env(i) for i in INTEGRATIONS},
             "visibility_timeout_override": self.visibility_timeout_seconds,
             "restarts": self.restarts,
             "pids": {},
         }
-        if INTEGRATIONS and INTEGRATIONS[0].webhook is not None:
-            # Read by junction_local/demo.py until it asks for runtime.sender(...).
-            self.state["shop_secret"] = webhook_secrets[INTEGRATIONS[0].name]
         self._write_state()
         if not self.functions:
             return
