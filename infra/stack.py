@@ -48,6 +48,7 @@ from shared.declaration import (
     state_table_name,
     visibility_timeout_seconds,
 )
+from shared.envelope import SQS_MAX_MESSAGE_BYTES
 
 # The Lambda platform; infra/bundling.py installs the processor dependencies for exactly this one.
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -501,6 +502,7 @@ class JunctionStack(Stack):
             queue_name=queue_name(stage, i, dead_letter=True),
             fifo=i.queue.fifo or None,
             retention_period=Duration.days(i.queue.dlq_retention_days),
+            max_message_size_bytes=SQS_MAX_MESSAGE_BYTES,  # what ingress measures against: no drift
             encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=self.data_key,
             data_key_reuse=QUEUE_DATA_KEY_REUSE,
@@ -514,6 +516,7 @@ class JunctionStack(Stack):
             fifo=i.queue.fifo or None,
             retention_period=Duration.days(i.queue.retention_days),
             visibility_timeout=Duration.seconds(visibility_timeout_seconds(i)),
+            max_message_size_bytes=SQS_MAX_MESSAGE_BYTES,
             encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=self.data_key,
             data_key_reuse=QUEUE_DATA_KEY_REUSE,

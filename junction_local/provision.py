@@ -22,6 +22,7 @@ from shared.declaration import (
     state_table_name,
     visibility_timeout_seconds,
 )
+from shared.envelope import SQS_MAX_MESSAGE_BYTES
 
 DAY = 86_400
 
@@ -73,6 +74,7 @@ def queue_attributes(
     q = integration.queue
     attributes = {
         "MessageRetentionPeriod": str((q.dlq_retention_days if dead_letter else q.retention_days) * DAY),
+        "MaximumMessageSize": str(SQS_MAX_MESSAGE_BYTES),
         "VisibilityTimeout": str(visibility_timeout or visibility_timeout_seconds(integration)),
     }
     if q.fifo:

@@ -32,6 +32,7 @@ def test_queues_match(dev_template: Template, integration: Integration) -> None:
     local_dlq = queue_attributes(integration, dead_letter=True)
     assert int(local["VisibilityTimeout"]) == deployed["VisibilityTimeout"]
     assert int(local["MessageRetentionPeriod"]) == deployed["MessageRetentionPeriod"]
+    assert int(local["MaximumMessageSize"]) == deployed["MaximumMessageSize"] == int(local_dlq["MaximumMessageSize"])
     assert int(local_dlq["MessageRetentionPeriod"]) == deployed_dlq["MessageRetentionPeriod"]
     assert json.loads(local["RedrivePolicy"])["maxReceiveCount"] == deployed["RedrivePolicy"]["maxReceiveCount"]
     assert ("FifoQueue" in local) == bool(deployed.get("FifoQueue"))
