@@ -143,14 +143,7 @@ class Invocation:
 
 def receive(pipeline: Pipeline, max_messages: int = 10) -> list[dict[str, Any]]:
     """One receive as Lambda's SQS event source makes it."""
-    messages: list[dict[str, Any]] = pipeline.boto_sqs.receive_message(
-        QueueUrl=pipeline.queue_url,
-        MaxNumberOfMessages=max_messages,
-        AttributeNames=["All"],
-        MessageAttributeNames=["All"],
-        WaitTimeSeconds=0,
-    ).get("Messages", [])
-    return messages
+    return pipeline.receive(max_messages)
 
 
 def invoke(pipeline: Pipeline, processor: BatchProcessor, received: list[dict[str, Any]]) -> Invocation:

@@ -282,13 +282,7 @@ class Pipeline:
 
     # -- the Lambda side ---------------------------------------------------------------------
     def run_batch(self, max_messages: int = 10) -> BatchRun | None:
-        received = self.boto_sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=max_messages,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-            WaitTimeSeconds=0,
-        ).get("Messages", [])
+        received = self.receive(max_messages)
         if not received:
             return None
         arn = self.resources.queues[INTEGRATION.name].arn
