@@ -259,11 +259,11 @@ class BatchProcessor:
 
     # -- the batch -------------------------------------------------------------------------
     def process(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        if not event.get("Records"):
+            return {"batchItemFailures": []}
         remaining = getattr(context, "get_remaining_time_in_millis", None)
         seconds = remaining() / 1000 if remaining else float(self.integration.processor.timeout_seconds)
         inv = _Invocation(deadline=time.monotonic() + seconds, breaker=self.breaker.read())
-        if not event.get("Records"):
-            return {"batchItemFailures": []}
         processor: PowertoolsBatchProcessor | SqsFifoPartialProcessor
         if self.integration.queue.fifo:
             processor = SqsFifoPartialProcessor(skip_group_on_error=True)
