@@ -7,7 +7,7 @@ VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: setup test unit component infra-test e2e lint format synth deploy cfn-lint demo up bench-coldstart bench-local clean
+.PHONY: setup test unit component infra-test e2e lint format synth deploy cfn-lint demo up bench-coldstart bench-local bench-fuzz clean
 
 $(VENV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,11 +63,16 @@ demo: setup
 up: setup
 	$(PY) -m junction_local.up
 
+## Cold start as deployed; exits 1 if a function is over its budget. More options: make bench-coldstart ARGS="--runs 11"
 bench-coldstart: setup
-	$(PY) benchmarks/coldstart.py
+	$(PY) benchmarks/coldstart.py --check $(ARGS)
 
 bench-local: setup
-	$(PY) benchmarks/local_throughput.py
+	$(PY) benchmarks/local_throughput.py $(ARGS)
+
+## The ingress fuzz properties at volume (make test runs a small budget): make bench-fuzz ARGS="--examples 100000"
+bench-fuzz: setup
+	$(PY) benchmarks/fuzz_ingress.py $(ARGS)
 
 clean:
 	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
