@@ -304,11 +304,13 @@ class Pipeline:
         self.batches.append(run)
         return run
 
-    def drain(self, max_batches: int = 50) -> int:
-        """Run batches until the queue is empty; returns how many ran."""
+    def drain(self, max_batches: int = 50, *, hours_between: float = 0.0) -> int:
+        """Run batches until the queue is empty; returns how many ran. ``hours_between``: let
+        that much time pass after each batch (a long outage in few batches)."""
         for n in range(max_batches):
             if self.run_batch() is None:
                 return n
+            self.clock.advance(hours_between * 3600)
         raise AssertionError(f"queue not drained after {max_batches} batches")
 
     # -- what happened -----------------------------------------------------------------------

@@ -138,7 +138,7 @@ def test_target_down_for_good_ends_in_the_dlq_once_the_retry_horizon_has_passed(
     pipeline.erp.set_behaviour("down")
     pipeline.send_order(shopify_order())
     started = pipeline.clock()
-    pipeline.drain(max_batches=2000)
+    pipeline.drain(max_batches=200, hours_between=1)
     dlq = pipeline.dlq()
     assert reasons(dlq) == ["retries_exhausted"]
     attrs = dlq[0]["MessageAttributes"]
