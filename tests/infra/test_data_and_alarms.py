@@ -19,12 +19,10 @@ from infra.stack import (
 )
 from shared import claim_check
 from shared.declaration import Integration
-from tests.infra.test_stack import logical_id, only, resources
+from tests.infra.test_stack import WEBHOOKS, ids, logical_id, only, resources
 
 pytestmark = pytest.mark.slow
 
-WEBHOOKS = [i for i in INTEGRATIONS if i.webhook]
-ids = [i.name for i in INTEGRATIONS]
 DYNAMODB_READS = {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:Scan"}
 
 
