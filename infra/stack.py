@@ -199,13 +199,7 @@ class JunctionStack(Stack):
                     f"(pyenv) or set {bundling.RUNTIME_PYTHON_ENV}, then synthesize again.",
                 )
 
-        self.key = kms.Key(
-            self,
-            "AlarmTopicKey",
-            description=f"Junction {stage}: encrypts the alarm topic",
-            enable_key_rotation=True,
-            removal_policy=settings.removal_policy,
-        )
+        self.key = self._kms_key("AlarmTopicKey", "encrypts the alarm topic")
         # CloudWatch alarms publish to the encrypted topic as the service itself.
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
@@ -238,13 +232,7 @@ class JunctionStack(Stack):
         # Everything kept at rest (the raw orders in idempotency records and queue messages, trace items,
         # claim-check payloads) is encrypted with this key, separate from the alarm topic's: the alarm
         # key lets the CloudWatch service decrypt, this one only the functions that hold the data.
-        self.data_key = kms.Key(
-            self,
-            "DataKey",
-            description=f"Junction {stage}: encrypts data at rest (tables, queues, payload bucket)",
-            enable_key_rotation=True,
-            removal_policy=settings.removal_policy,
-        )
+        self.data_key = self._kms_key("DataKey", "encrypts data at rest (tables, queues, payload bucket)")
         self.idempotency_table = self._table("IdempotencyTable", idempotency_table_name(stage), "idempotency")
         self.state_table = self._table("StateTable", state_table_name(stage), "state")
         self.payload_bucket = self._payload_bucket()
@@ -268,6 +256,16 @@ class JunctionStack(Stack):
         self._suppressions()
 
     # ----------------------------------------------------------------------------------- shared
+    def _kms_key(self, cid: str, purpose: str) -> kms.Key:
+        """A customer-managed key of this stage, rotated yearly."""
+        return kms.Key(
+            self,
+            cid,
+            description=f"Junction {self.stage}: {purpose}",
+            enable_key_rotation=True,
+            removal_policy=self.settings.removal_policy,
+        )
+
     def _table(self, cid: str, name: str, kind: str) -> dynamodb.Table:
         partition, sort = TABLE_KEYS[kind]
         return dynamodb.Table(

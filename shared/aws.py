@@ -600,12 +600,6 @@ def sqs_client(**kw: Any) -> AwsJsonClient:
     return AwsJsonClient("sqs", target_prefix="AmazonSQS", json_version="1.0", endpoint_env="SQS", **kw)
 
 
-def dynamodb_client(**kw: Any) -> AwsJsonClient:
-    return AwsJsonClient(
-        "dynamodb", target_prefix="DynamoDB_20120810", json_version="1.0", endpoint_env="DYNAMODB", **kw
-    )
-
-
 def secretsmanager_client(**kw: Any) -> AwsJsonClient:
     return AwsJsonClient(
         "secretsmanager",

@@ -162,11 +162,6 @@ class IdempotencyStore:
         result = self._call("get_item", key, Key={"id": {"S": key}}, ConsistentRead=True)
         return item_from_ddb(result["Item"]) if result.get("Item") else None
 
-    def complete(self, claim: Claim, result: dict[str, str], envelope_json: str) -> None:
-        """Mark one effect done (see ``complete_many``); ``StoreUnavailable`` if it was not recorded."""
-        if self.complete_many([(claim, result, envelope_json)]):
-            raise StoreUnavailable("idempotency store: completion not recorded", details={"key": claim.key})
-
     def complete_many(self, done: list[tuple[Claim, dict[str, str], str]]) -> list[Claim]:
         """Mark effects done, keeping each result and event (for an operator's replay), 25 to a
         BatchWriteItem: one call per batch of messages instead of one per message. Returns the

@@ -1,6 +1,7 @@
 """Structured JSON logs and CloudWatch Embedded Metric Format (EMF) metrics, stdlib only.
 
-Both the ingress (cold-start critical) and the processors use this module. Log records carry
+The ingress uses this module (its cold start leaves no room for Powertools; processors use
+Powertools Logger and Metrics, shared/processing.py). Log records carry
 business context (integration, delivery id, order id) and never payloads, secrets or personal
 data: callers pass ids, not bodies. Keys that look like personal data are masked as a guard.
 """

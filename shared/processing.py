@@ -167,8 +167,6 @@ class RecordResult:
     message_id: str
     outcome: str  # delivered | duplicate | dead_lettered | retry_scheduled | waiting | deferred
     failed: bool  # reported as a batch item failure (Lambda keeps the message)
-    reason: str | None = None
-    entity_ids: dict[str, str] = field(default_factory=dict)
 
 
 class _Reported(Exception):
@@ -334,9 +332,9 @@ class BatchProcessor:
         now = self.clock()
         not_before = _number(_attribute(record, NOT_BEFORE), 0)
         if not_before > now + 1:
-            return self._redeliver(record, inv, int(not_before - now), "waiting", None)
+            return self._redeliver(record, inv, int(not_before - now), "waiting")
         if inv.seconds_left() < MIN_START_SECONDS:
-            return self._redeliver(record, inv, 1, "deferred", "deadline")
+            return self._redeliver(record, inv, 1, "deferred")
         try:
             envelope = Envelope.from_json(str(record.get("body", "")))
             if envelope.claim_check is not None:
@@ -345,9 +343,7 @@ class BatchProcessor:
             logger.thread_safe_append_keys(correlation_id=envelope.delivery_id, **prepared.entity_ids)
             wait = self._breaker_wait(inv)
             if wait > 0:
-                return self._redeliver(
-                    record, inv, int(wait * self.rng.uniform(1.0, 1.2)) + 1, "waiting", "breaker_open"
-                )
+                return self._redeliver(record, inv, int(wait * self.rng.uniform(1.0, 1.2)) + 1, "waiting")
             key = self.record_key(prepared, envelope)
             earlier = next((c for c in inv.completions if c.claim.key == key), None)
             if earlier is not None:  # made earlier in this batch; its record is written at the end
@@ -455,7 +451,7 @@ class BatchProcessor:
                 "ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
-        return RecordResult(message_id, outcome, failed=False, entity_ids=prepared.entity_ids)
+        return RecordResult(message_id, outcome, failed=False)
 
     def _ids(self, err: JunctionError, envelope: Envelope | None, prepared: Prepared | None) -> dict[str, str]:
         ids = dict(prepared.entity_ids) if prepared else {}
@@ -498,7 +494,7 @@ class BatchProcessor:
                 record, inv, exhausted, "retries_exhausted", attempts, envelope, prepared, last=reason
             )
         delay = backoff_seconds(self.integration.retry, attempts, retry_after, self.rng)
-        result = self._redeliver(record, inv, delay, "retry_scheduled", reason)
+        result = self._redeliver(record, inv, delay, "retry_scheduled")
         ids = self._ids(err, envelope, prepared)
         logger.warning(
             "message retry scheduled",
@@ -514,12 +510,9 @@ class BatchProcessor:
         )
         if envelope and prepared:
             self._trace(inv, envelope, prepared, "retry_scheduled", attempts, reason=reason)
-        result.entity_ids = ids
         return result
 
-    def _redeliver(
-        self, record: dict[str, Any], inv: _Invocation, delay: int, outcome: str, reason: str | None
-    ) -> RecordResult:
+    def _redeliver(self, record: dict[str, Any], inv: _Invocation, delay: int, outcome: str) -> RecordResult:
         """Make the message come back in ``delay`` seconds without nearing SQS's redrive: through
         its visibility timeout, or, when its receive count nears ``maxReceiveCount``, as a new
         message carrying its retry start (sent first, then the old one deleted)."""
@@ -533,7 +526,7 @@ class BatchProcessor:
                 )
             except (ClientError, BotoCoreError, KeyError):
                 pass  # the queue's visibility timeout applies instead
-            return RecordResult(message_id, outcome, failed=True, reason=reason)
+            return RecordResult(message_id, outcome, failed=True)
         attributes = self._carried(record)
         attributes[RETRY_SINCE] = {"DataType": "Number", "StringValue": f"{self.retry_since(record):.3f}"}
         prior = receives + int(_number(_attribute(record, PRIOR_RECEIVES), 0))
@@ -552,9 +545,9 @@ class BatchProcessor:
         try:
             self.sqs.send_message(**params)
         except (ClientError, BotoCoreError):
-            return RecordResult(message_id, outcome, failed=True, reason=reason)  # kept; SQS redrives at worst
+            return RecordResult(message_id, outcome, failed=True)  # kept; SQS redrives at worst
         self._delete(record)
-        return RecordResult(message_id, outcome, failed=False, reason=reason)
+        return RecordResult(message_id, outcome, failed=False)
 
     def _carried(self, record: Mapping[str, Any]) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
@@ -612,7 +605,7 @@ class BatchProcessor:
             self.sqs.send_message(**params)
         except (ClientError, BotoCoreError) as exc:
             logger.error("dead-letter send failed", extra={"message_id": message_id, "error": type(exc).__name__})
-            return RecordResult(message_id, "retry_scheduled", failed=True, reason=reason, entity_ids=ids)
+            return RecordResult(message_id, "retry_scheduled", failed=True)
         self._delete(record)
         logger.error(
             "message dead-lettered",
@@ -627,7 +620,7 @@ class BatchProcessor:
         )
         if envelope and prepared:
             self._trace(inv, envelope, prepared, "dead_lettered", attempts, reason=reason)
-        return RecordResult(message_id, "dead_lettered", failed=False, reason=reason, entity_ids=ids)
+        return RecordResult(message_id, "dead_lettered", failed=False)
 
     def record_key(self, prepared: Prepared, envelope: Envelope) -> str:
         """The idempotency record key: one business effect per integration (per replay, if any)."""

@@ -23,7 +23,7 @@ from shared import state_keys
 from shared.envelope import CARRIED_ATTRIBUTES
 from shared.parameters import Secrets
 from shared.processing import BatchProcessor
-from tests.component.harness import REGION, STAGE, Pipeline
+from tests.component.harness import REGION, STAGE, FaultyClient, Pipeline
 
 
 class Crash(BaseException):
@@ -31,31 +31,15 @@ class Crash(BaseException):
     it runs (not an ``Exception``: no handler of ours may catch it)."""
 
 
-class CrashingDynamo:
+class CrashingDynamo(FaultyClient):
     """A DynamoDB client that kills the invocation on chosen calls. Installed beneath the
     harness's ``FlakyDynamo`` (``pipeline.ddb.inner``), so both fault kinds combine."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.crashes: list[tuple[str, Callable[[dict[str, Any]], bool], list[int]]] = []
+        super().__init__(inner, lambda name: Crash(f"execution environment died during {name}"))
 
     def crash(self, method: str, count: int = 1, when: Callable[[dict[str, Any]], bool] = lambda _p: True) -> None:
-        self.crashes.append((method, when, [count]))
-
-    def clear(self) -> None:
-        self.crashes.clear()
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.inner, name)
-
-        def call(**params: Any) -> Any:
-            for wanted, when, left in self.crashes:
-                if wanted == name and left[0] > 0 and when(params):
-                    left[0] -= 1
-                    raise Crash(f"execution environment died during {name}")
-            return method(**params)
-
-        return call
+        self.add(method, count, when)
 
     @classmethod
     def install(cls, pipeline: Pipeline) -> CrashingDynamo:

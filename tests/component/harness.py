@@ -78,28 +78,45 @@ class RecordingSqs:
         return call
 
 
-class FlakyDynamo:
-    """The processor's DynamoDB client (boto3), able to fail chosen calls on demand."""
+class FaultyClient:
+    """A boto3 client that raises ``error(method)`` on chosen calls: the next ``count`` calls of
+    ``method`` for which ``when(params)`` holds. Wrappers nest, so fault kinds combine."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, error: Callable[[str], BaseException]) -> None:
         self.inner = inner
-        self.failures: list[tuple[str, Callable[[dict[str, Any]], bool], list[int]]] = []
+        self.error = error
+        self.faults: list[tuple[str, Callable[[dict[str, Any]], bool], list[int]]] = []
 
-    def fail(self, method: str, count: int = 1, when: Callable[[dict[str, Any]], bool] = lambda _p: True) -> None:
-        """Make the next ``count`` calls of ``method`` (for which ``when(params)`` holds) fail."""
-        self.failures.append((method, when, [count]))
+    def add(self, method: str, count: int = 1, when: Callable[[dict[str, Any]], bool] = lambda _p: True) -> None:
+        self.faults.append((method, when, [count]))
+
+    def clear(self) -> None:
+        self.faults.clear()
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.inner, name)
 
         def call(**params: Any) -> Any:
-            for wanted, when, left in self.failures:
+            for wanted, when, left in self.faults:
                 if wanted == name and left[0] > 0 and when(params):
                     left[0] -= 1
-                    raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, name)
+                    raise self.error(name)
             return method(**params)
 
         return call
+
+
+class FlakyDynamo(FaultyClient):
+    """The processor's DynamoDB client (boto3), able to fail chosen calls on demand."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(
+            inner, lambda name: ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, name)
+        )
+
+    def fail(self, method: str, count: int = 1, when: Callable[[dict[str, Any]], bool] = lambda _p: True) -> None:
+        """Make the next ``count`` calls of ``method`` (for which ``when(params)`` holds) fail."""
+        self.add(method, count, when)
 
 
 def completing(params: dict[str, Any]) -> bool:

@@ -94,7 +94,7 @@ def machine_for(pipeline: Pipeline) -> tuple[type[RuleBasedStateMachine], httpx.
             # A fresh world for each example, on the fixture's AWS and ERP.
             erp.set_behaviour("ok")
             erp_work.wait()
-            pipeline.ddb.failures.clear()
+            pipeline.ddb.clear()
             crashing.clear()
             pipeline.sqs.fail_actions.clear()
             empty_queue(pipeline, pipeline.queue_url)
@@ -217,7 +217,7 @@ def machine_for(pipeline: Pipeline) -> tuple[type[RuleBasedStateMachine], httpx.
         def teardown(self) -> None:
             # The ERP is healthy again and nothing fails any more; run until nothing is left.
             erp.set_behaviour("ok")
-            pipeline.ddb.failures.clear()
+            pipeline.ddb.clear()
             crashing.clear()
             batches = 0
             reasons: list[str] = []

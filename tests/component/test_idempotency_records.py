@@ -98,7 +98,7 @@ def test_an_attempted_record_with_a_different_payload_is_a_conflict(store: tuple
 def test_a_completed_record_makes_duplicates(store: tuple[IdempotencyStore, Clock]) -> None:
     records, _ = store
     claim = records.begin("k8", "fp", {}, hold_seconds=30)
-    records.complete(claim, {"erp_doc_entry": "7"}, "{}")
+    assert records.complete_many([(claim, {"erp_doc_entry": "7"}, "{}")]) == []
     again = records.begin("k8", "fp", {}, hold_seconds=30)
     assert again.is_duplicate and (again.duplicate_of or {})["result"] == {"erp_doc_entry": "7"}
     assert (records.get("k8") or {})["status"] == COMPLETED
@@ -109,6 +109,6 @@ def test_a_slow_attempt_whose_claim_was_taken_over_cannot_overwrite_it(store: tu
     slow = records.begin("k9", "fp", {}, hold_seconds=30)
     clock.advance(32)
     taken = records.begin("k9", "fp", {}, hold_seconds=30)
-    records.complete(taken, {"erp_doc_entry": "9"}, "{}")
+    assert records.complete_many([(taken, {"erp_doc_entry": "9"}, "{}")]) == []
     records.attempted(slow, "target_unavailable", reached_at=clock())  # too late: ignored
     assert (records.get("k9") or {})["status"] == COMPLETED
