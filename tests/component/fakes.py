@@ -20,7 +20,6 @@ from functions.shop_orders_to_erp.flow import build
 from junction_local.events import LambdaContext, sqs_event
 from junction_local.standins.erp import ErpStandIn
 from shared import state_keys
-from shared.envelope import CARRIED_ATTRIBUTES
 from shared.parameters import Secrets
 from shared.processing import BatchProcessor
 from tests.component.harness import REGION, STAGE, FaultyClient, Pipeline
@@ -200,28 +199,12 @@ def run_invocations(
 
 
 def redrive(pipeline: Pipeline) -> list[str]:
-    """What an operator's redrive does: every DLQ message back onto the main queue, same body and
-    carried attributes, then deleted from the DLQ. Returns the reasons they were dead-lettered
-    for ("sqs_redrive" for a message SQS moved there itself)."""
-    moved: list[str] = []
-    while True:
-        got = pipeline.boto_sqs.receive_message(
-            QueueUrl=pipeline.dlq_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=60
-        ).get("Messages", [])
-        if not got:
-            return moved
-        for message in got:
-            carried = {
-                name: {"DataType": "String", "StringValue": value["StringValue"]}
-                for name, value in (message.get("MessageAttributes") or {}).items()
-                if name in CARRIED_ATTRIBUTES
-            }
-            pipeline.boto_sqs.send_message(
-                QueueUrl=pipeline.queue_url, MessageBody=message["Body"], MessageAttributes=carried
-            )
-            pipeline.boto_sqs.delete_message(QueueUrl=pipeline.dlq_url, ReceiptHandle=message["ReceiptHandle"])
-            reason = (message.get("MessageAttributes") or {}).get("junction-reason") or {}
-            moved.append(str(reason.get("StringValue") or "sqs_redrive"))
+    """What an operator's redrive does (``Pipeline.redrive``); returns the reasons the messages
+    were dead-lettered for ("sqs_redrive" for a message SQS moved there itself)."""
+    return [
+        str(((m.get("MessageAttributes") or {}).get("junction-reason") or {}).get("StringValue") or "sqs_redrive")
+        for m in pipeline.redrive()
+    ]
 
 
 def empty_queue(pipeline: Pipeline, url: str) -> None:
