@@ -45,13 +45,6 @@ class WebhookTrigger:
 
 
 @dataclass(frozen=True)
-class ScheduleTrigger:
-    """An EventBridge schedule that starts a poller."""
-
-    expression: str  # "rate(5 minutes)" or "cron(0 3 * * ? *)"
-
-
-@dataclass(frozen=True)
 class QueueSettings:
     batch_size: int = 10
     batching_window_seconds: int = 0
@@ -91,6 +84,37 @@ class FunctionSettings:
     timeout_seconds: int = 30
 
 
+CursorKind = Literal["token", "timestamp"]
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a poller is in its source.
+
+    - ``token``: an opaque token or event id the source hands back (exact; nothing is re-read).
+    - ``timestamp``: the highest change stamp seen. A coarse source (one that filters by date only,
+      or whose stamps may commit late) is re-read from ``lookback_seconds`` before it, and what the
+      lookback re-reads unchanged is not sent again. Changes sharing the boundary stamp are kept,
+      because the comparison is on content per key, never ``stamp > cursor``.
+    """
+
+    kind: CursorKind
+    lookback_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class ScheduleTrigger:
+    """An EventBridge schedule that starts the integration's poller (which has no queue of its own)."""
+
+    expression: str  # "rate(5 minutes)" or "cron(0 3 * * ? *)"
+    cursor: Cursor = field(default_factory=lambda: Cursor("token"))
+    page_size: int = 100  # items asked of the source per request
+    items_per_message: int = 250  # changes per queue message (one target call's worth)
+    # The poller's module in the integration's package: ``build(secrets, stage)`` -> a Source.
+    poller: str = "source"
+    function: FunctionSettings = field(default_factory=lambda: FunctionSettings(512, 120))
+
+
 @dataclass(frozen=True)
 class AlarmThresholds:
     dlq_depth: int = 1  # alarm when at least this many messages wait in the DLQ
@@ -98,22 +122,48 @@ class AlarmThresholds:
 
 
 @dataclass(frozen=True)
-class Integration:
-    name: str  # kebab-case, unique: "shop-orders-to-erp"
-    description: str
-    source: str  # system the data comes from: "shopify"
-    target: str  # system the data goes to: "erp"
-    trigger: WebhookTrigger | ScheduleTrigger
-    package: str  # python package of the integration: "functions.shop_orders_to_erp"
-    secrets: tuple[SecretRef, ...] = ()  # secrets the processor needs (target credentials)
+class RateBudget:
+    """Requests per second that every invocation of every target sharing ``account`` may spend
+    together: a token bucket in the state table (shared/rate_budget.py). A 429's ``Retry-After``
+    holds the whole account, not just the invocation that got it."""
+
+    account: str  # the budget's key, e.g. "allegro" (one client id), "shopify" (one shop)
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True)
+class Target:
+    """One system an integration delivers to, with everything that keeps it apart from the others:
+    its own queue and DLQ, idempotency scope, retry horizon, circuit breaker, concurrency, rate
+    budget and alarms. A failing target never blocks or re-runs another."""
+
+    name: str  # the system: "erp", "shopify", "allegro" (also its stand-in's name)
+    # The module in the integration's package whose ``build(secrets, stage)`` makes its Flow.
+    flow: str = "flow"
+    secrets: tuple[SecretRef, ...] = ()  # what its processor reads (the target's credentials)
+    # Secrets its processor may also write back (rotated OAuth refresh tokens).
+    writes_secrets: tuple[SecretRef, ...] = ()
     queue: QueueSettings = field(default_factory=QueueSettings)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     breaker: CircuitBreakerSettings = field(default_factory=CircuitBreakerSettings)
     max_concurrency: int = 5  # SQS event source MaximumConcurrency (2..1000)
     processor: FunctionSettings = field(default_factory=FunctionSettings)
-    ingress: FunctionSettings = field(default_factory=lambda: FunctionSettings(256, 10))
     alarms: AlarmThresholds = field(default_factory=AlarmThresholds)
+    rate: RateBudget | None = None
     idempotency_ttl_days: int = 30  # > longest sender retry horizon + DLQ retention (redrive window)
+
+
+@dataclass(frozen=True)
+class Integration:
+    name: str  # kebab-case, unique: "shop-orders-to-erp"
+    description: str
+    source: str  # system the data comes from: "shopify"
+    trigger: WebhookTrigger | ScheduleTrigger
+    package: str  # python package of the integration: "functions.shop_orders_to_erp"
+    targets: tuple[Target, ...]
+    secrets: tuple[SecretRef, ...] = ()  # what the poller reads (source credentials)
+    ingress: FunctionSettings = field(default_factory=lambda: FunctionSettings(256, 10))
 
     @property
     def webhook(self) -> WebhookTrigger | None:
@@ -127,20 +177,27 @@ class Integration:
     def ingress_handler(self) -> str | None:
         return f"{self.package}.ingress.handler" if self.webhook else None
 
-    @property
-    def processor_handler(self) -> str:
-        return f"{self.package}.processor.handler"
+    def target(self, name: str) -> Target:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise KeyError(f"{self.name} has no target {name!r} (its targets: {', '.join(t.name for t in self.targets)})")
+
+    def flow_module(self, target: Target) -> str:
+        """The module whose ``build(secrets, stage)`` makes the target's flow."""
+        return f"{self.package}.{target.flow}"
 
     @property
-    def flow_module(self) -> str:
-        """The module whose ``build(secrets, stage)`` makes the integration's flow; the processor
-        handler is ``make_sqs_handler(integration, build)`` over it, in AWS and locally."""
-        return f"{self.package}.flow"
+    def poller_module(self) -> str | None:
+        return f"{self.package}.{self.schedule.poller}" if self.schedule else None
 
     @property
     def all_secrets(self) -> tuple[SecretRef, ...]:
-        own = (self.webhook.secret,) if self.webhook else ()
-        return own + tuple(s for s in self.secrets if s not in own)
+        found: list[SecretRef] = [self.webhook.secret] if self.webhook else []
+        for ref in (*self.secrets, *(s for t in self.targets for s in (*t.secrets, *t.writes_secrets))):
+            if ref not in found:
+                found.append(ref)
+        return tuple(found)
 
     def __post_init__(self) -> None:
         problems = validate(self)
@@ -148,42 +205,84 @@ class Integration:
             raise ValueError(f"integration {self.name!r}: " + "; ".join(problems))
 
 
+# The functions of every integration. Processors and pollers share one handler each: it reads
+# the integration (and target) from its environment and builds what the declaration names.
+PROCESSOR_HANDLER = "functions.handlers.processor"
+POLLER_HANDLER = "functions.handlers.poller"
+
+
+def _kebab(name: str) -> bool:
+    return bool(name) and all(c.islower() or c.isdigit() or c == "-" for c in name)
+
+
+def validate_target(integration: Integration, t: Target) -> list[str]:
+    out: list[str] = []
+    where = f"target {t.name!r}: "
+    if not _kebab(t.name):
+        out.append(where + "name must be kebab-case")
+    if not 1 <= t.queue.batch_size <= 10_000:
+        out.append(where + "queue.batch_size must be 1..10000")
+    if t.queue.fifo and t.queue.batch_size > 10:
+        out.append(where + "FIFO queues take batch_size <= 10")
+    if t.queue.batch_size > 10 and t.queue.batching_window_seconds < 1:
+        out.append(where + "batch_size above 10 needs batching_window_seconds >= 1")
+    if t.queue.max_receive_count < 5:
+        out.append(where + "queue.max_receive_count must be >= 5")
+    if t.queue.dlq_retention_days <= t.queue.retention_days or t.queue.dlq_retention_days > 14:
+        out.append(where + "queue.dlq_retention_days must exceed retention_days and be <= 14")
+    if not 2 <= t.max_concurrency <= 1000:
+        out.append(where + "max_concurrency must be 2..1000 (SQS event source MaximumConcurrency)")
+    if t.processor.timeout_seconds * 6 > 43_200:
+        out.append(where + "processor timeout too long for a 6x visibility timeout")
+    if t.retry.max_delay_seconds > 43_200 or t.retry.base_delay_seconds < 1:
+        out.append(where + "retry delays must be 1s..12h (SQS visibility timeout range)")
+    if t.retry.horizon_seconds < 3600:
+        out.append(where + "retry.horizon_seconds must be at least an hour")
+    if t.retry.horizon_seconds + t.queue.dlq_retention_days * 86_400 > t.idempotency_ttl_days * 86_400:
+        out.append(where + "idempotency_ttl_days must outlast the retry horizon plus the DLQ retention")
+    if t.idempotency_ttl_days < t.queue.dlq_retention_days + 4:
+        out.append(where + "idempotency_ttl_days must outlast sender retries plus the DLQ retention")
+    b = t.breaker
+    if b.failure_threshold < 1 or not 1 <= b.open_seconds <= b.max_open_seconds <= 43_200:
+        out.append(where + "breaker: failure_threshold >= 1 and 1 <= open_seconds <= max_open_seconds <= 12h")
+    if t.rate is not None and (t.rate.per_second <= 0 or t.rate.burst < 1 or not _kebab(t.rate.account)):
+        out.append(where + "rate: per_second > 0, burst >= 1 and a kebab-case account")
+    if len(function_name("prod", integration, f"{t.name}-processor")) > 64:
+        out.append(where + "integration and target names too long for a Lambda function name")
+    return out
+
+
 def validate(integration: Integration) -> list[str]:
     """Rules every declaration must satisfy; the stack relies on them."""
     i = integration
     out: list[str] = []
-    if not i.name or not all(c.islower() or c.isdigit() or c == "-" for c in i.name):
+    if not _kebab(i.name):
         out.append("name must be kebab-case")
-    if not 1 <= i.queue.batch_size <= 10_000:
-        out.append("queue.batch_size must be 1..10000")
-    if i.queue.fifo and i.queue.batch_size > 10:
-        out.append("FIFO queues take batch_size <= 10")
-    if i.queue.batch_size > 10 and i.queue.batching_window_seconds < 1:
-        out.append("batch_size above 10 needs batching_window_seconds >= 1")
-    if i.queue.max_receive_count < 5:
-        out.append("queue.max_receive_count must be >= 5")
-    if i.queue.dlq_retention_days <= i.queue.retention_days or i.queue.dlq_retention_days > 14:
-        out.append("queue.dlq_retention_days must exceed retention_days and be <= 14")
-    if not 2 <= i.max_concurrency <= 1000:
-        out.append("max_concurrency must be 2..1000 (SQS event source MaximumConcurrency)")
-    if i.processor.timeout_seconds * 6 > 43_200:
-        out.append("processor timeout too long for a 6x visibility timeout")
-    if i.retry.max_delay_seconds > 43_200 or i.retry.base_delay_seconds < 1:
-        out.append("retry delays must be 1s..12h (SQS visibility timeout range)")
-    if i.retry.horizon_seconds < 3600:
-        out.append("retry.horizon_seconds must be at least an hour")
-    if i.retry.horizon_seconds + i.queue.dlq_retention_days * 86_400 > i.idempotency_ttl_days * 86_400:
-        out.append("idempotency_ttl_days must outlast the retry horizon plus the DLQ retention")
-    if i.breaker.failure_threshold < 1 or not 1 <= i.breaker.open_seconds <= i.breaker.max_open_seconds <= 43_200:
-        out.append("breaker: failure_threshold >= 1 and 1 <= open_seconds <= max_open_seconds <= 12h")
+    if not i.targets:
+        out.append("at least one target")
+    names = [t.name for t in i.targets]
+    if len(set(names)) != len(names):
+        out.append(f"target names must be unique: {names}")
+    for t in i.targets:
+        out.extend(validate_target(i, t))
     if i.webhook and not 0.5 <= i.webhook.deadline_seconds <= 25:
         out.append("webhook deadline_seconds must be 0.5..25")
     if i.webhook and not i.webhook.path.startswith("/"):
         out.append("webhook path must start with '/'")
     if i.webhook and not 0 < i.webhook.timestamp_tolerance_seconds <= 3600:
         out.append("timestamp_tolerance_seconds must be 1..3600; the window cannot be switched off")
-    if i.idempotency_ttl_days < i.queue.dlq_retention_days + 4:
-        out.append("idempotency_ttl_days must outlast sender retries plus the DLQ retention")
+    s = i.schedule
+    if s is not None:
+        if not 1 <= s.page_size <= 10_000:
+            out.append("schedule.page_size must be 1..10000")
+        if not 1 <= s.items_per_message <= 1000:
+            out.append("schedule.items_per_message must be 1..1000")
+        if s.cursor.kind == "token" and s.cursor.lookback_seconds:
+            out.append("a token cursor has no lookback (it is exact)")
+        if s.cursor.lookback_seconds < 0:
+            out.append("cursor.lookback_seconds must be >= 0")
+        if not 30 <= s.function.timeout_seconds <= 900:
+            out.append("schedule.function.timeout_seconds must be 30..900")
     return out
 
 
@@ -192,16 +291,28 @@ def secret_id(stage: str, secret: SecretRef) -> str:
     return f"junction/{stage}/{secret.name}"
 
 
-def queue_name(stage: str, integration: Integration, *, dead_letter: bool = False) -> str:
-    base = f"junction-{stage}-{integration.name}" + ("-dlq" if dead_letter else "")
-    return base + ".fifo" if integration.queue.fifo else base
+def queue_name(stage: str, integration: Integration, target: Target, *, dead_letter: bool = False) -> str:
+    base = f"junction-{stage}-{integration.name}-{target.name}" + ("-dlq" if dead_letter else "")
+    return base + ".fifo" if target.queue.fifo else base
+
+
+def function_name(stage: str, integration: Integration, role: str) -> str:
+    """``role``: "ingress", "poller", or "<target>-processor"."""
+    return f"junction-{stage}-{integration.name}-{role}"
+
+
+def lease_seconds(integration: Integration) -> int:
+    """A poller's lease outlives its invocation, so a run still going is never overlapped; a
+    crashed run's lease lapses that long after it was taken."""
+    schedule = integration.schedule
+    return (schedule.function.timeout_seconds if schedule else 0) + 30
 
 
 # Derived settings. The CDK stack and the local runtime both call these, so a deployed stack and
 # the local one cannot drift apart.
-def visibility_timeout_seconds(integration: Integration) -> int:
+def visibility_timeout_seconds(target: Target) -> int:
     """Six times the processor timeout (AWS's advice for SQS event sources)."""
-    return 6 * integration.processor.timeout_seconds
+    return 6 * target.processor.timeout_seconds
 
 
 def idempotency_table_name(stage: str) -> str:

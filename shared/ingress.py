@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -120,7 +120,7 @@ class Ingress:
         integration: Integration,
         *,
         stage: str,
-        queue_url: str,
+        queue_urls: Sequence[str],
         sqs: QueueSender,
         secrets: SecretSource,
         clock: Callable[[], float] = time.time,
@@ -134,7 +134,10 @@ class Ingress:
         self.trigger: WebhookTrigger = integration.webhook
         self.verifier = verifier_for(self.trigger.scheme)
         self.secret_id = secret_id(stage, self.trigger.secret)
-        self.queue_url = queue_url
+        if len(queue_urls) != len(integration.targets):
+            raise ValueError(f"{integration.name}: one queue URL per target ({len(integration.targets)})")
+        # Every target's queue gets the delivery: each target is its own pipeline.
+        self.queues = [(url, target.queue.fifo) for url, target in zip(queue_urls, integration.targets, strict=True)]
         self.sqs = sqs
         self.secrets = secrets
         self.clock = clock
@@ -262,15 +265,18 @@ class Ingress:
         if claim_checked:
             envelope = self._claim_check(envelope, raw, deadline)
             text = envelope.to_json()
-        params: dict[str, Any] = {"QueueUrl": self.queue_url, "MessageBody": text, "MessageAttributes": attributes}
-        if self.integration.queue.fifo:
-            # One group per delivery: no head-of-line blocking; SQS drops re-sent duplicates for 5 min.
-            params["MessageGroupId"] = envelope.delivery_id[:128]
-            params["MessageDeduplicationId"] = envelope.idempotency_key[:128]
-        try:
-            self.sqs.call("SendMessage", params, deadline=deadline)
-        except AwsError as exc:
-            raise ServiceUnavailable(f"enqueue failed: {exc.code}") from exc
+        # One send per target. A failed send answers 503 and the sender retries the delivery: the
+        # targets that already have it see a duplicate, which their idempotency absorbs.
+        for queue_url, fifo in self.queues:
+            params: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": text, "MessageAttributes": attributes}
+            if fifo:
+                # One group per delivery: no head-of-line blocking; SQS drops re-sent duplicates for 5 min.
+                params["MessageGroupId"] = envelope.delivery_id[:128]
+                params["MessageDeduplicationId"] = envelope.idempotency_key[:128]
+            try:
+                self.sqs.call("SendMessage", params, deadline=deadline)
+            except AwsError as exc:
+                raise ServiceUnavailable(f"enqueue failed: {exc.code}") from exc
         return claim_checked
 
     def _claim_check(self, envelope: Envelope, raw: bytes, deadline: float | None) -> Envelope:
@@ -296,7 +302,7 @@ def make_ingress_handler(
                 Ingress(
                     integration,
                     stage=env["JUNCTION_STAGE"],
-                    queue_url=env["JUNCTION_QUEUE_URL"],
+                    queue_urls=env["JUNCTION_QUEUE_URLS"].split(","),
                     sqs=sqs_client(),
                     secrets=SecretCache(),
                     payload_bucket=env.get(PAYLOAD_BUCKET_ENV) or "",

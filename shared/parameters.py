@@ -46,3 +46,13 @@ class Secrets:
         if not isinstance(value, dict):
             raise ConfigurationError(f"secret {secret_id} must be a JSON object")
         return value
+
+    def put_json(self, secret_id: str, value: dict[str, Any]) -> None:
+        """Write a new version of a secret (a rotated OAuth refresh token) through Powertools
+        (UpdateSecret), and keep it cached as the current value."""
+        try:
+            self.provider.set(secret_id, value)
+        except Exception as exc:  # Powertools re-raises the SDK's errors as they come
+            raise StoreUnavailable(f"secret {secret_id} could not be written") from exc
+        key = self.provider._build_cache_key(name=secret_id, transform="json")
+        self.provider.add_to_cache(key, value, self.max_age)

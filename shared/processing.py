@@ -55,7 +55,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared import claim_check, state_keys
 from shared.aws import item_to_ddb
 from shared.breaker import CLOSED, BreakerView, CircuitBreaker
-from shared.declaration import Integration, RetryPolicy
+from shared.declaration import Integration, RetryPolicy, Target
 from shared.envelope import CARRIED_ATTRIBUTES, Envelope
 from shared.errors import (
     CredentialsRejected,
@@ -220,6 +220,7 @@ class BatchProcessor:
     def __init__(
         self,
         integration: Integration,
+        target: Target,
         flow: Flow,
         *,
         sqs: Any,
@@ -234,6 +235,7 @@ class BatchProcessor:
         rng: random.Random | None = None,
     ) -> None:
         self.integration = integration
+        self.target = target
         self.flow = flow
         self.sqs = sqs
         self.ddb = ddb
@@ -244,26 +246,31 @@ class BatchProcessor:
         self.state_table = state_table
         self.clock = clock
         self.rng = rng or random.Random()
-        self.store = IdempotencyStore(ddb, idempotency_table, ttl_days=integration.idempotency_ttl_days, clock=clock)
+        self.store = IdempotencyStore(ddb, idempotency_table, ttl_days=target.idempotency_ttl_days, clock=clock)
         self.breaker = CircuitBreaker(
             ddb,
             state_table,
             integration.name,
-            integration.target,
-            integration.breaker,
-            probe_seconds=integration.processor.timeout_seconds,
+            target.name,
+            target.breaker,
+            probe_seconds=target.processor.timeout_seconds,
             clock=clock,
         )
+
+    @property
+    def hop(self) -> str:
+        """How trace items name this processor: ``<integration>/<target>``."""
+        return f"{self.integration.name}/{self.target.name}"
 
     # -- the batch -------------------------------------------------------------------------
     def process(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
         if not event.get("Records"):
             return {"batchItemFailures": []}
         remaining = getattr(context, "get_remaining_time_in_millis", None)
-        seconds = remaining() / 1000 if remaining else float(self.integration.processor.timeout_seconds)
+        seconds = remaining() / 1000 if remaining else float(self.target.processor.timeout_seconds)
         inv = _Invocation(deadline=time.monotonic() + seconds, breaker=self.breaker.read())
         processor: PowertoolsBatchProcessor | SqsFifoPartialProcessor
-        if self.integration.queue.fifo:
+        if self.target.queue.fifo:
             processor = SqsFifoPartialProcessor(skip_group_on_error=True)
         else:
             processor = PowertoolsBatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False)
@@ -282,7 +289,7 @@ class BatchProcessor:
             response: dict[str, Any] = {"batchItemFailures": failures + self._complete(inv)}
         finally:
             if any(r.outcome == "delivered" for r in inv.results):
-                pk, sk = state_keys.last_success(self.integration.name)
+                pk, sk = state_keys.last_success(self.integration.name, self.target.name)
                 inv.history.append({"pk": pk, "sk": sk, "at": _iso(self.clock())})
             self._write_history(inv.history)
             self._emit_metrics(inv)
@@ -317,6 +324,7 @@ class BatchProcessor:
             return
         metrics = EphemeralMetrics(namespace="Junction")
         metrics.add_dimension(name="Integration", value=self.integration.name)
+        metrics.add_dimension(name="Target", value=self.target.name)
         for name, value in counts.items():
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         metrics.flush_metrics()
@@ -393,7 +401,7 @@ class BatchProcessor:
             return wait
         if self.breaker.try_probe(view):
             inv.probing = True
-            logger.info("circuit breaker probing", extra={"target": self.integration.target})
+            logger.info("circuit breaker probing", extra={"target": self.target.name})
             return 0.0
         inv.breaker = self.breaker.read()
         return max(1.0, inv.breaker.wait_seconds(self.clock()))
@@ -404,7 +412,7 @@ class BatchProcessor:
             number,
             maybe_delivered=claim.maybe_delivered,
             reached_at=claim.reached_at,
-            settle_seconds=self.integration.retry.settle_seconds,
+            settle_seconds=self.target.retry.settle_seconds,
             deadline=inv.deadline - RESERVE_SECONDS,
             clock=self.clock,
         )
@@ -425,7 +433,7 @@ class BatchProcessor:
                     inv.breaker_opened += 1
                     logger.warning(
                         "circuit breaker opened",
-                        extra={"target": self.integration.target, "open_seconds": inv.breaker.open_seconds},
+                        extra={"target": self.target.name, "open_seconds": inv.breaker.open_seconds},
                     )
             raise
         self.breaker.success(inv.breaker)
@@ -482,7 +490,7 @@ class BatchProcessor:
         prepared: Prepared | None,
         retry_after: float | None,
     ) -> RecordResult:
-        horizon = self.integration.retry.horizon_seconds
+        horizon = self.target.retry.horizon_seconds
         elapsed = self.clock() - self.retry_since(record)
         if elapsed >= horizon:
             exhausted = JunctionError(
@@ -519,7 +527,7 @@ class BatchProcessor:
         message_id = str(record.get("messageId"))
         receives = int(_number((record.get("attributes") or {}).get("ApproximateReceiveCount"), 1))
         delay = max(1, min(int(delay), MAX_VISIBILITY))
-        if receives < self.integration.queue.max_receive_count - 1:
+        if receives < self.target.queue.max_receive_count - 1:
             try:
                 self.sqs.change_message_visibility(
                     QueueUrl=self.queue_url, ReceiptHandle=record["receiptHandle"], VisibilityTimeout=delay
@@ -536,9 +544,9 @@ class BatchProcessor:
             "MessageBody": str(record.get("body", "")),
             "MessageAttributes": attributes,
         }
-        if delay > MAX_DELAY_SECONDS or self.integration.queue.fifo:
+        if delay > MAX_DELAY_SECONDS or self.target.queue.fifo:
             attributes[NOT_BEFORE] = {"DataType": "Number", "StringValue": f"{self.clock() + delay:.3f}"}
-        if self.integration.queue.fifo:
+        if self.target.queue.fifo:
             params.update(self._fifo_params(record, f"{message_id}:{prior}"))
         else:
             params["DelaySeconds"] = min(delay, MAX_DELAY_SECONDS)
@@ -589,6 +597,7 @@ class BatchProcessor:
             "junction-entity-ids": {"DataType": "String", "StringValue": json.dumps(ids, sort_keys=True)},
             "junction-attempts": {"DataType": "Number", "StringValue": str(attempts)},
             "junction-integration": {"DataType": "String", "StringValue": self.integration.name},
+            "junction-target": {"DataType": "String", "StringValue": self.target.name},
             "junction-failed-at": {"DataType": "String", "StringValue": _iso(self.clock())},
             **self._carried(record),
         }
@@ -599,7 +608,7 @@ class BatchProcessor:
             "MessageBody": str(record.get("body", "")),
             "MessageAttributes": attributes,
         }
-        if self.integration.queue.fifo:
+        if self.target.queue.fifo:
             params.update(self._fifo_params(record, message_id))
         try:
             self.sqs.send_message(**params)
@@ -623,8 +632,9 @@ class BatchProcessor:
         return RecordResult(message_id, "dead_lettered", failed=False)
 
     def record_key(self, prepared: Prepared, envelope: Envelope) -> str:
-        """The idempotency record key: one business effect per integration (per replay, if any)."""
-        key = f"{self.integration.name}#{prepared.business_key}"
+        """The idempotency record key: one business effect per integration and target (per replay,
+        if any): each target is its own idempotency scope."""
+        key = f"{self.integration.name}#{self.target.name}#{prepared.business_key}"
         return key + f"#replay:{envelope.replay_id}" if envelope.replay_id else key
 
     def _s3(self) -> Any:
@@ -648,8 +658,9 @@ class BatchProcessor:
         item: dict[str, Any] = {
             "pk": state_keys.trace_pk(prepared.entity_id),
             # A random suffix keeps two hops of the same millisecond apart.
-            "sk": state_keys.trace_sk(_iso(now), self.integration.name, outcome, f"{self.rng.getrandbits(32):08x}"),
+            "sk": state_keys.trace_sk(_iso(now), self.hop, outcome, f"{self.rng.getrandbits(32):08x}"),
             "integration": self.integration.name,
+            "target": self.target.name,
             "outcome": outcome,
             "delivery_id": envelope.delivery_id,
             "idempotency_key": envelope.idempotency_key,
@@ -720,26 +731,50 @@ class LazyClient:
         return getattr(self._client, name)
 
 
+@dataclass(frozen=True)
+class FlowContext:
+    """What a target's flow is built with: its clients are passed in, never created by the flow."""
+
+    integration: Integration
+    target: Target
+    stage: str
+    secrets: Secrets
+    ddb: Any  # DynamoDB client (sync state, ID maps, version gates, rate budgets)
+    state_table: str
+    clock: Callable[[], float] = time.time
+
+
 def make_sqs_handler(
     integration: Integration,
-    flow_factory: Callable[[Secrets, str], Flow],
+    target: Target,
+    flow_factory: Callable[[FlowContext], Flow],
     environ: Mapping[str, str] | None = None,
 ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The Lambda handler. Clients and the flow are built on the first call, from the environment;
-    ``flow_factory(secrets, stage)`` builds the integration's flow."""
+    ``flow_factory(context)`` builds the target's flow."""
     holder: list[BatchProcessor] = []
 
     @logger.inject_lambda_context
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if not holder:
             env = os.environ if environ is None else environ
+            ddb = aws_client("dynamodb")
+            flow_context = FlowContext(
+                integration,
+                target,
+                env["JUNCTION_STAGE"],
+                # Secrets through the same boto3 session: its loaded data files are reused.
+                Secrets(LazyClient("secretsmanager")),
+                ddb,
+                env["JUNCTION_STATE_TABLE"],
+            )
             holder.append(
                 BatchProcessor(
                     integration,
-                    # Secrets through the same boto3 session: its loaded data files are reused.
-                    flow_factory(Secrets(LazyClient("secretsmanager")), env["JUNCTION_STAGE"]),
+                    target,
+                    flow_factory(flow_context),
                     sqs=LazyClient("sqs"),
-                    ddb=aws_client("dynamodb"),
+                    ddb=ddb,
                     s3=LazyClient("s3"),
                     payload_bucket=env.get("JUNCTION_PAYLOAD_BUCKET"),
                     queue_url=env["JUNCTION_QUEUE_URL"],

@@ -5,6 +5,7 @@ from shared.declaration import (
     QueueSettings,
     RetryPolicy,
     SecretRef,
+    Target,
     WebhookTrigger,
 )
 
@@ -20,7 +21,6 @@ INTEGRATION = Integration(
     name="shop-orders-to-erp",
     description="Shopify orders/create webhook -> one ERP sales order (customer found or created)",
     source="shopify",
-    target="erp",
     package="functions.shop_orders_to_erp",
     trigger=WebhookTrigger(
         path="/webhooks/shopify/orders-create",
@@ -30,11 +30,17 @@ INTEGRATION = Integration(
         throttle_rate_per_second=50,
         throttle_burst=200,
     ),
-    secrets=(ERP_CREDENTIALS,),
-    queue=QueueSettings(batch_size=10, max_receive_count=8, retention_days=4, dlq_retention_days=14),
-    retry=RetryPolicy(base_delay_seconds=5, max_delay_seconds=900),
-    max_concurrency=10,
-    processor=FunctionSettings(memory_mb=512, timeout_seconds=30),
+    targets=(
+        Target(
+            name="erp",
+            flow="flow",
+            secrets=(ERP_CREDENTIALS,),
+            queue=QueueSettings(batch_size=10, max_receive_count=8, retention_days=4, dlq_retention_days=14),
+            retry=RetryPolicy(base_delay_seconds=5, max_delay_seconds=900),
+            max_concurrency=10,
+            processor=FunctionSettings(memory_mb=512, timeout_seconds=30),
+            alarms=AlarmThresholds(dlq_depth=1, oldest_message_age_seconds=900),
+        ),
+    ),
     ingress=FunctionSettings(memory_mb=256, timeout_seconds=10),
-    alarms=AlarmThresholds(dlq_depth=1, oldest_message_age_seconds=900),
 )

@@ -12,8 +12,7 @@ from shared.declaration import secret_id
 from shared.envelope import Envelope
 from shared.errors import TargetRejected, ValidationFailed
 from shared.models import Order
-from shared.parameters import Secrets
-from shared.processing import Attempt, Prepared
+from shared.processing import Attempt, FlowContext, Prepared
 
 from .declaration import ERP_CREDENTIALS
 
@@ -70,11 +69,11 @@ class ShopOrdersToErp:
         return {"erp_doc_entry": str(created.get("DocEntry")), "erp_card_code": card_code}
 
 
-def build(secrets: Secrets, stage: str, http: httpx.Client | None = None) -> ShopOrdersToErp:
+def build(ctx: FlowContext, http: httpx.Client | None = None) -> ShopOrdersToErp:
     """The flow as the Lambda runs it: ERP credentials read from Secrets Manager on first use,
     and read again when the ERP refuses them (rotation)."""
 
     def settings(refresh: bool) -> ErpSettings:
-        return ErpSettings.from_secret(secrets.get_json(secret_id(stage, ERP_CREDENTIALS), refresh=refresh))
+        return ErpSettings.from_secret(ctx.secrets.get_json(secret_id(ctx.stage, ERP_CREDENTIALS), refresh=refresh))
 
     return ShopOrdersToErp(lambda: ErpClient(settings, http))
