@@ -2,25 +2,37 @@
 
 A real HTTP server on 127.0.0.1 that keeps everything it receives, so tests and the demo can
 check what arrived, and that can be told to misbehave: down (503), slow, rate limited (429 with
-Retry-After), hanging past the client's read timeout, or committing an order and then holding
-the answer past the client's read timeout (``accept_then_hang``: the ambiguous outcome that
-makes a naive retry create a second order). Like SAP Business One's Service Layer it ignores
-``Idempotency-Key`` unless told otherwise. Control over HTTP too, under /_standin/, so another
-process can drive it.
+Retry-After), flaky (a seeded fraction of requests answer 503), hanging past the client's read
+timeout, or committing an order and then holding the answer past the client's read timeout
+(``accept_then_hang``: the ambiguous outcome that makes a naive retry create a second order).
+Like SAP Business One's Service Layer it ignores ``Idempotency-Key`` unless told otherwise.
+
+Items carry stock per warehouse and the ``UpdateDate``/``UpdateTime`` stamp the Service Layer
+keeps as two separate fields. ``GET /Items`` evaluates ``$filter`` field by field, as the
+Service Layer does, so the combined date-and-time filter misses what the real one misses, and
+pages with ``$skip`` behind an ``odata.nextLink``. Sessions expire after ``SessionTimeout`` idle
+time measured on the stand-in's clock, which tests may move. Control over HTTP too, under
+/_standin/, so another process can drive it.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
+import math
+import operator
+import random
+import re
 import secrets
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from junction_local.process import LocalHandler
 from junction_local.standins import TargetStandIn
@@ -33,8 +45,24 @@ PASSWORD = "local-password"  # noqa: S105 - a fixed local value, never deployed
 ERR_ALREADY_EXISTS = -2035
 ERR_NOT_FOUND = -2028
 ERR_INVALID = -5002
+ERR_QUERY = -1000  # a query option the Service Layer cannot parse or does not know
 ERR_UNAUTHORIZED = 301
 DEFAULT_ITEMS = ("MUG-BLUE", "MUG-RED", "TEAPOT-L", "TEAPOT-S", "CUP-SET-4", "KETTLE-STEEL")
+DEFAULT_WAREHOUSES = ("01", "02")
+DEFAULT_WAREHOUSE = "01"  # where a document line without WarehouseCode commits its stock
+
+# Paging, as the Service Layer does it: 20 entities a page unless the request says
+# ``Prefer: odata.maxpagesize=N``. The Service Layer reads 0 as "no paging"; this stand-in, like
+# an installation with a configured ceiling, applies at most MAX_PAGE_SIZE and says so in
+# ``Preference-Applied``.
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 1000
+SESSION_TIMEOUT_SECONDS = 30 * 60.0  # the Service Layer's default SessionTimeout: 30 minutes
+MAX_SEED = 1_000_000
+
+ITEM_FIELDS = ("ItemCode", "ItemName", "UpdateDate", "UpdateTime", "ItemWarehouseInfoCollection")
+STOCK_FIELDS = {"in_stock": "InStock", "committed": "Committed", "ordered": "Ordered"}
+ITEM_OPTIONS = frozenset({"$select", "$filter", "$orderby", "$top", "$skip"})
 
 
 MODES = {
@@ -44,6 +72,7 @@ MODES = {
     "rate_limited": "429 with Retry-After",
     "timeout": "hold the request for `delay` seconds (default 30), then 503, committing nothing",
     "accept_then_hang": "commit a POST, then hold its answer for `delay` seconds (default 30)",
+    "flaky": "a fraction `rate` (0..1) of business requests answer 503, drawn from an RNG seeded with `seed`",
 }
 
 
@@ -53,6 +82,12 @@ class Behaviour:
     retry_after: int = 1
     delay: float = 0.0
     count: int | None = None  # apply to the next N business requests only, then back to ok
+    rate: float = 0.0  # flaky: the fraction of requests refused
+    seed: int = 0  # flaky: the same seed refuses the same requests of a sequence
+
+
+class QueryError(ValueError):
+    """A request the Service Layer refuses with 400: its message is the answer's text."""
 
 
 class ErpStandIn:
@@ -65,6 +100,8 @@ class ErpStandIn:
         username: str = USERNAME,
         password: str = PASSWORD,
         idempotency_keys: bool = False,
+        session_timeout_seconds: float = SESSION_TIMEOUT_SECONDS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         # SAP Business One's Service Layer ignores Idempotency-Key, and so does this stand-in by
         # default: Junction alone must prevent duplicates. ``True`` plays an ERP that honours it.
@@ -72,6 +109,13 @@ class ErpStandIn:
         self.company_db = company_db
         self.username = username
         self.password = password
+        if session_timeout_seconds <= 0:
+            raise ValueError("session_timeout_seconds must be positive")
+        self.session_timeout_seconds = float(session_timeout_seconds)
+        # Stamps and session expiry read this clock (seconds since the epoch, UTC), so a test
+        # can stand on a day boundary or let a session lapse without waiting.
+        self._clock = clock
+        self._clock_offset = 0.0
         self._lock = threading.RLock()
         self._server = ThreadingHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
@@ -111,28 +155,73 @@ class ErpStandIn:
     # -- state -----------------------------------------------------------------------------
     def reset(self) -> None:
         with self._lock:
-            self._sessions: set[str] = set()
+            self._sessions: dict[str, float] = {}  # B1SESSION -> when last used (stand-in clock)
             self._partners: dict[str, dict[str, Any]] = {}
-            self._items: dict[str, dict[str, Any]] = {code: {"ItemCode": code} for code in DEFAULT_ITEMS}
+            self._items: dict[str, dict[str, Any]] = {}
+            self._codes: list[str] = []  # the item codes, kept sorted: pages never sort
+            self._warehouses: set[str] = set(DEFAULT_WAREHOUSES)
+            self._version = 0  # bumped on every item change; a cached filter result is kept per version
+            self._matches: dict[str | None, tuple[int, list[str]]] = {}
             self._orders: list[dict[str, Any]] = []
             self._by_key: dict[str, dict[str, Any]] = {}
             self._requests = 0
             self._rejected = 0
+            self._items_reads = 0
             self.behaviour = Behaviour()
+            self._rng = random.Random(0)
+            day, clock = self._stamp()
+            for n, code in enumerate(DEFAULT_ITEMS):
+                # Deterministic stock, so a demo or a test knows what the ERP starts with.
+                self._put_item(
+                    _new_item(
+                        code,
+                        day,
+                        clock,
+                        [
+                            _row("01", 20 + 10 * n, n % 3, 0),
+                            _row("02", 5 * n, 0, 2 * n),
+                        ],
+                    )
+                )
 
     def set_behaviour(
-        self, mode: str = "ok", *, retry_after: int = 1, delay: float = 0.0, count: int | None = None
+        self,
+        mode: str = "ok",
+        *,
+        retry_after: int = 1,
+        delay: float = 0.0,
+        count: int | None = None,
+        rate: float = 0.0,
+        seed: int = 0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
         with self._lock:
-            self.behaviour = Behaviour(mode, retry_after, delay, count)
+            self.behaviour = Behaviour(mode, retry_after, delay, count, rate, seed)
+            self._rng = random.Random(seed)
 
     def set_password(self, password: str) -> None:
         """Change the login's password (a credentials rotation): open sessions end too."""
         with self._lock:
             self.password = password
             self._sessions.clear()
+
+    def set_session_timeout(self, seconds: float) -> None:
+        """How long a session may stay idle; open sessions are measured against the new value."""
+        if not seconds > 0:
+            raise ValueError("session_timeout_seconds must be positive")
+        with self._lock:
+            self.session_timeout_seconds = float(seconds)
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Move the stand-in's clock by ``seconds`` (how another process puts it on a day boundary)."""
+        with self._lock:
+            self._clock_offset = float(seconds)
+
+    def now(self) -> float:
+        return self._clock() + self._clock_offset
 
     def orders(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -147,8 +236,112 @@ class ErpStandIn:
             return self._requests
 
     def add_item(self, code: str) -> None:
+        """An item with no stock in the default warehouses (what an operator creates)."""
         with self._lock:
-            self._items[code] = {"ItemCode": code}
+            day, clock = self._stamp()
+            self._put_item(_new_item(code, day, clock, [_row(w, 0, 0, 0) for w in DEFAULT_WAREHOUSES]))
+
+    def item(self, code: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._items.get(code)
+            return _project(found, None) if found else None
+
+    def seed_items(
+        self,
+        count: int,
+        *,
+        prefix: str = "SKU-",
+        warehouses: Iterable[str] = DEFAULT_WAREHOUSES,
+        seed: int = 1,
+    ) -> int:
+        """Create ``count`` items ``f"{prefix}{n:06d}"`` with pseudo-random stock (InStock 0..200,
+        Committed 0..10 per warehouse) drawn from ``seed``: the same call makes the same catalogue.
+        An existing item of the same code is replaced. Returns how many items the ERP now holds."""
+        if isinstance(warehouses, str):
+            raise ValueError("warehouses must be a list of codes")
+        whs = list(warehouses)
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_SEED:
+            raise ValueError(f"count must be an integer from 0 to {MAX_SEED}")
+        if not isinstance(prefix, str) or len(prefix) > 40:
+            raise ValueError("prefix must be a string of at most 40 characters")
+        if not whs or any(not isinstance(w, str) or not w or len(w) > 8 for w in whs) or len(set(whs)) != len(whs):
+            raise ValueError("warehouses must be distinct non-empty codes of at most 8 characters")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError("seed must be an integer")
+        rng = random.Random(seed)
+        draw = rng.randrange
+        with self._lock:
+            day, clock = self._stamp()
+            fresh: list[str] = []
+            items = self._items
+            for n in range(count):
+                code = f"{prefix}{n:06d}"
+                if code not in items:
+                    fresh.append(code)
+                items[code] = _new_item(code, day, clock, [_row(w, draw(201), draw(11), 0) for w in whs])
+            if fresh:
+                # One sort per seed (already nearly in order), never one per page.
+                self._codes = sorted(self._codes + fresh) if self._codes else sorted(fresh)
+            self._warehouses.update(whs)
+            self._changed()
+            return len(items)
+
+    def set_stock(self, changes: list[dict[str, Any]], *, backdate_seconds: float = 0.0) -> int:
+        """Set stock quantities and stamp the items (``backdate_seconds`` in the past: a
+        transaction that committed late with an earlier time). All or nothing: an unknown item
+        raises KeyError, a malformed change ValueError, and nothing changes."""
+        if isinstance(backdate_seconds, bool) or not isinstance(backdate_seconds, int | float):
+            raise ValueError("backdate_seconds must be a number")
+        if not 0 <= backdate_seconds < 366 * 86400 or not math.isfinite(backdate_seconds):
+            raise ValueError("backdate_seconds must be from 0 to a year")
+        if not isinstance(changes, list) or not changes:
+            raise ValueError("changes must be a non-empty list")
+        with self._lock:
+            parsed: list[tuple[str, str, dict[str, float | int]]] = []
+            for change in changes:
+                if not isinstance(change, dict):
+                    raise ValueError("each change must be an object")
+                code, warehouse = change.get("item"), change.get("warehouse", DEFAULT_WAREHOUSE)
+                if not isinstance(code, str) or not code:
+                    raise ValueError("each change needs an item code")
+                if code not in self._items:
+                    raise KeyError(code)
+                if not isinstance(warehouse, str) or not warehouse or len(warehouse) > 8:
+                    raise ValueError(f"{code}: warehouse must be a code of at most 8 characters")
+                unknown = set(change) - {"item", "warehouse", *STOCK_FIELDS}
+                if unknown:
+                    raise ValueError(f"{code}: unknown fields {sorted(unknown)}")
+                values: dict[str, float | int] = {}
+                for name, field in STOCK_FIELDS.items():
+                    if name in change:
+                        value = change[name]
+                        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                            raise ValueError(f"{code}: {name} must be a number")
+                        values[field] = value
+                parsed.append((code, warehouse, values))
+            day, clock = self._stamp(float(backdate_seconds))
+            for code, warehouse, values in parsed:
+                item = self._items[code]
+                _warehouse_row(item, warehouse).update(values)
+                item["UpdateDate"], item["UpdateTime"] = day, clock
+                self._warehouses.add(warehouse)
+            self._changed()
+            return len(parsed)
+
+    def stock(self) -> dict[str, dict[str, dict[str, float | int]]]:
+        """Every item's stock per warehouse: what the ERP holds, to check a channel converged."""
+        with self._lock:
+            return {
+                code: {
+                    row["WarehouseCode"]: {
+                        "InStock": row["InStock"],
+                        "Committed": row["Committed"],
+                        "Ordered": row["Ordered"],
+                    }
+                    for row in self._items[code]["ItemWarehouseInfoCollection"]
+                }
+                for code in self._codes
+            }
 
     def summary(self) -> dict[str, Any]:
         """Counts only: cheap enough to poll while thousands of orders arrive."""
@@ -158,6 +351,8 @@ class ErpStandIn:
                 "orders": len(references),
                 "unique_references": len(set(references)),
                 "business_partners": len(self._partners),
+                "items": len(self._items),
+                "items_reads": self._items_reads,
                 "requests": self._requests,
             }
 
@@ -166,11 +361,50 @@ class ErpStandIn:
             return {
                 "orders": self.orders(),
                 "business_partners": self.business_partners(),
-                "items": sorted(self._items),
+                "items": list(self._codes),
                 "requests": self._requests,
                 "rejected_by_behaviour": self._rejected,
                 "behaviour": self.behaviour.__dict__,
+                "settings": self.settings(),
             }
+
+    def settings(self) -> dict[str, float]:
+        with self._lock:
+            return {"session_timeout_seconds": self.session_timeout_seconds, "clock_offset_seconds": self._clock_offset}
+
+    # -- items, internally (callers hold the lock) -----------------------------------------
+    def _stamp(self, backdate: float = 0.0) -> tuple[str, str]:
+        """The Service Layer's two stamp fields for now (UTC): "YYYY-MM-DD" and "HH:MM:SS"."""
+        moment = datetime.fromtimestamp(self.now() - backdate, UTC)
+        return moment.date().isoformat(), moment.strftime("%H:%M:%S")
+
+    def _put_item(self, item: dict[str, Any]) -> None:
+        code = item["ItemCode"]
+        if code not in self._items:
+            bisect.insort(self._codes, code)
+        self._items[code] = item
+        for row in item["ItemWarehouseInfoCollection"]:
+            self._warehouses.add(row["WarehouseCode"])
+        self._changed()
+
+    def _changed(self) -> None:
+        self._version += 1
+
+    def _matching(self, filter_text: str | None, predicate: Callable[[dict[str, Any]], bool] | None) -> list[str]:
+        """The codes passing the filter, in ItemCode order. One O(n) scan per filter and data
+        version: the pages of an unchanged read reuse it."""
+        cached = self._matches.get(filter_text)
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        if predicate is None:
+            codes = list(self._codes)
+        else:
+            items = self._items
+            codes = [code for code in self._codes if predicate(items[code])]
+        if len(self._matches) >= 32:
+            self._matches.clear()
+        self._matches[filter_text] = (self._version, codes)
+        return codes
 
     # -- behaviour -------------------------------------------------------------------------
     def _misbehave(self, method: str, route: str) -> tuple[int, dict[str, str], dict[str, Any]] | float | None:
@@ -188,6 +422,8 @@ class ErpStandIn:
                     return None
                 b.count -= 1
             mode, retry_after, delay = b.mode, b.retry_after, b.delay
+            if mode == "flaky" and self._rng.random() >= b.rate:
+                return None
             if mode not in ("slow", "accept_then_hang"):
                 self._rejected += 1
         if mode == "accept_then_hang":
@@ -227,20 +463,32 @@ class ErpStandIn:
         if method == "POST" and route == "/Login":
             return self._login(body)
         session = _cookie(headers.get("cookie", ""), "B1SESSION")
-        with self._lock:
-            if session not in self._sessions:
-                return 401, {}, _error(ERR_UNAUTHORIZED, "Invalid session or session already timeout.")
+        if not self._session_alive(session):
+            return 401, {}, _error(ERR_UNAUTHORIZED, "Invalid session or session already timeout.")
         if method == "POST" and route == "/Logout":
             with self._lock:
-                self._sessions.discard(session or "")
+                self._sessions.pop(session or "", None)
             return 204, {}, None
         if route.startswith("/BusinessPartners"):
             return self._partners_api(method, route, body)
         if route.startswith("/Items"):
-            return self._items_api(method, route, body)
+            return self._items_api(method, route, query, headers, body)
         if route.startswith("/Orders"):
             return self._orders_api(method, route, query, headers, body)
         return 404, {}, _error(ERR_NOT_FOUND, "Resource not found")
+
+    def _session_alive(self, session: str | None) -> bool:
+        """A known session used within SessionTimeout; using it renews it (an idle timeout)."""
+        with self._lock:
+            last = self._sessions.get(session or "")
+            now = self.now()
+            if last is None:
+                return False
+            if now - last > self.session_timeout_seconds:
+                del self._sessions[session or ""]
+                return False
+            self._sessions[session or ""] = now
+            return True
 
     def _login(self, body: Any) -> tuple[int, dict[str, str], Any]:
         if not isinstance(body, dict) or (body.get("CompanyDB"), body.get("UserName"), body.get("Password")) != (
@@ -251,14 +499,15 @@ class ErpStandIn:
             return 401, {}, _error(-304, "Fail to get DB Credentials from SLD")
         session = secrets.token_hex(16)
         with self._lock:
-            self._sessions.add(session)
+            self._sessions[session] = self.now()
+            minutes = max(1, math.ceil(self.session_timeout_seconds / 60))
         return (
             200,
             {"Set-Cookie": f"B1SESSION={session}; HttpOnly; Path=/b1s"},
             {
                 "SessionId": session,
                 "Version": "1000120",
-                "SessionTimeout": 30,
+                "SessionTimeout": minutes,
             },
         )
 
@@ -277,20 +526,66 @@ class ErpStandIn:
                 return 201, {}, body
         return 405, {}, _error(-1, "Method not allowed")
 
-    def _items_api(self, method: str, route: str, body: Any) -> tuple[int, dict[str, str], Any]:
+    def _items_api(
+        self, method: str, route: str, query: str, headers: dict[str, str], body: Any
+    ) -> tuple[int, dict[str, str], Any]:
         key = _key(route)
-        with self._lock:
-            if method == "GET" and key is not None:
-                found = self._items.get(key)
-                return (200, {}, found) if found else (404, {}, _error(ERR_NOT_FOUND, "No matching records found"))
-            if method == "POST" and key is None:
-                if not isinstance(body, dict) or not body.get("ItemCode"):
-                    return 400, {}, _error(ERR_INVALID, "ItemCode is required")
+        if method == "GET" and (key is not None or route == "/Items"):
+            with self._lock:
+                self._items_reads += 1
+            try:
+                if key is not None:
+                    return self._one_item(key, query)
+                return self._read_items(query, headers)
+            except QueryError as exc:
+                return 400, {}, _error(ERR_QUERY, str(exc))
+        if method == "POST" and route == "/Items":
+            if not isinstance(body, dict) or not isinstance(body.get("ItemCode"), str) or not body["ItemCode"]:
+                return 400, {}, _error(ERR_INVALID, "ItemCode is required")
+            try:
+                rows = _rows_from_body(body.get("ItemWarehouseInfoCollection"))
+            except ValueError as exc:
+                return 400, {}, _error(ERR_INVALID, str(exc))
+            with self._lock:
                 if body["ItemCode"] in self._items:
                     return 400, {}, _error(ERR_ALREADY_EXISTS, "This entry already exists in the following tables")
-                self._items[body["ItemCode"]] = dict(body)
-                return 201, {}, body
+                day, clock = self._stamp()
+                item = _new_item(body["ItemCode"], day, clock, rows)
+                item.update({k: v for k, v in body.items() if k not in item})
+                if isinstance(body.get("ItemName"), str):
+                    item["ItemName"] = body["ItemName"]
+                self._put_item(item)
+                return 201, {}, _project(item, None)
         return 405, {}, _error(-1, "Method not allowed")
+
+    def _one_item(self, code: str, query: str) -> tuple[int, dict[str, str], Any]:
+        options = _options(query, frozenset({"$select"}))
+        select = _select(options.get("$select"))
+        with self._lock:
+            found = self._items.get(code)
+            if found is None:
+                return 404, {}, _error(ERR_NOT_FOUND, "No matching records found")
+            return 200, {}, _project(found, select)
+
+    def _read_items(self, query: str, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        pairs = _pairs(query)
+        options = _options(query, ITEM_OPTIONS)
+        select = _select(options.get("$select"))
+        filter_text = options.get("$filter")
+        predicate = compile_filter(filter_text) if filter_text is not None else None
+        _orderby(options.get("$orderby"))
+        top = _count_option(options, "$top")
+        skip = _count_option(options, "$skip") or 0
+        page_size, applied = _page_size(headers.get("prefer"))
+        with self._lock:
+            codes = self._matching(filter_text, predicate)
+            end = len(codes) if top is None else min(len(codes), skip + top)
+            taken = codes[skip : min(end, skip + page_size)] if skip < end else []
+            value = [_project(self._items[code], select) for code in taken]
+        answer: dict[str, Any] = {"odata.metadata": f"{self.url}/$metadata#Items", "value": value}
+        if skip + len(taken) < end:
+            answer["odata.nextLink"] = _next_link(pairs, skip + len(taken), None if top is None else top - len(taken))
+        return 200, ({"Preference-Applied": applied} if applied else {}), answer
 
     def _orders_api(
         self, method: str, route: str, query: str, headers: dict[str, str], body: Any
@@ -314,13 +609,25 @@ class ErpStandIn:
                 **body,
                 "DocEntry": doc_entry,
                 "DocNum": 100000 + doc_entry,
-                "CreateDate": datetime.now(UTC).date().isoformat(),
+                "CreateDate": self._stamp()[0],
                 "IdempotencyKey": idem,
             }
             self._orders.append(order)
+            self._commit_stock(body["DocumentLines"])
             if idem:
                 self._by_key[idem] = order
             return 201, {}, order
+
+    def _commit_stock(self, lines: list[dict[str, Any]]) -> None:
+        """A sales order commits its quantities in the lines' warehouses, as SAP does: sellable
+        stock (InStock - Committed) drops, and the items' update stamp moves."""
+        day, clock = self._stamp()
+        for line in lines:
+            item = self._items[line["ItemCode"]]
+            row = _warehouse_row(item, line.get("WarehouseCode") or DEFAULT_WAREHOUSE)
+            row["Committed"] += line["Quantity"]
+            item["UpdateDate"], item["UpdateTime"] = day, clock
+        self._changed()
 
     def _invalid_order(self, body: Any) -> str | None:
         if not isinstance(body, dict):
@@ -334,8 +641,11 @@ class ErpStandIn:
             if not isinstance(line, dict) or line.get("ItemCode") not in self._items:
                 return f"Invalid item code in line: {line.get('ItemCode') if isinstance(line, dict) else None}"
             quantity = line.get("Quantity")
-            if not isinstance(quantity, int | float) or quantity <= 0:
+            if isinstance(quantity, bool) or not isinstance(quantity, int | float) or quantity <= 0:
                 return "Quantity must be positive"
+            warehouse = line.get("WarehouseCode")
+            if warehouse is not None and warehouse not in self._warehouses:
+                return f"Invalid warehouse code in line: {warehouse}"
         return None
 
     def _control(self, method: str, path: str, body: Any) -> tuple[int, dict[str, str], Any]:
@@ -343,6 +653,8 @@ class ErpStandIn:
             return 200, {}, self.state()
         if method == "GET" and path == "/_standin/summary":
             return 200, {}, self.summary()
+        if method == "GET" and path == "/_standin/stock":
+            return 200, {}, self.stock()
         if method == "POST" and path == "/_standin/behaviour" and isinstance(body, dict):
             try:
                 self.set_behaviour(
@@ -350,19 +662,294 @@ class ErpStandIn:
                     retry_after=int(body.get("retry_after", 1)),
                     delay=float(body.get("delay", 0.0)),
                     count=None if body.get("count") is None else int(body["count"]),
+                    rate=float(body.get("rate", 0.0)),
+                    seed=int(body.get("seed", 0)),
                 )
             except (TypeError, ValueError) as exc:
                 return 400, {}, {"error": str(exc)}
             return 200, {}, self.behaviour.__dict__
+        if method == "POST" and path == "/_standin/settings" and isinstance(body, dict):
+            unknown = set(body) - {"session_timeout_seconds", "clock_offset_seconds"}
+            if unknown:
+                return 400, {}, {"error": f"unknown settings {sorted(unknown)}"}
+            try:
+                if "session_timeout_seconds" in body:
+                    self.set_session_timeout(float(body["session_timeout_seconds"]))
+                if "clock_offset_seconds" in body:
+                    self.set_clock_offset(float(body["clock_offset_seconds"]))
+            except (TypeError, ValueError) as exc:
+                return 400, {}, {"error": str(exc)}
+            return 200, {}, self.settings()
         if method == "POST" and path == "/_standin/reset":
             self.reset()
             return 200, {}, {"reset": True}
+        if method == "POST" and path == "/_standin/items/seed" and isinstance(body, dict):
+            try:
+                count: Any = body.get("count")
+                total = self.seed_items(
+                    count,
+                    prefix=body.get("prefix", "SKU-"),
+                    warehouses=body.get("warehouses", list(DEFAULT_WAREHOUSES)),
+                    seed=body.get("seed", 1),
+                )
+            except (TypeError, ValueError) as exc:
+                return 400, {}, {"error": str(exc)}
+            return 200, {}, {"seeded": body["count"], "items": total}
+        if method == "POST" and path == "/_standin/stock" and isinstance(body, dict):
+            try:
+                changes: Any = body.get("changes")
+                changed = self.set_stock(changes, backdate_seconds=body.get("backdate_seconds", 0))
+            except KeyError as exc:
+                return 404, {}, {"error": f"no item {exc.args[0]!r}"}
+            except (TypeError, ValueError) as exc:
+                return 400, {}, {"error": str(exc)}
+            return 200, {}, {"changed": changed}
         if method == "POST" and path == "/_standin/items" and isinstance(body, dict) and body.get("ItemCode"):
             self.add_item(str(body["ItemCode"]))
             return 201, {}, {"ItemCode": body["ItemCode"]}
         return 404, {}, {"error": "unknown control endpoint"}
 
 
+# -- items ---------------------------------------------------------------------------------
+def _row(warehouse: str, in_stock: float, committed: float, ordered: float) -> dict[str, Any]:
+    return {"WarehouseCode": warehouse, "InStock": in_stock, "Committed": committed, "Ordered": ordered}
+
+
+def _new_item(code: str, day: str, clock: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "ItemCode": code,
+        "ItemName": code,
+        "UpdateDate": day,
+        "UpdateTime": clock,
+        "ItemWarehouseInfoCollection": rows,
+    }
+
+
+def _warehouse_row(item: dict[str, Any], warehouse: str) -> dict[str, Any]:
+    """The item's row for ``warehouse``, added (empty) when the item had none there yet."""
+    rows: list[dict[str, Any]] = item["ItemWarehouseInfoCollection"]
+    for row in rows:
+        if row["WarehouseCode"] == warehouse:
+            return row
+    row = _row(warehouse, 0, 0, 0)
+    rows.append(row)
+    return row
+
+
+def _rows_from_body(value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return [_row(w, 0, 0, 0) for w in DEFAULT_WAREHOUSES]
+    if not isinstance(value, list):
+        raise ValueError("ItemWarehouseInfoCollection must be a list")
+    rows: list[dict[str, Any]] = []
+    for entry in value:
+        if not isinstance(entry, dict) or not isinstance(entry.get("WarehouseCode"), str) or not entry["WarehouseCode"]:
+            raise ValueError("Each warehouse line needs a WarehouseCode")
+        numbers = [entry.get(field, 0) for field in ("InStock", "Committed", "Ordered")]
+        if any(isinstance(n, bool) or not isinstance(n, int | float) for n in numbers):
+            raise ValueError(f"Quantities of warehouse {entry['WarehouseCode']} must be numbers")
+        if entry["WarehouseCode"] in {r["WarehouseCode"] for r in rows}:
+            raise ValueError(f"Warehouse {entry['WarehouseCode']} appears twice")
+        rows.append(_row(entry["WarehouseCode"], *numbers))
+    return rows
+
+
+def _project(item: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
+    """A copy of the item holding the selected properties (all without ``$select``)."""
+    fields = select if select is not None else list(item)
+    out: dict[str, Any] = {}
+    for field in fields:
+        value = item.get(field)
+        if field == "ItemWarehouseInfoCollection":
+            value = [dict(row) for row in value or ()]
+        out[field] = value
+    return out
+
+
+# -- OData query options -------------------------------------------------------------------
+def _pairs(query: str) -> list[tuple[str, str]]:
+    return parse_qsl(query, keep_blank_values=True)
+
+
+def _options(query: str, allowed: frozenset[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for name, value in _pairs(query):
+        if not name.startswith("$"):
+            continue  # a custom query option: ignored, as OData allows
+        if name not in allowed:
+            raise QueryError(f"Query option '{name}' is not supported here")
+        if name in options:
+            raise QueryError(f"Query option '{name}' is given twice")
+        options[name] = value
+    return options
+
+
+def _select(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    fields = [f.strip() for f in value.split(",")]
+    for field in fields:
+        if field not in ITEM_FIELDS:
+            raise QueryError(f"Property '{field}' of 'Item' is invalid")
+    return list(dict.fromkeys(fields))
+
+
+def _orderby(value: str | None) -> None:
+    """ItemCode ascending is the one order this stand-in pages by (the table's key order)."""
+    if value is None:
+        return
+    if re.fullmatch(r"\s*ItemCode(\s+asc)?\s*", value) is None:
+        raise QueryError(f"$orderby '{value}' is not supported: use ItemCode (ascending)")
+
+
+def _count_option(options: dict[str, str], name: str) -> int | None:
+    value = options.get(name)
+    if value is None:
+        return None
+    if not value.isascii() or not value.isdigit():
+        raise QueryError(f"{name} must be a non-negative integer, not '{value}'")
+    return int(value)
+
+
+def _page_size(prefer: str | None) -> tuple[int, str | None]:
+    """The page size a ``Prefer`` header asks for, capped, and what to answer in
+    ``Preference-Applied`` (None when the request expressed no page size)."""
+    if not prefer:
+        return DEFAULT_PAGE_SIZE, None
+    for part in prefer.split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() in ("odata.maxpagesize", "maxpagesize"):
+            value = value.strip().strip('"')
+            if not value.isascii() or not value.isdigit():
+                raise QueryError(f"odata.maxpagesize must be a non-negative integer, not '{value}'")
+            wanted = int(value)
+            applied = MAX_PAGE_SIZE if wanted == 0 or wanted > MAX_PAGE_SIZE else wanted
+            return applied, f"odata.maxpagesize={applied}"
+    return DEFAULT_PAGE_SIZE, None
+
+
+def _next_link(pairs: list[tuple[str, str]], skip: int, top: int | None) -> str:
+    """The request's own options with the offset moved on, relative to the service root."""
+    kept = [(k, v) for k, v in pairs if k not in ("$skip", "$top")]
+    if top is not None:
+        kept.append(("$top", str(top)))
+    kept.append(("$skip", str(skip)))
+    return "Items?" + "&".join(f"{quote(k, safe='$')}={quote(v, safe=',()$:')}" for k, v in kept)
+
+
+_TOKEN = re.compile(r"\s*(?:(?P<paren>[()])|(?P<string>'(?:[^']|'')*')|(?P<word>[A-Za-z_][A-Za-z0-9_/]*))")
+_COMPARE = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
+}
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIME = re.compile(r"([01]\d|2[0-3]):[0-5]\d:[0-5]\d")
+_FILTERABLE = ("ItemCode", "ItemName", "UpdateDate", "UpdateTime")
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+def compile_filter(text: str) -> Predicate:
+    """A ``$filter`` over Items as a predicate. Each comparison looks at its own field only, as
+    the Service Layer evaluates it: ``UpdateDate ge '2026-11-23' and UpdateTime ge '10:00:00'``
+    is two independent conditions, not one point in time. Supported: comparisons (eq, ne, gt,
+    ge, lt, le) of ItemCode/ItemName with a string, UpdateDate with 'YYYY-MM-DD', UpdateTime with
+    'HH:MM:SS', joined by ``and``/``or`` and grouped by parentheses."""
+    tokens = _tokens(text)
+    position = 0
+
+    def peek() -> tuple[str, str] | None:
+        return tokens[position] if position < len(tokens) else None
+
+    def take() -> tuple[str, str]:
+        nonlocal position
+        if position >= len(tokens):
+            raise QueryError(f"$filter '{text}' ends too early")
+        position += 1
+        return tokens[position - 1]
+
+    def either(word: str, part: Callable[[], Predicate]) -> Predicate:
+        parts = [part()]
+        while peek() == ("word", word):
+            take()
+            parts.append(part())
+        if len(parts) == 1:
+            return parts[0]
+        if word == "and":
+            return lambda item: all(p(item) for p in parts)
+        return lambda item: any(p(item) for p in parts)
+
+    def expression() -> Predicate:
+        return either("or", conjunction)
+
+    def conjunction() -> Predicate:
+        return either("and", factor)
+
+    def factor() -> Predicate:
+        kind, value = take()
+        if (kind, value) == ("paren", "("):
+            inner = expression()
+            if take() != ("paren", ")"):
+                raise QueryError(f"$filter '{text}': missing ')'")
+            return inner
+        if kind != "word":
+            raise QueryError(f"$filter '{text}': expected a property, found {value}")
+        return comparison(value)
+
+    def comparison(field: str) -> Predicate:
+        if field not in _FILTERABLE:
+            raise QueryError(f"$filter '{text}': property '{field}' of 'Item' is invalid or not filterable here")
+        kind, op = take()
+        if kind != "word" or op not in _COMPARE:
+            raise QueryError(f"$filter '{text}': unsupported operator '{op}' after {field}")
+        kind, literal = take()
+        if kind != "string":
+            raise QueryError(f"$filter '{text}': {field} must be compared with a quoted literal")
+        value = literal[1:-1].replace("''", "'")
+        if field == "UpdateDate":
+            if _DATE.fullmatch(value) is None or not _valid_date(value):
+                raise QueryError(f"$filter '{text}': '{value}' is not a date 'YYYY-MM-DD'")
+        elif field == "UpdateTime" and _TIME.fullmatch(value) is None:
+            raise QueryError(f"$filter '{text}': '{value}' is not a time 'HH:MM:SS'")
+        compare = _COMPARE[op]
+        return lambda item: item.get(field) is not None and compare(item[field], value)
+
+    predicate = expression()
+    if position != len(tokens):
+        raise QueryError(f"$filter '{text}': unexpected '{tokens[position][1]}'")
+    return predicate
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    position = 0
+    while position < len(text):
+        if text[position:].strip() == "":
+            break
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            raise QueryError(f"$filter '{text}' cannot be parsed at position {position}")
+        kind = match.lastgroup or ""
+        tokens.append((kind, match.group(kind)))
+        position = match.end()
+    if not tokens:
+        raise QueryError("$filter is empty")
+    return tokens
+
+
+def _valid_date(value: str) -> bool:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+# -- wire helpers --------------------------------------------------------------------------
 def _error(code: int, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": {"lang": "en-us", "value": message}}}
 
@@ -426,11 +1013,26 @@ def main() -> None:
         "--idempotency-keys", action="store_true", help="honour Idempotency-Key (SAP Business One ignores it)"
     )
     parser.add_argument("--no-idempotency-keys", action="store_true", help=argparse.SUPPRESS)  # the default
+    parser.add_argument(
+        "--session-timeout-seconds",
+        type=float,
+        default=SESSION_TIMEOUT_SECONDS,
+        help="idle time after which a session ends (the Service Layer's default: 30 minutes)",
+    )
+    parser.add_argument("--seed-items", type=int, default=0, help="start with this many seeded items (SKU-000000 ...)")
     args = parser.parse_args()
     # Many threads mostly waiting on sockets: a short GIL switch interval keeps a thread whose
     # answer has arrived from waiting up to 5 ms behind a busy one.
     sys.setswitchinterval(0.0005)
-    standin = ErpStandIn(args.host, args.port, idempotency_keys=args.idempotency_keys).start()
+    standin = ErpStandIn(
+        args.host,
+        args.port,
+        idempotency_keys=args.idempotency_keys,
+        session_timeout_seconds=args.session_timeout_seconds,
+    )
+    if args.seed_items:
+        standin.seed_items(args.seed_items)
+    standin.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
