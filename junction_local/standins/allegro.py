@@ -1,0 +1,1006 @@
+"""An Allegro REST API stand-in: sellers' offers, batch quantity change commands and the OAuth
+token endpoint, with the limits of docs/allegro-contract.md.
+
+A real HTTP server on 127.0.0.1 serving both hosts Allegro uses: the API (``/sale/...``, the
+``api.allegro.pl`` side) and the token endpoint (``/auth/oauth/token``, the ``allegro.pl``
+side). It is as strict as Allegro where Allegro documents a rule: the vendor media type, 1000
+offers per command, 1000 items per page, 9000 requests per minute per client id (then a minute's
+block), 9000 offer changes per minute and 250 000 per hour per user, single-use refresh tokens
+(60 s of grace) whose use ends the previous access token, commands that run asynchronously and
+report zeros until they start, a command id that cannot be reused with different content.
+
+It can be told to misbehave (down, slow, rate limited, flaky) and its clock can be moved
+forward, so token expiry and rate limit windows are tested without waiting. Control over HTTP
+too, under /_standin/, so another process can drive it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import random
+import secrets
+import sys
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from junction_local.process import LocalHandler
+from junction_local.standins import TargetStandIn
+
+MEDIA_TYPE = "application/vnd.allegro.public.v1+json"
+TOKEN_PATH = "/auth/oauth/token"  # noqa: S105 - a path, not a secret
+COMMANDS_PATH = "/sale/offer-quantity-change-commands/"
+OFFERS_PATH = "/sale/offers"
+
+# The stand-in's own fixed application and seller authorisation, as the secret holds them.
+CLIENT_ID = "junction-local-client"
+CLIENT_SECRET = "local-client-secret"  # noqa: S105 - a fixed local value, never deployed
+INITIAL_REFRESH_TOKEN = "local-refresh-token-0"  # noqa: S105 - a fixed local value, never deployed
+FULL_AUTHENTICATION = "Full authentication is required to access this resource"
+SCOPE = "allegro:api:sale:offers:read allegro:api:sale:offers:write"
+
+# Allegro's documented limits (sources in docs/allegro-contract.md).
+ACCESS_TOKEN_TTL_SECONDS = 12 * 3600  # "access_token ważny jest 12 godzin" (expires_in 43199)
+REFRESH_TOKEN_TTL_SECONDS = 90 * 24 * 3600  # "ważny przez 3 miesiące"
+REFRESH_GRACE_SECONDS = 60.0  # "po pierwszym odświeżeniu możesz z niego korzystać jeszcze przez 60 sekund"
+REQUESTS_PER_MINUTE = 9000  # per client id; exceeding it blocks the client id for a minute
+BLOCK_SECONDS = 60.0
+OFFER_CHANGES_PER_MINUTE = 9000  # per user, offers named in quantity change commands
+OFFER_CHANGES_PER_HOUR = 250_000
+MAX_OFFERS_PER_COMMAND = 1000
+MAX_PAGE_LIMIT = 1000  # GET /sale/offers and command tasks: limit 1..1000
+DEFAULT_OFFERS_LIMIT = 20
+DEFAULT_TASKS_LIMIT = 100
+MAX_QUANTITY = 99_999  # an offer's stock cannot exceed 99 999
+# The stand-in's own processing rate (Allegro: "may take up to an hour, usually much faster"):
+# 100 000 offers in under two minutes.
+TASKS_PER_SECOND = 1000.0
+
+OFFER_ID_BASE = 17_000_000_000  # offer ids are numeric strings of Allegro's length
+
+MODES = {
+    "ok": "serve normally",
+    "down": "503 Service Unavailable",
+    "slow": "wait `delay` seconds, then serve",
+    "rate_limited": "429 with Retry-After `retry_after`",
+    "flaky": "a fraction `rate` of requests get 503 (seeded by `seed`), the rest are served",
+}
+
+
+@dataclass
+class Behaviour:
+    mode: str = "ok"  # see MODES
+    retry_after: int = 1
+    delay: float = 0.0
+    count: int | None = None  # apply to the next N requests only, then back to ok
+    rate: float = 0.5  # flaky: the fraction of requests that fail
+    seed: int = 0
+
+
+@dataclass(slots=True)
+class Offer:
+    id: str
+    sku: str | None
+    available: int
+    status: str = "ACTIVE"  # ACTIVE or ENDED
+
+
+@dataclass(slots=True)
+class Task:
+    offer_id: str
+    status: str = "NEW"
+    message: str = ""
+    finished_at: float | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Command:
+    id: str
+    change_type: str
+    value: int
+    offer_ids: tuple[str, ...]
+    created_at: float
+    tasks: list[Task]
+    started: bool = False
+    next: int = 0
+    success: int = 0
+    failed: int = 0
+    completed_at: float | None = None
+
+
+@dataclass
+class RefreshToken:
+    client_id: str
+    expires_at: float
+    used_at: float | None = None
+    access_token: str | None = None  # issued with it; ends when this refresh token is used
+
+
+@dataclass
+class AccessToken:
+    client_id: str
+    expires_at: float
+
+
+Answer = tuple[int, dict[str, str], Any]
+
+
+class AllegroStandIn:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        client_id: str = CLIENT_ID,
+        client_secret: str = CLIENT_SECRET,
+        token_ttl_seconds: float = ACCESS_TOKEN_TTL_SECONDS,
+        requests_per_minute: int = REQUESTS_PER_MINUTE,
+        offer_changes_per_minute: int = OFFER_CHANGES_PER_MINUTE,
+        offer_changes_per_hour: int = OFFER_CHANGES_PER_HOUR,
+        tasks_per_second: float = TASKS_PER_SECOND,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if token_ttl_seconds <= 1 or requests_per_minute < 1 or tasks_per_second <= 0:
+            raise ValueError("token_ttl_seconds > 1, requests_per_minute >= 1 and tasks_per_second > 0 are required")
+        if offer_changes_per_minute < 1 or offer_changes_per_hour < 1:
+            raise ValueError("offer change limits must be at least 1")
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.token_ttl_seconds = float(token_ttl_seconds)
+        self.requests_per_minute = requests_per_minute
+        self.offer_changes_per_minute = offer_changes_per_minute
+        self.offer_changes_per_hour = offer_changes_per_hour
+        self.tasks_per_second = float(tasks_per_second)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._work = threading.Event()
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._threads: list[threading.Thread] = []
+        self.reset()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    root_url = url
+
+    def start(self) -> AllegroStandIn:
+        self._threads = [
+            threading.Thread(target=self._server.serve_forever, name="allegro-standin", daemon=True),
+            threading.Thread(target=self._worker, name="allegro-standin-tasks", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._work.set()
+        self._server.shutdown()
+        self._server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> AllegroStandIn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- clock -----------------------------------------------------------------------------
+    def now(self) -> float:
+        return self._clock() + self._skew
+
+    def advance(self, seconds: float) -> None:
+        """Move the stand-in's clock forward: tokens age, rate limit windows and blocks pass."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        with self._lock:
+            self._skew += seconds
+
+    # -- state -----------------------------------------------------------------------------
+    def reset(self) -> None:
+        with self._lock:
+            self._skew = 0.0
+            self._offers: dict[str, Offer] = {}
+            self._order: list[str] = []  # offer ids, ascending (Allegro lists them descending)
+            self._skus: set[str] = set()
+            self._next_offer = 1
+            self._commands: dict[str, Command] = {}
+            self._queue: deque[str] = deque()
+            self._access: dict[str, AccessToken] = {}
+            self._refresh: dict[str, RefreshToken] = {
+                INITIAL_REFRESH_TOKEN: RefreshToken(self.client_id, self.now() + REFRESH_TOKEN_TTL_SECONDS)
+            }
+            self._hits: dict[str, deque[float]] = {}
+            self._blocked_until: dict[str, float] = {}
+            self._changes: deque[tuple[float, int]] = deque()
+            self._requests = 0
+            self._rejected = 0
+            self._errors_429 = 0
+            self._token_refreshes = 0
+            self._tasks_done = 0
+            self._tasks_failed = 0
+            self.behaviour = Behaviour()
+            self._random = random.Random(0)
+
+    def set_behaviour(
+        self,
+        mode: str = "ok",
+        *,
+        retry_after: int = 1,
+        delay: float = 0.0,
+        count: int | None = None,
+        rate: float = 0.5,
+        seed: int = 0,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; one of {sorted(MODES)}")
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        if retry_after < 0 or delay < 0 or (count is not None and count < 0):
+            raise ValueError("retry_after, delay and count cannot be negative")
+        with self._lock:
+            self.behaviour = Behaviour(mode, retry_after, delay, count, rate, seed)
+            self._random = random.Random(seed)
+
+    def seed_offers(self, count: int, prefix: str = "SKU-", quantity: int = 0) -> list[str]:
+        """Create ``count`` ACTIVE offers with external ids ``f"{prefix}{n:06d}"`` (n from 1);
+        returns their offer ids. A SKU the stand-in already holds is refused."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError("count must be a non-negative integer")
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or not 0 <= quantity <= MAX_QUANTITY:
+            raise ValueError(f"quantity must be an integer between 0 and {MAX_QUANTITY}")
+        skus = [f"{prefix}{n:06d}" for n in range(1, count + 1)]
+        with self._lock:
+            clash = next((s for s in skus if s in self._skus), None)
+            if clash is not None:
+                raise ValueError(f"an offer with external id {clash!r} exists already")
+            return [self._add(sku, quantity, "ACTIVE") for sku in skus]
+
+    def add_offer(self, sku: str | None, quantity: int = 1, status: str = "ACTIVE") -> str:
+        """One offer; ``sku=None`` plays an offer listed without an external id."""
+        if status not in ("ACTIVE", "ENDED"):
+            raise ValueError("status must be ACTIVE or ENDED")
+        with self._lock:
+            if sku is not None and sku in self._skus:
+                raise ValueError(f"an offer with external id {sku!r} exists already")
+            return self._add(sku, quantity, status)
+
+    def _add(self, sku: str | None, quantity: int, status: str) -> str:
+        offer_id = str(OFFER_ID_BASE + self._next_offer)
+        self._next_offer += 1
+        self._offers[offer_id] = Offer(offer_id, sku, quantity, status)
+        self._order.append(offer_id)
+        if sku is not None:
+            self._skus.add(sku)
+        return offer_id
+
+    def end_offers(self, skus: Iterable[str]) -> dict[str, Any]:
+        """End the offers with these external ids (as a seller ending them would)."""
+        wanted = set(skus)
+        with self._lock:
+            ended = [o for o in self._offers.values() if o.sku in wanted]
+            for offer in ended:
+                offer.status = "ENDED"
+            found = {o.sku for o in ended}
+        return {"ended": len(ended), "unknown": sorted(wanted - found)}
+
+    def expire_tokens(self) -> None:
+        """Every access token issued so far expires now; refresh tokens stay valid."""
+        with self._lock:
+            now = self.now()
+            for token in self._access.values():
+                token.expires_at = min(token.expires_at, now)
+
+    def quantities(self) -> dict[str, int]:
+        with self._lock:
+            return {o.sku: o.available for o in self._offers.values() if o.sku is not None}
+
+    def offer(self, offer_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._offers.get(offer_id)
+            return None if found is None else _offer_doc(found)
+
+    def limits(self) -> dict[str, Any]:
+        return {
+            "requests_per_minute": self.requests_per_minute,
+            "block_seconds": BLOCK_SECONDS,
+            "max_offers_per_command": MAX_OFFERS_PER_COMMAND,
+            "max_page_limit": MAX_PAGE_LIMIT,
+            "max_quantity": MAX_QUANTITY,
+            "offer_changes_per_minute": self.offer_changes_per_minute,
+            "offer_changes_per_hour": self.offer_changes_per_hour,
+            "tasks_per_second": self.tasks_per_second,
+            "token_ttl_seconds": self.token_ttl_seconds,
+            "refresh_token_ttl_seconds": REFRESH_TOKEN_TTL_SECONDS,
+            "refresh_grace_seconds": REFRESH_GRACE_SECONDS,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """Counts only: cheap enough to poll while 100 000 tasks run."""
+        with self._lock:
+            pending = sum(len(self._commands[c].tasks) - self._commands[c].next for c in self._queue)
+            return {
+                "requests": self._requests,
+                "rejected_by_behaviour": self._rejected,
+                "offers": len(self._offers),
+                "commands": len(self._commands),
+                "tasks_done": self._tasks_done,
+                "tasks_failed": self._tasks_failed,
+                "tasks_pending": pending,
+                "errors_429": self._errors_429,
+                "token_refreshes": self._token_refreshes,
+                "limits": self.limits(),
+            }
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "quantities": self.quantities(),
+                "ended": sorted(o.sku for o in self._offers.values() if o.status == "ENDED" and o.sku is not None),
+                "commands": {
+                    c.id: {"total": len(c.tasks), "success": c.success, "failed": c.failed, "started": c.started}
+                    for c in self._commands.values()
+                },
+                "behaviour": dict(self.behaviour.__dict__),
+                **self.summary(),
+            }
+
+    # -- behaviour -------------------------------------------------------------------------
+    def _misbehave(self) -> Answer | None:
+        with self._lock:
+            b = self.behaviour
+            if b.mode == "ok":
+                return None
+            if b.count is not None:
+                if b.count <= 0:
+                    self.behaviour = Behaviour()
+                    return None
+                b.count -= 1
+            mode = b.mode
+            if mode == "flaky" and self._random.random() >= b.rate:
+                return None
+            if mode != "slow":
+                self._rejected += 1
+            if mode == "rate_limited":
+                self._errors_429 += 1
+        if mode == "slow":
+            time.sleep(b.delay)
+            return None
+        if mode == "rate_limited":
+            return 429, {"Retry-After": str(b.retry_after)}, _errors("TooManyRequestsException", "Too many requests")
+        return 503, {}, _errors("ServiceUnavailable", "Service temporarily unavailable")
+
+    # -- routing ---------------------------------------------------------------------------
+    def handle(self, method: str, path: str, query: str, headers: dict[str, str], raw: bytes) -> Answer:
+        if path.startswith("/_standin/"):
+            return self._control(method, path, raw)
+        with self._lock:
+            self._requests += 1
+        forced = self._misbehave()
+        if forced is not None:
+            return forced
+        if path == TOKEN_PATH:
+            return self._token(method, query, headers, raw)
+        if path.startswith("/sale/"):
+            return self._api(method, path, query, headers, raw)
+        return 404, {}, _errors("NotFoundException", "Resource not found", path=path)
+
+    def _api(self, method: str, path: str, query: str, headers: dict[str, str], raw: bytes) -> Answer:
+        client_id, problem = self._authenticate(headers.get("authorization", ""))
+        if problem is not None:
+            return problem
+        assert client_id is not None
+        blocked = self._rate_limit(client_id)
+        if blocked is not None:
+            return blocked
+        if MEDIA_TYPE not in headers.get("accept", ""):
+            return 406, {}, _errors("NotAcceptableException", f"Accept must be {MEDIA_TYPE}")
+        params = parse_qs(query, keep_blank_values=True)
+        if path == OFFERS_PATH:
+            if method != "GET":
+                return 405, {}, _errors("MethodNotAllowedException", "Method not allowed")
+            return self._list_offers(params)
+        if path.startswith(COMMANDS_PATH):
+            rest = path[len(COMMANDS_PATH) :].split("/")
+            command_id = rest[0]
+            if len(rest) == 1 and method == "PUT":
+                if headers.get("content-type", "").split(";")[0].strip() != MEDIA_TYPE:
+                    return 415, {}, _errors("UnsupportedMediaTypeException", f"Content-Type must be {MEDIA_TYPE}")
+                return self._put_command(command_id, raw)
+            if len(rest) == 1 and method == "GET":
+                return self._get_command(command_id)
+            if len(rest) == 2 and rest[1] == "tasks" and method == "GET":
+                return self._get_tasks(command_id, params)
+            return 405, {}, _errors("MethodNotAllowedException", "Method not allowed")
+        return 404, {}, _errors("NotFoundException", "Resource not found", path=path)
+
+    # -- OAuth -----------------------------------------------------------------------------
+    def _token(self, method: str, query: str, headers: dict[str, str], raw: bytes) -> Answer:
+        unauthorized = (
+            401,
+            {"WWW-Authenticate": 'Basic realm="oauth2/client"'},
+            {"error": "Unauthorized", "error_description": "Unauthorized"},
+        )
+        if method != "POST":
+            return 405, {}, {"error": "method_not_allowed", "error_description": "Use POST"}
+        client = _basic(headers.get("authorization", ""))
+        if client is None or client != (self.client_id, self.client_secret):
+            return unauthorized
+        try:
+            text = raw.decode()
+        except UnicodeDecodeError:
+            return 400, {}, {"error": "invalid_request", "error_description": "Body is not form-encoded text"}
+        form = {**parse_qs(query), **parse_qs(text)}
+        grant = (form.get("grant_type") or [""])[0]
+        if grant != "refresh_token":
+            return 400, {}, {"error": "unsupported_grant_type", "error_description": f"Unsupported grant type: {grant}"}
+        token = (form.get("refresh_token") or [""])[0]
+        if not token:
+            return 400, {}, {"error": "invalid_request", "error_description": "A refresh token must be supplied"}
+        with self._lock:
+            now = self.now()
+            held = self._refresh.get(token)
+            usable = (
+                held is not None
+                and held.client_id == client[0]
+                and now < held.expires_at
+                and (held.used_at is None or now - held.used_at <= REFRESH_GRACE_SECONDS)
+            )
+            if not usable or held is None:
+                return (
+                    400,
+                    {},
+                    {"error": "invalid_grant", "error_description": f"Invalid refresh token: {token[:12]}..."},
+                )
+            if held.used_at is None:
+                held.used_at = now
+            if held.access_token is not None:  # the previous pair loses its validity
+                self._access.pop(held.access_token, None)
+                held.access_token = None
+            access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+            self._access[access] = AccessToken(client[0], now + self.token_ttl_seconds)
+            self._refresh[refresh] = RefreshToken(client[0], now + REFRESH_TOKEN_TTL_SECONDS, access_token=access)
+            self._token_refreshes += 1
+            self._prune_tokens(now)
+        return (
+            200,
+            {"Content-Type": "application/json"},
+            {
+                "access_token": access,
+                "token_type": "bearer",
+                "refresh_token": refresh,
+                "expires_in": int(self.token_ttl_seconds) - 1,
+                "scope": SCOPE,
+                "allegro_api": True,
+                "jti": str(uuid.uuid4()),
+            },
+        )
+
+    def _prune_tokens(self, now: float) -> None:
+        spent = [
+            t
+            for t, r in self._refresh.items()
+            if now >= r.expires_at or (r.used_at is not None and now - r.used_at > REFRESH_GRACE_SECONDS)
+        ]
+        for token in spent:
+            del self._refresh[token]
+        for token in [t for t, a in self._access.items() if now >= a.expires_at + 3600]:
+            del self._access[token]
+
+    def _authenticate(self, header: str) -> tuple[str | None, Answer | None]:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None, (
+                401,
+                {"WWW-Authenticate": 'Bearer realm="allegro-api"'},
+                {
+                    "error": "unauthorized",
+                    "error_description": "Full authentication is required to access this resource",
+                },
+            )
+        token = token.strip()
+        with self._lock:
+            held = self._access.get(token)
+            if held is None:
+                description = "Invalid access token"
+            elif self.now() >= held.expires_at:
+                description = f"Access token expired: {token[:12]}..."
+            else:
+                return held.client_id, None
+        return None, (
+            401,
+            {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            {"error": "invalid_token", "error_description": description},
+        )
+
+    def _rate_limit(self, client_id: str) -> Answer | None:
+        """9000 requests per minute per client id; the request over it blocks the client id for
+        a minute, and every request during the block is refused too."""
+        with self._lock:
+            now = self.now()
+            until = self._blocked_until.get(client_id, 0.0)
+            if now < until:
+                self._errors_429 += 1
+                return _too_many(until - now)
+            hits = self._hits.setdefault(client_id, deque())
+            while hits and hits[0] <= now - 60.0:
+                hits.popleft()
+            if len(hits) >= self.requests_per_minute:
+                self._blocked_until[client_id] = now + BLOCK_SECONDS
+                hits.clear()
+                self._errors_429 += 1
+                return _too_many(BLOCK_SECONDS)
+            hits.append(now)
+        return None
+
+    # -- offers ----------------------------------------------------------------------------
+    def _list_offers(self, params: dict[str, list[str]]) -> Answer:
+        limit, problem = _page_param(params, "limit", DEFAULT_OFFERS_LIMIT, 1, MAX_PAGE_LIMIT)
+        if problem is not None:
+            return problem
+        offset, problem = _page_param(params, "offset", 0, 0, None)
+        if problem is not None:
+            return problem
+        statuses = set(params.get("publication.status", []))
+        unknown = statuses - {"INACTIVE", "ACTIVATING", "ACTIVE", "ENDED"}
+        if unknown:
+            return 422, {}, _errors("VALIDATION_ERROR", f"Unknown publication.status {sorted(unknown)}")
+        externals = set(params.get("external.id", []))
+        with self._lock:
+            newest_first = reversed(self._order)
+            if statuses or externals:
+                matching = [
+                    self._offers[i]
+                    for i in newest_first
+                    if (not statuses or self._offers[i].status in statuses)
+                    and (not externals or self._offers[i].sku in externals)
+                ]
+                total, page = len(matching), matching[offset : offset + limit]
+            else:
+                total = len(self._order)
+                end = max(total - offset, 0)
+                ids = self._order[max(end - limit, 0) : end][::-1]
+                page = [self._offers[i] for i in ids]
+            docs = [_offer_doc(o) for o in page]
+        return 200, {}, {"offers": docs, "count": len(docs), "totalCount": total}
+
+    # -- commands --------------------------------------------------------------------------
+    def _put_command(self, command_id: str, raw: bytes) -> Answer:
+        if not _is_uuid(command_id):
+            return 400, {}, _errors("VALIDATION_ERROR", "commandId must be a UUID", path="commandId")
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            return 400, {}, _errors("VALIDATION_ERROR", "Body is not JSON")
+        parsed = _parse_command(body)
+        if not isinstance(parsed, ParsedCommand):
+            return parsed  # the 4xx answer for a malformed command
+        change_type, value, offer_ids = parsed.change_type, parsed.value, parsed.offer_ids
+        with self._lock:
+            existing = self._commands.get(command_id)
+            if existing is not None:
+                if (existing.change_type, existing.value, existing.offer_ids) != (change_type, value, offer_ids):
+                    return (
+                        409,
+                        {},
+                        _errors(
+                            "COMMAND_ALREADY_REGISTERED_WITH_DIFFERENT_CONTENT",
+                            "Command with the given id but with different content is already registered.",
+                        ),
+                    )
+                return 201, {}, self._report(existing)  # the same command again: nothing new happens
+            wait = self._offer_changes_wait(len(offer_ids))
+            if wait is not None:
+                self._errors_429 += 1
+                return _too_many(wait)
+            now = self.now()
+            self._changes.append((now, len(offer_ids)))
+            command = Command(command_id, change_type, value, offer_ids, now, [Task(o) for o in offer_ids])
+            self._commands[command_id] = command
+            self._queue.append(command_id)
+            answer = self._report(command)
+        self._work.set()
+        return 201, {}, answer
+
+    def _offer_changes_wait(self, wanted: int) -> float | None:
+        """Seconds until ``wanted`` more offer changes fit the per-minute and per-hour limits,
+        or None when they fit now."""
+        now = self.now()
+        while self._changes and self._changes[0][0] <= now - 3600.0:
+            self._changes.popleft()
+        waits: list[float] = []
+        for window, limit in ((60.0, self.offer_changes_per_minute), (3600.0, self.offer_changes_per_hour)):
+            inside = [(t, n) for t, n in self._changes if t > now - window]
+            used = sum(n for _, n in inside)
+            if used + wanted <= limit:
+                continue
+            if wanted > limit:
+                waits.append(window)
+                continue
+            for t, n in inside:  # oldest first: when enough of them have left the window
+                used -= n
+                if used + wanted <= limit:
+                    waits.append(t + window - now)
+                    break
+        return max(waits) if waits else None
+
+    def _get_command(self, command_id: str) -> Answer:
+        with self._lock:
+            command = self._commands.get(command_id)
+            if command is None:
+                return 404, {}, _errors("COMMAND_NOT_FOUND", "Command not found.", user_message="Command not found.")
+            return 200, {}, self._report(command)
+
+    def _get_tasks(self, command_id: str, params: dict[str, list[str]]) -> Answer:
+        limit, problem = _page_param(params, "limit", DEFAULT_TASKS_LIMIT, 1, MAX_PAGE_LIMIT)
+        if problem is not None:
+            return problem
+        offset, problem = _page_param(params, "offset", 0, 0, None)
+        if problem is not None:
+            return problem
+        with self._lock:
+            command = self._commands.get(command_id)
+            if command is None:
+                return 404, {}, _errors("COMMAND_NOT_FOUND", "Command not found.", user_message="Command not found.")
+            # Until processing starts Allegro lists no tasks (and counts zeros).
+            tasks = command.tasks[offset : offset + limit] if command.started else []
+            docs = [_task_doc(t, command.created_at) for t in tasks]
+        return 200, {}, {"tasks": docs}
+
+    def _report(self, command: Command) -> dict[str, Any]:
+        return {
+            "id": command.id,
+            "createdAt": _iso(command.created_at),
+            "completedAt": None if command.completed_at is None else _iso(command.completed_at),
+            "taskCount": {
+                "total": len(command.tasks) if command.started else 0,
+                "success": command.success,
+                "failed": command.failed,
+            },
+        }
+
+    # -- the asynchronous part -------------------------------------------------------------
+    def _worker(self) -> None:
+        """Completes queued tasks at ``tasks_per_second``, oldest command first."""
+        budget = 0.0
+        last = time.monotonic()
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            budget = min(budget + (now - last) * self.tasks_per_second, max(self.tasks_per_second, 1.0))
+            last = now
+            if budget >= 1.0:
+                budget -= self._process(int(budget))
+            with self._lock:
+                idle = not self._queue
+                if idle:
+                    budget = 0.0
+                    self._work.clear()
+            if idle:
+                self._work.wait(0.5)
+                last = time.monotonic()
+            else:
+                self._stopping.wait(0.005)
+
+    def _process(self, n: int) -> int:
+        done = 0
+        with self._lock:
+            now = self.now()
+            while done < n and self._queue:
+                command = self._commands[self._queue[0]]
+                command.started = True
+                while done < n and command.next < len(command.tasks):
+                    self._apply(command, command.tasks[command.next], now)
+                    command.next += 1
+                    done += 1
+                if command.next >= len(command.tasks):
+                    command.completed_at = now
+                    self._queue.popleft()
+        return done
+
+    def _apply(self, command: Command, task: Task, now: float) -> None:
+        offer = self._offers.get(task.offer_id)
+        problem: tuple[str, str] | None = None
+        if offer is None:
+            problem = ("OfferNotFoundException", f"Offer {task.offer_id} not found")
+        elif offer.status != "ACTIVE":
+            problem = ("EXCEPTION_DURING_OFFER_QUANTITY_UPDATE", f"Offer {task.offer_id} is {offer.status}")
+        else:
+            wanted = command.value if command.change_type == "FIXED" else offer.available + command.value
+            if wanted < 1:
+                problem = ("INVALID_OFFER_QUANTITY", "The quantity can not be changed to less than 1.")
+            elif wanted > MAX_QUANTITY:
+                problem = ("INVALID_OFFER_QUANTITY", f"The quantity can not be changed to more than {MAX_QUANTITY}.")
+            else:
+                offer.available = wanted
+        task.finished_at = now
+        if problem is None:
+            task.status = "SUCCESS"
+            command.success += 1
+            self._tasks_done += 1
+            return
+        code, message = problem
+        task.status, task.message = "FAIL", code
+        task.errors = [{"code": code, "message": message, "details": None, "path": None, "userMessage": message}]
+        command.failed += 1
+        self._tasks_failed += 1
+
+    # -- control ---------------------------------------------------------------------------
+    def _control(self, method: str, path: str, raw: bytes) -> Answer:
+        if method == "GET" and path == "/_standin/state":
+            return 200, {}, self.state()
+        if method == "GET" and path == "/_standin/summary":
+            return 200, {}, self.summary()
+        if method != "POST":
+            return 404, {}, {"error": "unknown control endpoint"}
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            return 400, {}, {"error": "body is not JSON"}
+        if not isinstance(body, dict):
+            return 400, {}, {"error": "body must be a JSON object"}
+        try:
+            return self._control_post(path, body)
+        except (TypeError, ValueError) as exc:
+            return 400, {}, {"error": str(exc)}
+
+    def _control_post(self, path: str, body: dict[str, Any]) -> Answer:
+        if path == "/_standin/behaviour":
+            self.set_behaviour(
+                str(body.get("mode", "ok")),
+                retry_after=int(body.get("retry_after", 1)),
+                delay=float(body.get("delay", 0.0)),
+                count=None if body.get("count") is None else int(body["count"]),
+                rate=float(body.get("rate", 0.5)),
+                seed=int(body.get("seed", 0)),
+            )
+            return 200, {}, dict(self.behaviour.__dict__)
+        if path == "/_standin/reset":
+            self.reset()
+            return 200, {}, {"reset": True}
+        if path == "/_standin/offers/seed":
+            ids = self.seed_offers(
+                body.get("count"),  # type: ignore[arg-type]  # validated by seed_offers
+                str(body.get("prefix", "SKU-")),
+                body.get("quantity", 0),
+            )
+            return 201, {}, {"created": len(ids), "first_id": ids[0] if ids else None}
+        if path == "/_standin/offers/end":
+            skus = body.get("skus")
+            if not isinstance(skus, list) or not all(isinstance(s, str) for s in skus):
+                raise ValueError("skus must be a list of strings")
+            return 200, {}, self.end_offers(skus)
+        if path == "/_standin/tokens/expire":
+            self.expire_tokens()
+            return 200, {}, {"expired": True}
+        if path == "/_standin/clock/advance":
+            self.advance(float(body.get("seconds", 0)))
+            return 200, {}, {"now": self.now()}
+        return 404, {}, {"error": "unknown control endpoint"}
+
+
+@dataclass(frozen=True)
+class ParsedCommand:
+    change_type: str
+    value: int
+    offer_ids: tuple[str, ...]
+
+
+def _parse_command(body: Any) -> ParsedCommand | Answer:
+    """The command's (changeType, value, offer ids), or the 4xx answer for a malformed one."""
+
+    def invalid(message: str, path: str, code: str = "VALIDATION_ERROR") -> Answer:
+        return 422, {}, _errors(code, message, path=path)
+
+    if not isinstance(body, dict):
+        return invalid("The command must be a JSON object", "")
+    modification = body.get("modification")
+    if not isinstance(modification, dict):
+        return invalid("modification is required", "modification")
+    change_type = modification.get("changeType")
+    if change_type not in ("FIXED", "GAIN"):
+        return invalid("changeType must be FIXED or GAIN", "modification.changeType")
+    value = modification.get("value")
+    if isinstance(value, bool) or not isinstance(value, int):
+        return invalid("value must be an integer", "modification.value")
+    if (change_type == "FIXED" and not 0 <= value <= MAX_QUANTITY) or abs(value) > MAX_QUANTITY:
+        return invalid("Incorrect value of quantity", "modification.value", "INCORRECT_QUANTITY_VALUE")
+    criteria = body.get("offerCriteria")
+    if not isinstance(criteria, list) or not criteria:
+        return invalid("offerCriteria must name the offers", "offerCriteria")
+    offer_ids: list[str] = []
+    for n, criterion in enumerate(criteria):
+        if not isinstance(criterion, dict) or criterion.get("type") != "CONTAINS_OFFERS":
+            return invalid("criterion type must be CONTAINS_OFFERS", f"offerCriteria[{n}].type")
+        offers = criterion.get("offers")
+        if not isinstance(offers, list) or not offers:
+            return invalid("offers must be a non-empty list", f"offerCriteria[{n}].offers")
+        for m, offer in enumerate(offers):
+            offer_id = offer.get("id") if isinstance(offer, dict) else None
+            if isinstance(offer_id, bool) or not isinstance(offer_id, str | int) or not str(offer_id).strip():
+                return invalid("offer id is required", f"offerCriteria[{n}].offers[{m}].id")
+            offer_ids.append(str(offer_id))
+    if len(offer_ids) > MAX_OFFERS_PER_COMMAND:
+        return invalid(
+            f"A command can change at most {MAX_OFFERS_PER_COMMAND} offers, got {len(offer_ids)}", "offerCriteria"
+        )
+    if len(set(offer_ids)) != len(offer_ids):
+        return invalid("An offer is named more than once", "offerCriteria")
+    return ParsedCommand(change_type, value, tuple(offer_ids))
+
+
+def _page_param(
+    params: dict[str, list[str]], name: str, default: int, low: int, high: int | None
+) -> tuple[int, Answer | None]:
+    given = params.get(name)
+    if not given:
+        return default, None
+    raw = given[0]
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < low or (high is not None and int(raw) > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        return default, (422, {}, _errors("VALIDATION_ERROR", f"{name} must be {bound}", details=raw, path=name))
+    return int(raw), None
+
+
+def _too_many(seconds: float) -> Answer:
+    return (
+        429,
+        {"Retry-After": str(max(1, math.ceil(seconds)))},
+        _errors("TooManyRequestsException", "Too many requests", user_message="Try again later."),
+    )
+
+
+def _errors(
+    code: str, message: str, *, details: str | None = None, path: str | None = None, user_message: str | None = None
+) -> dict[str, Any]:
+    return {
+        "errors": [
+            {"code": code, "message": message, "details": details, "path": path, "userMessage": user_message or message}
+        ]
+    }
+
+
+def _offer_doc(offer: Offer) -> dict[str, Any]:
+    return {
+        "id": offer.id,
+        "name": f"Offer {offer.sku or offer.id}",
+        "external": None if offer.sku is None else {"id": offer.sku},
+        "stock": {"available": offer.available, "sold": 0},
+        "publication": {"status": offer.status},
+    }
+
+
+def _task_doc(task: Task, scheduled_at: float) -> dict[str, Any]:
+    return {
+        "offer": {"id": task.offer_id},
+        "message": task.message,
+        "status": task.status,
+        "scheduledAt": _iso(scheduled_at),
+        "finishedAt": None if task.finished_at is None else _iso(task.finished_at),
+        "field": "quantity",
+        "errors": list(task.errors),
+    }
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(epoch * 1000) % 1000:03d}Z"
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return len(value) == 36
+
+
+def _basic(header: str) -> tuple[str, str] | None:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def _handler_for(standin: AllegroStandIn) -> type[BaseHTTPRequestHandler]:
+    class Handler(LocalHandler):
+        def _serve(self) -> None:
+            raw = self.body()
+            parts = urlsplit(self.path)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            path = unquote(parts.path)
+            status, extra, payload = standin.handle(self.command, path, parts.query, headers, raw)
+            body = b"" if payload is None else json.dumps(payload).encode()
+            content_type = MEDIA_TYPE if path.startswith("/sale/") else "application/json"
+            self.reply(status, dict(extra), body, content_type)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+    return Handler
+
+
+def main() -> None:
+    """Run the stand-in on its own: ``python -m junction_local.standins.allegro --port 8093``."""
+    import argparse
+    import signal
+
+    from junction_local.process import exit_with_parent
+
+    parser = argparse.ArgumentParser(description="Allegro REST API stand-in (offers, quantity commands, OAuth)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8093)
+    parser.add_argument("--token-ttl-seconds", type=float, default=ACCESS_TOKEN_TTL_SECONDS)
+    parser.add_argument("--requests-per-minute", type=int, default=REQUESTS_PER_MINUTE)
+    parser.add_argument("--offer-changes-per-minute", type=int, default=OFFER_CHANGES_PER_MINUTE)
+    parser.add_argument("--offer-changes-per-hour", type=int, default=OFFER_CHANGES_PER_HOUR)
+    parser.add_argument("--tasks-per-second", type=float, default=TASKS_PER_SECOND)
+    parser.add_argument("--seed-offers", type=int, default=0, help="create this many ACTIVE offers at start")
+    parser.add_argument("--seed-prefix", default="SKU-")
+    parser.add_argument("--seed-quantity", type=int, default=0)
+    args = parser.parse_args()
+    sys.setswitchinterval(0.0005)
+    standin = AllegroStandIn(
+        args.host,
+        args.port,
+        token_ttl_seconds=args.token_ttl_seconds,
+        requests_per_minute=args.requests_per_minute,
+        offer_changes_per_minute=args.offer_changes_per_minute,
+        offer_changes_per_hour=args.offer_changes_per_hour,
+        tasks_per_second=args.tasks_per_second,
+    )
+    if args.seed_offers:
+        standin.seed_offers(args.seed_offers, args.seed_prefix, args.seed_quantity)
+    standin.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    exit_with_parent(stop)
+    stop.wait()
+    standin.stop()
+
+
+def _credentials(root_url: str) -> dict[str, str]:
+    """The ``allegro-api`` secret's value for a stand-in listening on ``root_url``."""
+    return {
+        "api_url": root_url,
+        "auth_url": root_url + "/auth/oauth",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "refresh_token": INITIAL_REFRESH_TOKEN,
+    }
+
+
+# Run as a process of its own; its defaults are Allegro's documented limits, so no flag is needed
+# to make it strict.
+LOCAL = TargetStandIn(
+    system="allegro",
+    module="junction_local.standins.allegro",
+    fills="allegro-api",
+    credentials=_credentials,
+    health_path="/_standin/summary",
+    effect_count="tasks_done",
+)
+
+
+if __name__ == "__main__":
+    main()
