@@ -7,23 +7,29 @@
   when two orders race, because the second create fails with "already exists" and we read it.
 - Sales orders: ``POST /Orders`` with an ``Idempotency-Key`` header; ``NumAtCard`` carries the
   shop's order reference, so a retry can also find an order the ERP already holds.
+- Stock: ``GET /Items`` filtered on ``UpdateDate`` alone, ordered by ItemCode, one page at a time
+  behind ``odata.nextLink``. Paging by offset while stock changes can repeat an item but never
+  skip one, so the reader deduplicates (by ``item_version``) rather than trusting the pages.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from shared.errors import ConfigurationError, CredentialsRejected, TargetRejected
+from shared.errors import ConfigurationError, CredentialsRejected, TargetRejected, ValidationFailed
 from shared.http import DEFAULT_TIMEOUT, classify_response, client, transport_error
 from shared.models import Address, Customer, Order
 
@@ -31,6 +37,9 @@ TARGET = "erp"
 ERR_ALREADY_EXISTS = -2035  # "This entry already exists in the following tables"
 ERR_NOT_FOUND = -2028  # "No matching records found"
 FREIGHT_EXPENSE_CODE = 1
+# What a stock read needs of an item, and nothing more: the Service Layer sends every field
+# of an item (hundreds) unless told otherwise.
+ITEM_SELECT = "ItemCode,UpdateDate,UpdateTime,ItemWarehouseInfoCollection"
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,30 @@ KNOWN_CUSTOMERS_MAX = 10_000
 
 def order_reference(order: Order) -> str:
     return f"{order.source}:{order.source_id}"
+
+
+@dataclass(frozen=True)
+class ItemsPage:
+    """One page of a stock read: raw Service Layer items, and the link to the next page (None
+    on the last one)."""
+
+    items: list[dict[str, Any]]
+    next_link: str | None
+
+
+@dataclass(frozen=True)
+class WarehouseStock:
+    """An item's quantities in one warehouse, exact. SAP may allow negative stock (when the
+    company permits it), so negative numbers are valid quantities here."""
+
+    in_stock: Decimal
+    committed: Decimal  # reserved by open sales orders
+    ordered: Decimal  # expected from open purchase orders
+
+    @property
+    def available(self) -> Decimal:
+        """What can still be sold: on hand less what open sales orders have committed."""
+        return self.in_stock - self.committed
 
 
 SettingsSource = Callable[[bool], ErpSettings]  # refresh -> settings (read again when True)
@@ -243,6 +276,161 @@ class ErpClient:
                 details={"status": response.status_code, "erp_code": error_code(response)},
             )
         return dict(response.json())
+
+    # -- stock -----------------------------------------------------------------------------
+    def items_page(
+        self,
+        updated_since: date,
+        *,
+        page_size: int,
+        next_link: str | None = None,
+        ids: dict[str, str] | None = None,
+    ) -> ItemsPage:
+        """One page of the items updated on or after ``updated_since`` (a date: the Service
+        Layer's ``UpdateDate`` holds no time), in ItemCode order. The first call builds the
+        query; later calls pass the page's ``next_link`` back exactly as the ERP gave it.
+
+        Raises ``RateLimited`` (429, with its Retry-After), ``TargetUnavailable`` (5xx, timeout),
+        ``TargetRejected`` (a refused query, or an answer that is not a page of items),
+        ``CredentialsRejected``; an expired session is renewed once on the way."""
+        ids = ids or {}
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise ConfigurationError("ERP page size must be a positive integer", entity_ids=ids)
+        path = self._next_path(next_link, ids) if next_link is not None else items_query(updated_since)
+        response = self.request(
+            "GET", path, ids, headers={"Prefer": f"odata.maxpagesize={page_size}"}, accept=(400, 404)
+        )
+        if response.status_code in (400, 404):
+            raise TargetRejected(
+                "ERP refused the items query",
+                entity_ids=ids,
+                details={"status": response.status_code, "erp_code": error_code(response)},
+            )
+        return _items_page(response, ids)
+
+    def _next_path(self, link: str, ids: dict[str, str]) -> str:
+        """The path of a next link below the service root. The Service Layer gives it relative
+        (``Items?...``); an absolute or root-relative link is accepted only if it stays on the
+        ERP's own ``Items``, so a forged link cannot send the session cookie elsewhere."""
+        root = self.settings.base_url + "/"
+        root_path = httpx.URL(root).path
+        if link.startswith(("http://", "https://")):
+            relative = link[len(root) :] if link.startswith(root) else None
+        elif link.startswith("/"):
+            relative = link[len(root_path) :] if link.startswith(root_path) else None
+        else:
+            relative = link
+        if relative is None or not relative.startswith("Items?"):
+            raise TargetRejected("ERP gave a next link outside its Items collection", entity_ids=ids)
+        return "/" + relative
+
+
+def items_query(updated_since: date) -> str:
+    """The first page's path: items whose ``UpdateDate`` is on or after the day, by ItemCode.
+
+    Only the date is filtered. ``UpdateTime`` is a separate field that the Service Layer compares
+    on its own, so adding ``and UpdateTime ge '...'`` would drop every item changed on a later
+    day at an earlier hour."""
+    day = (updated_since.date() if isinstance(updated_since, datetime) else updated_since).isoformat()
+    condition = quote(f"UpdateDate ge '{day}'", safe="'")
+    return f"/Items?$select={ITEM_SELECT}&$filter={condition}&$orderby=ItemCode"
+
+
+def _items_page(response: httpx.Response, ids: dict[str, str]) -> ItemsPage:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise TargetRejected("ERP answered the items query without a JSON object", entity_ids=ids)
+    values = body.get("value")
+    if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+        raise TargetRejected("ERP answered the items query without a list of items", entity_ids=ids)
+    link = body.get("odata.nextLink", body.get("@odata.nextLink"))
+    if link is not None and not isinstance(link, str):
+        raise TargetRejected("ERP answered the items query with an unreadable next link", entity_ids=ids)
+    return ItemsPage(items=[dict(v) for v in values], next_link=link or None)
+
+
+_SL_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?:T00:00:00(?:\.0+)?(?:Z|[+-]00:00)?)?")
+_SL_TIME = re.compile(r"\d{2}:\d{2}:\d{2}")
+QUANTITY_FIELDS = (("InStock", "in_stock"), ("Committed", "committed"), ("Ordered", "ordered"))
+
+
+def _item_ids(item: Mapping[str, Any]) -> dict[str, str]:
+    code = item.get("ItemCode") if isinstance(item, Mapping) else None
+    return {"item": code} if isinstance(code, str) and code else {}
+
+
+def item_version(item: Mapping[str, Any]) -> str:
+    """The item's update stamp as one sortable, fixed-width string, "YYYY-MM-DDTHH:MM:SS".
+
+    The Service Layer keeps the stamp as two fields, ``UpdateDate`` ("2026-11-23", or
+    "2026-11-23T00:00:00Z" in its OData v4 flavour) and ``UpdateTime`` ("10:15:30"). Joined, two
+    versions compare as the moments do, so a reader can tell a repeat from a change. Raises
+    ValidationFailed when either field is missing or unreadable."""
+    ids = _item_ids(item)
+    if not isinstance(item, Mapping):
+        raise ValidationFailed("ERP item is not an object", entity_ids=ids)
+    day = item.get("UpdateDate")
+    match = _SL_DATE.fullmatch(day) if isinstance(day, str) else None
+    if match is None or not _parses(date.fromisoformat, match.group(1)):
+        raise ValidationFailed("ERP item has no readable UpdateDate", entity_ids=ids, details={"field": "UpdateDate"})
+    clock = item.get("UpdateTime")
+    if not isinstance(clock, str) or _SL_TIME.fullmatch(clock) is None or not _parses(_time_of_day, clock):
+        raise ValidationFailed("ERP item has no readable UpdateTime", entity_ids=ids, details={"field": "UpdateTime"})
+    return f"{match.group(1)}T{clock}"
+
+
+def _time_of_day(value: str) -> object:
+    return datetime.strptime(value, "%H:%M:%S")
+
+
+def _parses(parse: Callable[[str], object], value: str) -> bool:
+    try:
+        parse(value)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_stock(item: Mapping[str, Any]) -> dict[str, WarehouseStock]:
+    """The item's quantities per warehouse code, as exact decimals.
+
+    Raises ValidationFailed for a malformed collection: not a list, an entry without a
+    WarehouseCode or with a warehouse twice, a quantity that is missing or not a finite number.
+    Negative quantities are numbers like any other."""
+    ids = _item_ids(item)
+    rows = item.get("ItemWarehouseInfoCollection") if isinstance(item, Mapping) else None
+    if not isinstance(rows, list):
+        raise ValidationFailed(
+            "ERP item has no ItemWarehouseInfoCollection list",
+            entity_ids=ids,
+            details={"field": "ItemWarehouseInfoCollection"},
+        )
+    stock: dict[str, WarehouseStock] = {}
+    for index, row in enumerate(rows):
+        code = row.get("WarehouseCode") if isinstance(row, Mapping) else None
+        if not isinstance(row, Mapping) or not isinstance(code, str) or not code:
+            raise ValidationFailed(
+                f"ERP item's warehouse line {index} has no WarehouseCode", entity_ids=ids, details={"line": index}
+            )
+        if code in stock:
+            raise ValidationFailed(
+                f"ERP item lists warehouse {code} twice", entity_ids=ids, details={"warehouse": code}
+            )
+        quantities: dict[str, Decimal] = {}
+        for sl_name, name in QUANTITY_FIELDS:
+            value = row.get(sl_name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValidationFailed(
+                    f"ERP item's {sl_name} in warehouse {code} is not a number",
+                    entity_ids=ids,
+                    details={"warehouse": code, "field": sl_name},
+                )
+            quantities[name] = Decimal(str(value))
+        stock[code] = WarehouseStock(**quantities)
+    return stock
 
 
 def business_partner(customer: Customer, address: Address | None, card_code: str) -> dict[str, Any]:
