@@ -109,6 +109,14 @@ class MalformedEnvelope(PermanentError):
     reason = "malformed_envelope"
 
 
+class SourceItemRejected(PermanentError):
+    """A source item a poller could not read (malformed), dead-lettered with the poller's reason."""
+
+    def __init__(self, message: str, *, reason: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.reason = reason
+
+
 class ConfigurationError(PermanentError):
     """A missing or invalid secret or setting; fixed by an operator, then redriven."""
 

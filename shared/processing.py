@@ -33,7 +33,7 @@ import random
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -56,7 +56,7 @@ from shared import claim_check, state_keys
 from shared.aws import item_to_ddb
 from shared.breaker import CLOSED, BreakerView, CircuitBreaker
 from shared.declaration import Integration, RetryPolicy, Target
-from shared.envelope import CARRIED_ATTRIBUTES, Envelope
+from shared.envelope import CARRIED_ATTRIBUTES, Envelope, message_attributes
 from shared.errors import (
     CredentialsRejected,
     DeadlineReached,
@@ -65,6 +65,7 @@ from shared.errors import (
     OutcomeUnsettled,
     PermanentError,
     RateLimited,
+    SourceItemRejected,
     StoreUnavailable,
     TargetUnavailable,
     TransientError,
@@ -90,6 +91,9 @@ AWS_CONFIG = Config(
     connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"}, parameter_validation=False
 )
 
+# The topic of a message a poller makes of a source item it could not read (shared/polling.py).
+REJECTED_TOPIC = "junction.rejected"
+
 # Message attributes the redelivery policy writes on a message it sends again.
 RETRY_SINCE = "junction-retry-since"  # epoch seconds of the first attempt; the horizon counts from it
 PRIOR_RECEIVES = "junction-prior-receives"  # receives before this copy was sent (backoff grows on)
@@ -107,6 +111,14 @@ class Prepared:
     data: Any
 
 
+@dataclass(frozen=True)
+class RejectedItem:
+    key: str
+    payload: dict[str, Any]
+    reason: str  # machine-readable: "unmapped_sku", "offer_refused"
+    error: str
+
+
 @dataclass
 class Attempt:
     """What a delivery needs to know about the attempt it is."""
@@ -119,6 +131,14 @@ class Attempt:
     deadline: float = float("inf")  # time.monotonic() by which the delivery must have returned
     clock: Callable[[], float] = time.time
     creating_at: float | None = None  # set by ``creating()``
+    rejected: list[RejectedItem] = field(default_factory=list)  # set by ``reject()``
+
+    def reject(self, key: str, payload: dict[str, Any], reason: str, error: str) -> None:
+        """One item of a message that the target cannot take (an unmapped SKU, an offer the
+        marketplace refused): it goes to the DLQ on its own, as a message of just that item
+        (``payload``), with its reason; the rest of the message is delivered. Redriven once the
+        cause is fixed, it is delivered like any other."""
+        self.rejected.append(RejectedItem(key, payload, reason, error))
 
     def creating(self) -> None:
         """Call right before the call that creates the effect at the target (the one a lost answer
@@ -198,6 +218,7 @@ class _Invocation:
     results: list[RecordResult] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
     breaker_opened: int = 0
+    rejected_items: int = 0
     completions: list[_Completion] = field(default_factory=list)  # recorded at the end of the batch
 
     def seconds_left(self) -> float:
@@ -320,6 +341,8 @@ class BatchProcessor:
             counts[f"Message_{r.outcome}"] = counts.get(f"Message_{r.outcome}", 0) + 1
         if inv.breaker_opened:
             counts["Breaker_opened"] = inv.breaker_opened
+        if inv.rejected_items:
+            counts["Message_rejected_item"] = inv.rejected_items
         if not counts:
             return
         metrics = EphemeralMetrics(namespace="Junction")
@@ -347,6 +370,8 @@ class BatchProcessor:
             envelope = Envelope.from_json(str(record.get("body", "")))
             if envelope.claim_check is not None:
                 envelope = claim_check.resolve(envelope, self._s3())
+            if envelope.topic == REJECTED_TOPIC:
+                raise _rejected_at_source(envelope)
             prepared = self.flow.prepare(envelope)
             logger.thread_safe_append_keys(correlation_id=envelope.delivery_id, **prepared.entity_ids)
             wait = self._breaker_wait(inv)
@@ -368,7 +393,9 @@ class BatchProcessor:
                 previous = (claim.duplicate_of or {}).get("result") or {}
                 self._trace(inv, envelope, prepared, "duplicate", attempt_number, target_ids=previous)
                 return self._done(message_id, "duplicate", prepared, started)
-            target_ids = self._deliver(inv, claim, prepared, attempt_number)
+            target_ids, rejected = self._deliver(inv, claim, prepared, attempt_number)
+            if rejected:
+                self._dead_letter_items(record, inv, envelope, rejected, attempt_number)
             # Recorded (and traced) with the batch's other completions, in one write: _complete.
             inv.completions.append(_Completion(claim, target_ids, envelope, prepared, record, attempt_number))
             return self._done(message_id, "delivered", prepared, started, target_ids=target_ids)
@@ -406,7 +433,9 @@ class BatchProcessor:
         inv.breaker = self.breaker.read()
         return max(1.0, inv.breaker.wait_seconds(self.clock()))
 
-    def _deliver(self, inv: _Invocation, claim: Claim, prepared: Prepared, number: int) -> dict[str, str]:
+    def _deliver(
+        self, inv: _Invocation, claim: Claim, prepared: Prepared, number: int
+    ) -> tuple[dict[str, str], list[RejectedItem]]:
         attempt = Attempt(
             target_key(claim.key),
             number,
@@ -440,7 +469,7 @@ class BatchProcessor:
         if inv.breaker.state != CLOSED or inv.breaker.failures:
             inv.breaker = BreakerView()
             inv.probing = False
-        return target_ids
+        return target_ids, attempt.rejected
 
     def _done(
         self,
@@ -501,7 +530,7 @@ class BatchProcessor:
             return self._dead_letter(
                 record, inv, exhausted, "retries_exhausted", attempts, envelope, prepared, last=reason
             )
-        delay = backoff_seconds(self.integration.retry, attempts, retry_after, self.rng)
+        delay = backoff_seconds(self.target.retry, attempts, retry_after, self.rng)
         result = self._redeliver(record, inv, delay, "retry_scheduled")
         ids = self._ids(err, envelope, prepared)
         logger.warning(
@@ -631,6 +660,65 @@ class BatchProcessor:
             self._trace(inv, envelope, prepared, "dead_lettered", attempts, reason=reason)
         return RecordResult(message_id, "dead_lettered", failed=False)
 
+    def _dead_letter_items(
+        self, record: dict[str, Any], inv: _Invocation, envelope: Envelope, items: list[RejectedItem], attempts: int
+    ) -> None:
+        """Send the items a delivery could not take to the DLQ, one message each, before the
+        message is recorded as done. A failed send fails the message: it comes back whole, and
+        what was delivered is absorbed again (version gates, target idempotency)."""
+        entries = []
+        for n, item in enumerate(items):
+            raw = json.dumps({"changes": [item.payload]}, separators=(",", ":"), default=str).encode()
+            body, encoding = Envelope.encode_body(raw)
+            single = replace(
+                envelope,
+                delivery_id=f"{envelope.delivery_id}:{item.key}"[:200],
+                idempotency_key=f"{envelope.idempotency_key}:{item.key}"[:200],
+                body=body,
+                body_encoding=encoding,
+                claim_check=None,
+            )
+            entries.append(
+                {
+                    "Id": str(n),
+                    "MessageBody": single.to_json(),
+                    "MessageAttributes": {
+                        "junction-reason": {"DataType": "String", "StringValue": item.reason},
+                        "junction-error": {"DataType": "String", "StringValue": item.error[:1000] or item.reason},
+                        "junction-entity-ids": {"DataType": "String", "StringValue": json.dumps({"key": item.key})},
+                        "junction-attempts": {"DataType": "Number", "StringValue": str(attempts)},
+                        "junction-integration": {"DataType": "String", "StringValue": self.integration.name},
+                        "junction-target": {"DataType": "String", "StringValue": self.target.name},
+                        "junction-failed-at": {"DataType": "String", "StringValue": _iso(self.clock())},
+                        **message_attributes(single),
+                    },
+                    **(
+                        self._fifo_params(record, f"{envelope.delivery_id}:{item.key}")
+                        if self.target.queue.fifo
+                        else {}
+                    ),
+                }
+            )
+        for start in range(0, len(entries), 10):
+            batch = entries[start : start + 10]
+            try:
+                answer = self.sqs.send_message_batch(QueueUrl=self.dlq_url, Entries=batch)
+            except (ClientError, BotoCoreError) as exc:
+                raise StoreUnavailable(f"rejected items not dead-lettered: {type(exc).__name__}") from exc
+            if answer.get("Failed"):
+                raise StoreUnavailable(f"{len(answer['Failed'])} rejected items not dead-lettered")
+        inv.rejected_items += len(items)
+        for item in items:
+            logger.warning(
+                "item dead-lettered",
+                extra={
+                    "integration": self.integration.name,
+                    "target": self.target.name,
+                    "key": item.key,
+                    "reason": item.reason,
+                },
+            )
+
     def record_key(self, prepared: Prepared, envelope: Envelope) -> str:
         """The idempotency record key: one business effect per integration and target (per replay,
         if any): each target is its own idempotency scope."""
@@ -693,6 +781,15 @@ class BatchProcessor:
                 requests = (result.get("UnprocessedItems") or {}).get(self.state_table) or []
                 if not requests:
                     break
+
+
+def _rejected_at_source(envelope: Envelope) -> SourceItemRejected:
+    try:
+        doc = envelope.payload()
+        reason, error, key = str(doc["reason"]), str(doc.get("error") or ""), doc.get("key")
+    except (KeyError, TypeError, ValueError):
+        return SourceItemRejected("a rejected source item without its reason", reason="malformed_item")
+    return SourceItemRejected(error or reason, reason=reason, entity_ids={"key": str(key)} if key else None)
 
 
 def _iso(epoch: float) -> str:
