@@ -12,7 +12,7 @@ import pytest
 from shared.aws import SecretCache, s3_client, secretsmanager_client, sqs_client
 from shared.ingress import Ingress
 from tests.unit.test_aws import HangingServer
-from tests.unit.test_ingress_fakes import BUCKET, MemoryS3, StaticSecrets, StrictSqs, event, integration
+from tests.unit.test_ingress_fakes import BUCKET, QUEUE_URL, MemoryS3, StaticSecrets, StrictSqs, event, integration
 
 MARGIN = 0.25  # seconds beyond the deadline allowed for building the answer on a busy machine
 BIG = json.dumps({"pad": "y" * 300_000}).encode()
@@ -22,7 +22,7 @@ def _ingress(deadline: float, *, sqs: Any = None, secrets: Any = None, s3: Any =
     return Ingress(
         integration("shopify", deadline_seconds=deadline),
         stage="unit",
-        queue_url="https://sqs.eu-central-1.amazonaws.com/000000000000/q",
+        queue_urls=[QUEUE_URL],
         sqs=sqs or StrictSqs(),
         secrets=secrets or StaticSecrets("shpss_unit_secret_0001"),
         s3=s3 or MemoryS3(),

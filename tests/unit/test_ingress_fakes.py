@@ -13,7 +13,7 @@ import pytest
 
 from junction_local.events import apigw_event
 from shared.aws import AwsError
-from shared.declaration import Integration, SecretRef, WebhookTrigger
+from shared.declaration import Integration, SecretRef, Target, WebhookTrigger
 from shared.envelope import SQS_MAX_MESSAGE_BYTES, message_size
 from shared.ingress import Ingress
 from shared.webhooks import shopify, standard
@@ -22,16 +22,17 @@ SHOP_SECRET = "shpss_unit_secret_0001"
 SW_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks spec's example secret
 BUCKET = "junction-unit-payloads"
 NOW = 1_795_000_000.0
+QUEUE_URL = "https://sqs.eu-central-1.amazonaws.com/000000000000/q"
 # The characters SQS accepts in a message body or attribute value (its documented set).
 SQS_ALLOWED = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
 
 
-def integration(scheme: str = "shopify", **trigger: Any) -> Integration:
+def integration(scheme: str = "shopify", *, targets: tuple[str, ...] = ("erp",), **trigger: Any) -> Integration:
     return Integration(
         name=f"unit-{scheme}",
         description="ingress under test",
         source="shop" if scheme == "shopify" else "svix",
-        target="erp",
+        targets=tuple(Target(name) for name in targets),
         trigger=WebhookTrigger(
             path=f"/webhooks/{scheme}",
             scheme=scheme,  # type: ignore[arg-type]
@@ -44,14 +45,18 @@ def integration(scheme: str = "shopify", **trigger: Any) -> Integration:
 
 
 class StrictSqs:
-    """SendMessage with SQS's rules on size (body plus attributes) and characters."""
+    """SendMessage with SQS's rules on size (body plus attributes) and characters; the queues in
+    ``unreachable`` answer as an SQS that cannot be reached does."""
 
     def __init__(self, max_bytes: int = SQS_MAX_MESSAGE_BYTES) -> None:
         self.max_bytes = max_bytes
         self.sent: list[dict[str, Any]] = []
+        self.unreachable: set[str] = set()
 
     def call(self, action: str, params: dict[str, Any], *, deadline: float | None = None) -> dict[str, Any]:
         assert action == "SendMessage"
+        if params.get("QueueUrl") in self.unreachable:
+            raise AwsError("sqs", action, 503, "ServiceUnavailable", "injected")
         body = params["MessageBody"]
         attributes = params.get("MessageAttributes") or {}
         values = [body] + [a.get("StringValue", "") for a in attributes.values()]
@@ -104,14 +109,18 @@ class StaticSecrets:
         pass
 
 
+def queue_url(target: str) -> str:
+    return f"{QUEUE_URL}-{target}"
+
+
 def make_ingress(
-    scheme: str = "shopify", *, bucket: str | None = BUCKET, **trigger: Any
+    scheme: str = "shopify", *, bucket: str | None = BUCKET, targets: tuple[str, ...] = ("erp",), **trigger: Any
 ) -> tuple[Ingress, StrictSqs, MemoryS3]:
     sqs, s3 = StrictSqs(), MemoryS3()
     ingress = Ingress(
-        integration(scheme, **trigger),
+        integration(scheme, targets=targets, **trigger),
         stage="unit",
-        queue_url="https://sqs.eu-central-1.amazonaws.com/000000000000/q",
+        queue_urls=[queue_url(t) for t in targets],
         sqs=sqs,
         secrets=StaticSecrets(SHOP_SECRET if scheme == "shopify" else SW_SECRET),
         clock=lambda: NOW,
