@@ -3,14 +3,18 @@
 - ``gateway``: an HTTP front on the deployed webhook paths. Each request becomes an API Gateway
   REST proxy event for the integration's ingress handler; route throttling (rate and burst from
   the declaration) answers 429 like API Gateway; unknown routes get API Gateway's 403.
-- ``workers``: per integration, the SQS event source mapping: up to ``max_concurrency``
-  concurrent invocations, batches of ``batch_size`` gathered within the batching window, partial
-  batch responses (reported items stay on the queue; the rest is deleted), a failed invocation
-  leaves the whole batch to the visibility timeout; redrive after maxReceiveCount is the queue's.
-  Schedules fire on their rate or cron, or on demand (``POST /_local/schedules/<integration>``).
+- ``workers``: per target of every integration, the SQS event source mapping of its processor:
+  up to the target's ``max_concurrency`` concurrent invocations, batches of ``batch_size``
+  gathered within the batching window, partial batch responses (reported items stay on the
+  queue; the rest is deleted), a failed invocation leaves the whole batch to the visibility
+  timeout; redrive after maxReceiveCount is the queue's. Schedules invoke their integration's
+  poller (which has no event source) on their rate or cron, or on demand
+  (``POST /_local/schedules/<integration>``).
 
-The handlers are the deployed ones (``shared.ingress.make_ingress_handler`` and
-``shared.processing.make_sqs_handler`` with the integration's flow); only endpoints differ.
+The handlers are the deployed ones (``shared.ingress.make_ingress_handler``,
+``shared.processing.make_sqs_handler`` with the target's flow, ``shared.polling.make_poller_handler``
+with the integration's source); only endpoints differ. Like Lambda, each function is built on its
+first invocation: a function whose code cannot load fails its own invocations, not the others'.
 Started by junction_local.runtime: ``python -m junction_local.host --role gateway --state FILE``.
 """
 
@@ -28,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -35,9 +40,10 @@ from typing import Any
 from functions.registry import INTEGRATIONS
 from junction_local.events import TIME_SCALE_ENV, LambdaContext, apigw_event, sqs_event
 from junction_local.process import LocalHandler, exit_with_parent
+from junction_local.provision import INGRESS, POLLER, processor_role, queue_key
 from junction_local.schedule import Schedule, scheduled_event
 from shared.aws import AwsError, AwsJsonClient, sqs_client
-from shared.declaration import Integration
+from shared.declaration import Integration, Target
 from shared.ingress import make_ingress_handler
 from shared.processing import make_sqs_handler
 
@@ -46,25 +52,36 @@ API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 _log = logging.getLogger("junction.local")
 
 
-def processor_handler(integration: Integration, env: dict[str, str]) -> Handler:
-    flow = importlib.import_module(integration.flow_module)
+def processor_handler(integration: Integration, target: Target, env: dict[str, str]) -> Handler:
+    """The target's processor, as ``functions.handlers.processor`` builds it from the declaration."""
+    flow = importlib.import_module(integration.flow_module(target))
     scale = env.get(TIME_SCALE_ENV)
     if scale:
-        integration = redelivery_scaled(integration, float(scale))
-    return make_sqs_handler(integration, flow.build, environ=env)
+        target = redelivery_scaled(target, float(scale))
+    return make_sqs_handler(integration, target, flow.build, environ=env)
 
 
-def redelivery_scaled(integration: Integration, factor: float) -> Integration:
-    """The integration with its backoff, settle time and breaker periods times ``factor`` (at
-    least 1 s each), so a demo can show an hour of redelivery in minutes. The retry horizon is
-    kept: nothing is dead-lettered sooner than deployed."""
-    r, b = integration.retry, integration.breaker
+def poller_handler(integration: Integration, env: dict[str, str]) -> Handler:
+    """The integration's poller, as ``functions.handlers.poller`` builds it from the declaration."""
+    from shared.polling import make_poller_handler
+
+    if integration.poller_module is None:
+        raise ValueError(f"{integration.name} has no schedule, so no poller")
+    source = importlib.import_module(integration.poller_module)
+    return make_poller_handler(integration, source.build, environ=env)
+
+
+def redelivery_scaled(target: Target, factor: float) -> Target:
+    """The target with its backoff, settle time and breaker periods times ``factor`` (at least
+    1 s each), so a demo can show an hour of redelivery in minutes. The retry horizon is kept:
+    nothing is dead-lettered sooner than deployed."""
+    r, b = target.retry, target.breaker
 
     def scaled(seconds: int) -> int:
         return max(1, round(seconds * factor))
 
     return replace(
-        integration,
+        target,
         retry=replace(
             r,
             base_delay_seconds=scaled(r.base_delay_seconds),
@@ -73,6 +90,22 @@ def redelivery_scaled(integration: Integration, factor: float) -> Integration:
         ),
         breaker=replace(b, open_seconds=scaled(b.open_seconds), max_open_seconds=scaled(b.max_open_seconds)),
     )
+
+
+class Lazy:
+    """A function built on its first invocation, once, however many slots invoke it at once."""
+
+    def __init__(self, build: Callable[[], Handler]) -> None:
+        self._build = build
+        self._handler: Handler | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if self._handler is None:
+            with self._lock:
+                if self._handler is None:
+                    self._handler = self._build()
+        return self._handler(event, context)
 
 
 class TokenBucket:
@@ -103,7 +136,7 @@ class Gateway:
             trigger = integration.webhook
             if trigger is None:
                 continue
-            env = state["functions"][integration.name]
+            env = state["functions"][integration.name][INGRESS]
             bucket = TokenBucket(trigger.throttle_rate_per_second, trigger.throttle_burst) if throttle else None
             handler = make_ingress_handler(integration, environ=env)
             self.routes[(trigger.method, trigger.path)] = (integration, handler, bucket)
@@ -150,18 +183,26 @@ def _gateway_handler(gateway: Gateway) -> type[BaseHTTPRequestHandler]:
 
 
 class EventSource:
-    """Lambda's SQS event source mapping for one integration."""
+    """Lambda's SQS event source mapping for one target's processor."""
 
     def __init__(
-        self, integration: Integration, env: dict[str, str], queue_arn: str, region: str, slots: int | None = None
+        self,
+        integration: Integration,
+        target: Target,
+        env: dict[str, str],
+        queue_arn: str,
+        region: str,
+        slots: int | None = None,
     ) -> None:
         self.integration = integration
-        self.slots = integration.max_concurrency if slots is None else slots
+        self.target = target
+        self.key = queue_key(integration, target)
+        self.slots = target.max_concurrency if slots is None else slots
         self.env = env
         self.queue_url = env["JUNCTION_QUEUE_URL"]
         self.queue_arn = queue_arn
         self.region = region
-        self.handler = processor_handler(integration, env)
+        self.handler = Lazy(partial(processor_handler, integration, target, env))
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.invocations = 0
@@ -170,7 +211,7 @@ class EventSource:
 
     def start(self) -> None:
         for slot in range(self.slots):
-            thread = threading.Thread(target=self._slot, name=f"{self.integration.name}-{slot}", daemon=True)
+            thread = threading.Thread(target=self._slot, name=f"{self.key}-{slot}", daemon=True)
             thread.start()
             self.threads.append(thread)
 
@@ -192,7 +233,7 @@ class EventSource:
                 self._invoke(sqs, batch)
 
     def _collect(self, sqs: AwsJsonClient) -> list[dict[str, Any]]:
-        q = self.integration.queue
+        q = self.target.queue
         batch: list[dict[str, Any]] = []
         window_ends: float | None = None
         while len(batch) < q.batch_size and not self.stop.is_set():
@@ -220,7 +261,11 @@ class EventSource:
 
     def _invoke(self, sqs: AwsJsonClient, batch: list[dict[str, Any]]) -> None:
         event = sqs_event(batch, queue_arn=self.queue_arn, region=self.region)
-        context = LambdaContext(f"{self.integration.name}-processor", self.integration.processor.timeout_seconds)
+        context = LambdaContext(
+            f"{self.integration.name}-{processor_role(self.target)}",
+            self.target.processor.timeout_seconds,
+            self.target.processor.memory_mb,
+        )
         ids = {m["MessageId"] for m in batch}
         with self.lock:
             self.in_hand += len(batch)
@@ -247,34 +292,45 @@ class EventSource:
 
 
 class Scheduler:
+    """EventBridge schedule rules: each invokes its integration's poller (never an event source)."""
+
     def __init__(self, state: dict[str, Any], region: str, *, enabled: bool = True) -> None:
         self.region = region
         self.jobs: dict[str, tuple[Integration, Schedule, Handler]] = {}
         for integration in INTEGRATIONS if enabled else ():
             if integration.schedule is not None:
-                env = state["functions"][integration.name]
-                handler = processor_handler(integration, env)
+                env = state["functions"][integration.name][POLLER]
+                handler = Lazy(partial(poller_handler, integration, env))
                 self.jobs[integration.name] = (integration, Schedule(integration.schedule.expression), handler)
         self.stop = threading.Event()
         self.fired: dict[str, int] = {name: 0 for name in self.jobs}
+        self._lock = threading.Lock()
 
     def fire(self, name: str) -> dict[str, Any]:
         integration, _, handler = self.jobs[name]
+        assert integration.schedule is not None
         event = scheduled_event(f"junction-local-{name}", datetime.now(UTC), self.region)
-        context = LambdaContext(f"{name}-processor", integration.processor.timeout_seconds)
-        self.fired[name] += 1
+        function = integration.schedule.function
+        context = LambdaContext(f"{name}-{POLLER}", function.timeout_seconds, function.memory_mb)
+        with self._lock:
+            self.fired[name] += 1
         return handler(event, context)
 
+    def _fire_logged(self, name: str) -> None:
+        try:
+            self.fire(name)
+        except Exception:
+            _log.exception("scheduled invocation of %s failed", name)
+
     def run(self) -> None:
+        """EventBridge invokes asynchronously: a long poll never holds back another schedule, and
+        a run still going when its next one is due meets its own lease (the poller refuses it)."""
         upcoming = {name: job[1].next_after(datetime.now(UTC)) for name, job in self.jobs.items()}
         while not self.stop.wait(0.5):
             now = datetime.now(UTC)
             for name, when in upcoming.items():
                 if when <= now:
-                    try:
-                        self.fire(name)
-                    except Exception:
-                        _log.exception("scheduled invocation of %s failed", name)
+                    threading.Thread(target=self._fire_logged, args=(name,), name=f"{name}-poller", daemon=True).start()
                     upcoming[name] = self.jobs[name][1].next_after(now)
 
 
@@ -289,8 +345,8 @@ def _control_handler(sources: list[EventSource], scheduler: Scheduler) -> type[B
                 {
                     "status": "ok",
                     "pid": os.getpid(),
-                    "invocations": {s.integration.name: s.invocations for s in sources},
-                    "in_hand": {s.integration.name: s.in_hand for s in sources},
+                    "invocations": {s.key: s.invocations for s in sources},
+                    "in_hand": {s.key: s.in_hand for s in sources},
                     "schedules": scheduler.fired,
                 },
             )
@@ -309,12 +365,13 @@ def _control_handler(sources: list[EventSource], scheduler: Scheduler) -> type[B
     return Handler
 
 
-def share(integration: Integration, k: int, n: int) -> int:
-    """Concurrency slots of worker process ``k`` of ``n``: together exactly ``max_concurrency``.
+def share(target: Target, k: int, n: int) -> int:
+    """Concurrency slots of worker process ``k`` of ``n`` for one target: together exactly its
+    ``max_concurrency``.
 
     Like Lambda, where every concurrent invocation runs in its own execution environment, the
     slots are spread over processes so that invocations do not share one interpreter lock."""
-    base, extra = divmod(integration.max_concurrency, n)
+    base, extra = divmod(target.max_concurrency, n)
     return base + (1 if k < extra else 0)
 
 
@@ -325,7 +382,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--no-throttle", action="store_true", help="switch API Gateway throttling off (benchmarks)")
     parser.add_argument(
-        "--share", default="0/1", help="K/N: this is worker process K of N; each takes its part of max_concurrency"
+        "--share", default="0/1", help="K/N: this is worker process K of N; it takes its share of each max_concurrency"
     )
     args = parser.parse_args()
     # Many threads mostly waiting on sockets: a short GIL switch interval keeps a thread whose
@@ -355,8 +412,16 @@ def main() -> None:
         return
     k, n = (int(x) for x in args.share.split("/"))
     sources = [
-        EventSource(i, state["functions"][i.name], state["queues"][i.name]["arn"], state["region"], share(i, k, n))
+        EventSource(
+            i,
+            t,
+            state["functions"][i.name][processor_role(t)],
+            state["queues"][queue_key(i, t)]["arn"],
+            state["region"],
+            share(t, k, n),
+        )
         for i in INTEGRATIONS
+        for t in i.targets
     ]
     scheduler = Scheduler(state, state["region"], enabled=k == 0)  # each schedule fires in one process only
     for source in sources:
@@ -371,7 +436,7 @@ def main() -> None:
         source.stop.set()
     scheduler.stop.set()
     for source in sources:
-        source.join(timeout=source.integration.processor.timeout_seconds)
+        source.join(timeout=source.target.processor.timeout_seconds)
     control.shutdown()
 
 

@@ -1,9 +1,11 @@
 """Create the AWS resources of every declared integration in an AWS stand-in.
 
 Settings come from the same declarations and derived values the CDK stack uses
-(shared.declaration), so a local queue has the deployed queue's visibility timeout, redrive
-policy and retention. tests/infra/test_local_matches_stack.py compares them with the template.
-The claim-check bucket (bodies too large for an SQS message) is ``junction-<stage>-payloads``.
+(shared.declaration): one queue and DLQ per target of every integration, with the deployed
+queue's name, visibility timeout, redrive policy and retention, and every function's environment
+under the names the stack gives it. tests/infra/test_local_matches_stack.py compares them with
+the template. The claim-check bucket (bodies too large for an SQS message) is
+``junction-<stage>-payloads``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from shared.declaration import (
     TABLE_KEYS,
     TTL_ATTRIBUTE,
     Integration,
+    Target,
     idempotency_table_name,
     queue_name,
     secret_id,
@@ -32,6 +35,34 @@ def payload_bucket_name(stage: str) -> str:
     return f"junction-{stage}-payloads"
 
 
+INGRESS = "ingress"
+POLLER = "poller"
+PROCESSOR_SUFFIX = "-processor"
+
+
+def queue_key(integration: Integration | str, target: Target | str) -> str:
+    """How resources and the local state file name a target's queue pair: ``<integration>/<target>``."""
+    i = integration if isinstance(integration, str) else integration.name
+    t = target if isinstance(target, str) else target.name
+    return f"{i}/{t}"
+
+
+def processor_role(target: Target | str) -> str:
+    """A target's processor role, as ``shared.declaration.function_name`` takes it."""
+    return f"{target if isinstance(target, str) else target.name}{PROCESSOR_SUFFIX}"
+
+
+def function_roles(integration: Integration) -> list[str]:
+    """The integration's functions, as the stack deploys them: one processor per target, then
+    the ingress (webhook) or the poller (schedule)."""
+    roles = [processor_role(t) for t in integration.targets]
+    if integration.webhook is not None:
+        roles.append(INGRESS)
+    if integration.schedule is not None:
+        roles.append(POLLER)
+    return roles
+
+
 @dataclass(frozen=True)
 class QueuePair:
     url: str
@@ -43,17 +74,49 @@ class QueuePair:
 @dataclass
 class Resources:
     stage: str
-    queues: dict[str, QueuePair] = field(default_factory=dict)
+    queues: dict[str, QueuePair] = field(default_factory=dict)  # queue_key(integration, target) -> pair
     idempotency_table: str = ""
     state_table: str = ""
     payload_bucket: str = ""
 
-    def function_env(self, integration: Integration) -> dict[str, str]:
-        """The environment the stack gives the integration's functions."""
-        pair = self.queues[integration.name]
+    def queue(self, integration: Integration | str, target: Target | str) -> QueuePair:
+        key = queue_key(integration, target)
+        if key not in self.queues:
+            raise KeyError(f"no queue provisioned for {key} (provisioned: {', '.join(self.queues) or 'none'})")
+        return self.queues[key]
+
+    def queue_urls(self, integration: Integration) -> list[str]:
+        """The integration's target queues, in declaration order (what ingress and pollers send to)."""
+        return [self.queue(integration, t).url for t in integration.targets]
+
+    def function_env(self, integration: Integration, role: str) -> dict[str, str]:
+        """The environment the stack gives one of the integration's functions. ``role``:
+        ``"ingress"``, ``"poller"`` or ``"<target>-processor"`` (see ``function_roles``)."""
+        base = {"JUNCTION_STAGE": self.stage, "JUNCTION_INTEGRATION": integration.name}
+        if role == INGRESS:
+            if integration.webhook is None:
+                raise ValueError(f"{integration.name} has no webhook, so no ingress function")
+            return {
+                **base,
+                "JUNCTION_QUEUE_URLS": ",".join(self.queue_urls(integration)),
+                "JUNCTION_PAYLOAD_BUCKET": self.payload_bucket,
+            }
+        if role == POLLER:
+            if integration.schedule is None:
+                raise ValueError(f"{integration.name} has no schedule, so no poller function")
+            return {
+                **base,
+                "JUNCTION_STATE_TABLE": self.state_table,
+                "JUNCTION_QUEUE_URLS": ",".join(self.queue_urls(integration)),
+                "JUNCTION_PAYLOAD_BUCKET": self.payload_bucket,
+            }
+        if not role.endswith(PROCESSOR_SUFFIX):
+            raise ValueError(f"unknown function role {role!r}: one of {', '.join(function_roles(integration))}")
+        target = integration.target(role.removesuffix(PROCESSOR_SUFFIX))
+        pair = self.queue(integration, target)
         return {
-            "JUNCTION_STAGE": self.stage,
-            "JUNCTION_INTEGRATION": integration.name,
+            **base,
+            "JUNCTION_TARGET": target.name,
             "JUNCTION_QUEUE_URL": pair.url,
             "JUNCTION_DLQ_URL": pair.dlq_url,
             "JUNCTION_IDEMPOTENCY_TABLE": self.idempotency_table,
@@ -61,21 +124,25 @@ class Resources:
             "JUNCTION_PAYLOAD_BUCKET": self.payload_bucket,
         }
 
+    def function_envs(self, integration: Integration) -> dict[str, dict[str, str]]:
+        """Every function of the integration: role -> environment."""
+        return {role: self.function_env(integration, role) for role in function_roles(integration)}
+
 
 def queue_attributes(
-    integration: Integration,
+    target: Target,
     *,
     dead_letter: bool,
     dlq_arn: str | None = None,
     visibility_timeout: int | None = None,
 ) -> dict[str, str]:
-    """The queue's attributes as the stack sets them. ``visibility_timeout`` overrides the derived
-    one (a local knob for tests, see LocalRuntime.visibility_timeout_seconds)."""
-    q = integration.queue
+    """A target queue's attributes as the stack sets them. ``visibility_timeout`` overrides the
+    derived one (a local knob for tests, see LocalRuntime.visibility_timeout_seconds)."""
+    q = target.queue
     attributes = {
         "MessageRetentionPeriod": str((q.dlq_retention_days if dead_letter else q.retention_days) * DAY),
         "MaximumMessageSize": str(SQS_MAX_MESSAGE_BYTES),
-        "VisibilityTimeout": str(visibility_timeout or visibility_timeout_seconds(integration)),
+        "VisibilityTimeout": str(visibility_timeout or visibility_timeout_seconds(target)),
     }
     if q.fifo:
         attributes["FifoQueue"] = "true"
@@ -123,8 +190,8 @@ def provision(
     s3: Any = None,
     visibility_timeout: int | None = None,
 ) -> Resources:
-    """Create queues, DLQs, tables, secrets and (given an S3 client) the claim-check bucket.
-    Idempotent: existing ones are kept. ``visibility_timeout`` overrides the main queues' derived
+    """Create every target's queue and DLQ, the tables, the secrets and (given an S3 client) the
+    claim-check bucket. Idempotent: existing ones are kept. ``visibility_timeout`` overrides the main queues' derived
     visibility timeout (DLQs keep theirs)."""
     resources = Resources(
         stage,
@@ -138,19 +205,20 @@ def provision(
         hash_key, range_key = TABLE_KEYS[name]
         _ensure_table(ddb, table, [(hash_key, "HASH")] + ([(range_key, "RANGE")] if range_key else []))
     for integration in integrations:
-        dlq_url = sqs.create_queue(
-            QueueName=queue_name(stage, integration, dead_letter=True),
-            Attributes=queue_attributes(integration, dead_letter=True),
-        )["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        url = sqs.create_queue(
-            QueueName=queue_name(stage, integration),
-            Attributes=queue_attributes(
-                integration, dead_letter=False, dlq_arn=dlq_arn, visibility_timeout=visibility_timeout
-            ),
-        )["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        resources.queues[integration.name] = QueuePair(url, arn, dlq_url, dlq_arn)
+        for target in integration.targets:
+            dlq_url = sqs.create_queue(
+                QueueName=queue_name(stage, integration, target, dead_letter=True),
+                Attributes=queue_attributes(target, dead_letter=True),
+            )["QueueUrl"]
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            url = sqs.create_queue(
+                QueueName=queue_name(stage, integration, target),
+                Attributes=queue_attributes(
+                    target, dead_letter=False, dlq_arn=dlq_arn, visibility_timeout=visibility_timeout
+                ),
+            )["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            resources.queues[queue_key(integration, target)] = QueuePair(url, arn, dlq_url, dlq_arn)
         for ref in integration.all_secrets:
             if ref.name not in secret_values:
                 raise KeyError(f"no local value for secret {ref.name!r} of {integration.name}")

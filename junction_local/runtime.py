@@ -5,11 +5,12 @@ the component harness and the cold-start benchmark, which run the stand-ins in t
 process, provision through ``provision_local`` with the same secrets.
 
 Starts, on 127.0.0.1 only: moto server (Secrets Manager, S3 and the rest), the local SQS +
-DynamoDB stand-in (the hot path; see docs/decisions.md), the stand-in of every declared target
-system, then creates every declared integration's resources from the declarations (the same
-names and settings the CDK stack deploys), fills the declared secrets with the values the
-stand-ins declare, and starts the functions host: the API Gateway front and the SQS event
-sources. Its endpoints go to ``.junction/local.json`` for the ops CLI.
+DynamoDB stand-in (the hot path; see docs/decisions.md), the stand-in process of every declared
+target system and polled source, then creates every declared integration's resources from the
+declarations (a queue pair per target, with the names and settings the CDK stack deploys), fills
+the declared secrets with the values the stand-ins declare, and starts the functions host: the
+API Gateway front, one SQS event source per target queue, and the schedules that invoke the
+pollers. Its endpoints go to ``.junction/local.json`` for the ops CLI.
 
 The function hosts (``gateway``, ``workers-<k>``) are supervised as Lambda supervises execution
 environments: one that dies is replaced (a log line, a restart count in the state file, a
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,7 +39,7 @@ from typing import Any
 from functions.registry import INTEGRATIONS, get
 from junction_local.events import TIME_SCALE_ENV
 from junction_local.process import free_port, port_is_free, stop_process, wait_until_up
-from junction_local.provision import Resources, provision
+from junction_local.provision import Resources, processor_role, provision, queue_key
 from junction_local.standins import Sender, SourceStandIn, secret_values, source, targets
 from shared.declaration import Integration
 
@@ -166,12 +168,14 @@ class LocalRuntime:
     def source(self, integration_name: str) -> SourceStandIn:
         return source(get(integration_name).source)
 
-    def _function_env(self, integration: Integration) -> dict[str, str]:
+    def _function_envs(self, integration: Integration) -> dict[str, dict[str, str]]:
+        """Every function of the integration (role -> environment), with the local knobs."""
         assert self.resources is not None
-        env = self.resources.function_env(integration)
+        envs = self.resources.function_envs(integration)
         if self.redelivery_time_scale:
-            env[TIME_SCALE_ENV] = str(self.redelivery_time_scale)
-        return env
+            for target in integration.targets:
+                envs[processor_role(target)][TIME_SCALE_ENV] = str(self.redelivery_time_scale)
+        return envs
 
     def sender(self, integration_name: str, **options: Any) -> Sender:
         """A client that delivers the integration's webhooks as its source system does (signed,
@@ -180,9 +184,15 @@ class LocalRuntime:
             self.webhook_url(integration_name), self.webhook_secret(integration_name), **options
         )
 
+    def _standin(self, system: str) -> dict[str, str]:
+        found: dict[str, str] | None = self.state["targets"].get(system)
+        if found is None:
+            raise KeyError(f"no stand-in process for {system!r} (running: {', '.join(self.state['targets'])})")
+        return found
+
     def target_url(self, system: str) -> str:
-        """The root URL of a target system's stand-in."""
-        return str(self.state["targets"][system]["root_url"])
+        """The root URL of a target system's stand-in (or of a polled source's: the same process)."""
+        return str(self._standin(system)["root_url"])
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _spawn(self, name: str, spec: _Spec, *, restart: bool = False) -> None:
@@ -232,7 +242,7 @@ class LocalRuntime:
         )
         self._spawn("aws", _Spec(["-m", "junction_local.aws.server", "--port", str(aws_port)], aws_url, {}))
         stand_ins: dict[str, dict[str, str]] = {}
-        for target in targets(INTEGRATIONS):
+        for target in targets(INTEGRATIONS):  # every target system and polled source, each once
             root = f"http://127.0.0.1:{free_port()}"
             port = root.rsplit(":", 1)[1]
             self._spawn(
@@ -266,12 +276,14 @@ class LocalRuntime:
             "hosts": hosts if self.functions else {},
             "targets": stand_ins,
             "webhook_secrets": webhook_secrets,
+            # "<integration>/<target>" -> the target's queue pair
             "queues": {
-                name: {"url": q.url, "arn": q.arn, "dlq_url": q.dlq_url, "dlq_arn": q.dlq_arn}
-                for name, q in self.resources.queues.items()
+                key: {"url": q.url, "arn": q.arn, "dlq_url": q.dlq_url, "dlq_arn": q.dlq_arn}
+                for key, q in self.resources.queues.items()
             },
             "payload_bucket": self.resources.payload_bucket,
-            "functions": {i.name: self._function_env(i) for i in INTEGRATIONS},
+            # integration -> function role ("<target>-processor", "ingress", "poller") -> environment
+            "functions": {i.name: self._function_envs(i) for i in INTEGRATIONS},
             "visibility_timeout_override": self.visibility_timeout_seconds,
             "restarts": self.restarts,
             "pids": {},
@@ -391,9 +403,7 @@ class LocalRuntime:
         """A function host's own view: invocations, messages in hand, schedules fired."""
         return _json(self.state["hosts"][name])
 
-    def queue_depth(self, integration_name: str) -> dict[str, int]:
-        """Messages of the integration's queue: visible, in flight (received or waiting out a
-        retry delay), delayed, and in its DLQ."""
+    def _sqs_client(self) -> Any:
         if self._sqs is None:
             import boto3
 
@@ -402,20 +412,30 @@ class LocalRuntime:
                 aws_secret_access_key="local",  # noqa: S106 - the local stand-ins accept any key
                 region_name=REGION,
             ).client("sqs", endpoint_url=self.state["endpoints"]["sqs"])
-        queue = self.state["queues"][integration_name]
+        return self._sqs
+
+    def queue_depth(self, integration_name: str, target: str | None = None) -> dict[str, int]:
+        """Messages of one target's queue (``target``), or of all the integration's target queues
+        together: visible, in flight (received or waiting out a retry delay), delayed, and in the
+        DLQs."""
+        integration = get(integration_name)
+        chosen = [integration.target(target)] if target is not None else list(integration.targets)
         names = [
             "ApproximateNumberOfMessages",
             "ApproximateNumberOfMessagesNotVisible",
             "ApproximateNumberOfMessagesDelayed",
         ]
-        main = self._sqs.get_queue_attributes(QueueUrl=queue["url"], AttributeNames=names)["Attributes"]
-        dead = self._sqs.get_queue_attributes(QueueUrl=queue["dlq_url"], AttributeNames=names[:1])["Attributes"]
-        return {
-            "visible": int(main[names[0]]),
-            "in_flight": int(main[names[1]]),
-            "delayed": int(main[names[2]]),
-            "dead_letters": int(dead[names[0]]),
-        }
+        total = {"visible": 0, "in_flight": 0, "delayed": 0, "dead_letters": 0}
+        sqs = self._sqs_client()
+        for t in chosen:
+            queue = self.state["queues"][queue_key(integration, t)]
+            main = sqs.get_queue_attributes(QueueUrl=queue["url"], AttributeNames=names)["Attributes"]
+            dead = sqs.get_queue_attributes(QueueUrl=queue["dlq_url"], AttributeNames=names[:1])["Attributes"]
+            total["visible"] += int(main[names[0]])
+            total["in_flight"] += int(main[names[1]])
+            total["delayed"] += int(main[names[2]])
+            total["dead_letters"] += int(dead[names[0]])
+        return total
 
     def aws_calls(self) -> dict[str, int]:
         """Requests the local SQS and DynamoDB stand-in has served, per action."""
@@ -423,22 +443,46 @@ class LocalRuntime:
 
     def settled(self, integration_name: str) -> bool:
         """Nothing of the integration is left to happen: no message visible, in hand, waiting
-        out a retry delay or delayed. A late duplicate would need one of those."""
+        out a retry delay or delayed in any of its target queues. A late duplicate would need one
+        of those."""
         depth = self.queue_depth(integration_name)
         return depth["visible"] == depth["in_flight"] == depth["delayed"] == 0
 
+    def fire_schedule(self, integration_name: str) -> dict[str, Any]:
+        """Invoke the integration's poller now, as its schedule rule would; waits for the run and
+        returns what the poller answered. Raises RuntimeError with the host's answer if the run
+        failed or the integration has no schedule."""
+        if get(integration_name).schedule is None:
+            raise ValueError(f"{integration_name} has no schedule")
+        url = f"{self.state['hosts']['workers-0']}/_local/schedules/{integration_name}"
+        request = urllib.request.Request(url, data=b"", method="POST")  # noqa: S310 - 127.0.0.1 only
+        try:
+            with urllib.request.urlopen(request, timeout=self._poller_timeout(integration_name)) as response:  # noqa: S310
+                answer: dict[str, Any] = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"schedule of {integration_name} failed: {exc.code} {exc.read().decode()}") from None
+        return answer
+
+    @staticmethod
+    def _poller_timeout(integration_name: str) -> float:
+        schedule = get(integration_name).schedule
+        return (schedule.function.timeout_seconds if schedule else 0) + 10.0
+
     # -- target stand-ins, over their control API -----------------------------------------------
     def target_state(self, system: str) -> dict[str, Any]:
-        return _json(f"{self.state['targets'][system]['control_url']}/state")
+        """Everything the stand-in holds (what the integrations wrote to it)."""
+        return _json(f"{self._standin(system)['control_url']}/state")
 
     def target_summary(self, system: str) -> dict[str, int]:
-        """Counts only: cheap to poll."""
-        return {k: int(v) for k, v in _json(f"{self.state['targets'][system]['control_url']}/summary").items()}
+        """The stand-in's counts (cheap to poll); anything else its summary carries is left out."""
+        summary = _json(f"{self._standin(system)['control_url']}/summary")
+        return {k: v for k, v in summary.items() if isinstance(v, int) and not isinstance(v, bool)}
 
     def target_behaviour(self, system: str, mode: str, **options: Any) -> None:
-        _json(f"{self.state['targets'][system]['control_url']}/behaviour", {"mode": mode, **options})
+        """Make the stand-in misbehave (``down``, ``slow``, ``rate_limited``, ...; its MODES)."""
+        _json(f"{self._standin(system)['control_url']}/behaviour", {"mode": mode, **options})
 
-    # The first integration's target by name, for the demo and the tests that speak of the ERP.
+    # The ERP by name, for the demo and the tests of shop-orders-to-erp.
     @property
     def erp_url(self) -> str:
         return self.target_url("erp")
@@ -453,7 +497,7 @@ class LocalRuntime:
         self.target_behaviour("erp", mode, **options)
 
     def erp_add_item(self, code: str) -> None:
-        _json(f"{self.state['targets']['erp']['control_url']}/items", {"ItemCode": code})
+        _json(f"{self._standin('erp')['control_url']}/items", {"ItemCode": code})
 
 
 def _exit_text(code: int) -> str:

@@ -5,8 +5,14 @@ Each stand-in declares what only it knows: the secret it fills and the local val
 signing secret, a target's connection credentials), where a source's sample events are
 (``tests/events/<system>/``), how a target runs as a process. The local runtime, the
 benchmarks and the test harnesses look a system up by the name an integration declares
-(``Integration.source`` / ``Integration.target``) and never name a provider themselves.
-Adding a system: its stand-in module with a ``LOCAL`` declaration, and one line in ``_MODULES``.
+(``Integration.source`` / ``Target.name``) and never name a provider themselves.
+
+Sources and targets are looked up apart, because one system may be both: Shopify sends order
+webhooks (the shop, a sender) and takes inventory writes (the Admin API, a server process); the
+ERP takes sales orders and is polled for stock (one server process for both). A source that is a
+server process (what a poller reads) declares a ``TargetStandIn``.
+Adding a system: its stand-in module with a ``LOCAL`` declaration, and one line in ``_SOURCES``
+and/or ``_TARGETS``.
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ class SourceStandIn:
 class TargetStandIn:
     """A target system played locally, as a process of its own."""
 
-    system: str  # the name integrations use as their ``target``
+    system: str  # the name integrations use (a ``Target.name``, or a polled ``source``)
     module: str  # run as ``python -m <module> --port <port> <args>``
     fills: str  # name of the SecretRef it fills: the connection credentials
     credentials: Callable[[str], dict[str, str]]  # its root URL -> the secret's value
@@ -72,65 +78,100 @@ class TargetStandIn:
     effect_count: str = ""
 
 
-def _declared(module: str) -> Callable[[], SourceStandIn | TargetStandIn]:
-    def load() -> SourceStandIn | TargetStandIn:
-        declared: SourceStandIn | TargetStandIn = importlib.import_module(module).LOCAL
-        return declared
-
-    return load
-
-
-# System name -> its declaration, loaded on first use (a stand-in process imports only itself).
-_MODULES: dict[str, Callable[[], SourceStandIn | TargetStandIn]] = {
-    "shopify": _declared("junction_local.standins.shop"),
-    "erp": _declared("junction_local.standins.erp"),
+# System name -> the module declaring its stand-in, loaded on first use (a stand-in process
+# imports only itself, and a module still missing breaks only the integrations that name it).
+_SOURCES: dict[str, str] = {
+    "shopify": "junction_local.standins.shop",
+    "erp": "junction_local.standins.erp",
+}
+_TARGETS: dict[str, str] = {
+    "erp": "junction_local.standins.erp",
+    "shopify": "junction_local.standins.shopify_admin",
+    "allegro": "junction_local.standins.allegro",
+}
+# Every system with a stand-in, as a source or a target or both.
+_MODULES: dict[str, tuple[str, ...]] = {
+    system: tuple(dict.fromkeys(m for m in (_SOURCES.get(system), _TARGETS.get(system)) if m))
+    for system in (*_SOURCES, *_TARGETS)
 }
 
 
-def standin(system: str) -> SourceStandIn | TargetStandIn:
-    if system not in _MODULES:
-        raise KeyError(f"no local stand-in for {system!r}: add its module to junction_local/standins/__init__.py")
-    return _MODULES[system]()
+def _load(module: str) -> SourceStandIn | TargetStandIn:
+    declared: SourceStandIn | TargetStandIn = importlib.import_module(module).LOCAL
+    return declared
+
+
+def source_standin(system: str) -> SourceStandIn | TargetStandIn:
+    """The stand-in of a system as a source: a webhook sender, or a server process a poller reads."""
+    if system not in _SOURCES:
+        raise KeyError(f"no local source stand-in for {system!r}: add it to _SOURCES in junction_local/standins")
+    return _load(_SOURCES[system])
 
 
 def source(system: str) -> SourceStandIn:
-    found = standin(system)
+    """The stand-in of a system that sends webhooks."""
+    found = source_standin(system)
     if not isinstance(found, SourceStandIn):
-        raise TypeError(f"the stand-in of {system!r} is not a source")
+        raise TypeError(f"the source stand-in of {system!r} is a server process, not a webhook sender")
     return found
 
 
 def target(system: str) -> TargetStandIn:
-    found = standin(system)
+    """The stand-in of a system integrations deliver to (a server process)."""
+    if system not in _TARGETS:
+        raise KeyError(f"no local target stand-in for {system!r}: add it to _TARGETS in junction_local/standins")
+    found = _load(_TARGETS[system])
     if not isinstance(found, TargetStandIn):
-        raise TypeError(f"the stand-in of {system!r} is not a target")
+        raise TypeError(f"the target stand-in of {system!r} ({_TARGETS[system]}) does not declare a TargetStandIn")
     return found
 
 
 def targets(integrations: Iterable[Integration]) -> list[TargetStandIn]:
-    """The target stand-ins the integrations need, each once, in declaration order."""
+    """The server processes the integrations need, each once, in declaration order: every target
+    of every integration, and a polled source (a scheduled integration's source is read over its
+    API, so it runs as a process too)."""
     seen: dict[str, TargetStandIn] = {}
+
+    def add(found: TargetStandIn) -> None:
+        known = seen.get(found.system)
+        if known is None:
+            seen[found.system] = found
+        elif known.module != found.module:
+            raise ValueError(
+                f"{found.system!r} is played by two processes ({known.module}, {found.module}): "
+                "one system, one stand-in process"
+            )
+
     for integration in integrations:
-        if integration.target not in seen:
-            seen[integration.target] = target(integration.target)
+        for t in integration.targets:
+            add(target(t.name))
+        if integration.schedule is not None:
+            polled = source_standin(integration.source)
+            if isinstance(polled, TargetStandIn):
+                add(polled)
     return list(seen.values())
 
 
 def secret_values(integrations: Iterable[Integration], target_urls: Mapping[str, str]) -> dict[str, Any]:
-    """The local value of every secret the integrations declare, from their stand-ins' declarations.
+    """The local value of every secret the integrations declare (``Integration.all_secrets``),
+    each from the stand-in that fills it among the integration's source and targets.
 
-    ``target_urls`` maps a target system to the root URL its stand-in listens on."""
+    ``target_urls`` maps a server stand-in's system to the root URL it listens on."""
     values: dict[str, Any] = {}
     for integration in integrations:
-        fillers: list[SourceStandIn | TargetStandIn] = [standin(integration.source), standin(integration.target)]
+        fillers: list[SourceStandIn | TargetStandIn] = [
+            source_standin(integration.source),
+            *(target(t.name) for t in integration.targets),
+        ]
         for ref in integration.all_secrets:
             if ref.name in values:
                 continue
             filler = next((s for s in fillers if s.fills == ref.name), None)
             if filler is None:
+                systems = ", ".join(dict.fromkeys([integration.source, *(t.name for t in integration.targets)]))
                 raise KeyError(
                     f"no local value for secret {ref.name!r} of {integration.name}: "
-                    f"declare it in the stand-in of {integration.source!r} or {integration.target!r}"
+                    f"declare it (``fills``) in the stand-in of one of {systems}"
                 )
             if isinstance(filler, SourceStandIn):
                 values[ref.name] = filler.secret_value()
