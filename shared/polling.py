@@ -195,6 +195,36 @@ def _norm(stamp: str) -> str:
     return _parse_stamp(stamp).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def read_cursor(ddb: Any, table: str, integration: str) -> CursorState:
+    item = ddb.get_item(
+        TableName=table,
+        Key={"pk": {"S": state_keys.sync_pk(integration)}, "sk": {"S": state_keys.CURSOR_SK}},
+        ConsistentRead=True,
+    ).get("Item")
+    return CursorState.from_item(_plain(item) if item else None)
+
+
+def write_cursor(ddb: Any, table: str, integration: str, new: CursorState, expected_version: int) -> bool:
+    """Replace the cursor if it is still at ``expected_version`` (0: none yet); False if someone
+    else moved it. Pollers and the ops commands (reset, backfill) both write through this."""
+    values = {k: v for k, v in new.to_item().items() if v is not None}
+    values["version"] = expected_version + 1
+    item = {"pk": state_keys.sync_pk(integration), "sk": state_keys.CURSOR_SK, **values}
+    condition = "attribute_not_exists(pk)" if expected_version == 0 else "version = :v"
+    try:
+        ddb.put_item(
+            TableName=table,
+            Item=_ddb(item),
+            ConditionExpression=condition,
+            **({"ExpressionAttributeValues": {":v": {"N": str(expected_version)}}} if expected_version else {}),
+        )
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
+
+
 class Poller:
     def __init__(
         self,
@@ -257,30 +287,10 @@ class Poller:
 
     # -- cursor -----------------------------------------------------------------------------
     def read_cursor(self) -> CursorState:
-        item = self.ddb.get_item(
-            TableName=self.table,
-            Key={"pk": {"S": self.pk}, "sk": {"S": state_keys.CURSOR_SK}},
-            ConsistentRead=True,
-        ).get("Item")
-        return CursorState.from_item(_plain(item) if item else None)
+        return read_cursor(self.ddb, self.table, self.integration.name)
 
     def write_cursor(self, new: CursorState, expected_version: int) -> bool:
-        """Replace the cursor if it is still at ``expected_version``; False if someone else moved it."""
-        values = {k: v for k, v in new.to_item().items() if v is not None}
-        values["version"] = expected_version + 1
-        item = {"pk": self.pk, "sk": state_keys.CURSOR_SK, **values}
-        try:
-            self.ddb.put_item(
-                TableName=self.table,
-                Item=_ddb(item),
-                ConditionExpression="attribute_not_exists(pk) OR version = :v",
-                ExpressionAttributeValues={":v": {"N": str(expected_version)}},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return write_cursor(self.ddb, self.table, self.integration.name, new, expected_version)
 
     # -- a run ------------------------------------------------------------------------------
     def run(self, seconds_left: Callable[[], float]) -> RunResult:
