@@ -1,0 +1,513 @@
+"""Shopify Admin GraphQL API, the inventory part (see docs/shopify-contract.md).
+
+- ``set_quantities``: ``inventorySetQuantities`` with ``@idempotent(key:)`` and a
+  ``changeFromQuantity`` on every quantity (both mandatory from API version 2026-04): the whole
+  call is applied or none of it; a stale ``changeFromQuantity`` is reported per inventory item
+  so the caller can read the current levels again and retry with a new key.
+- ``read_available``: ``nodes(ids:)`` for up to 250 inventory items per call, their
+  ``available`` quantity at one location.
+- ``variants``: every (sku, inventory item id), paging ``productVariants`` with cursors.
+
+Cost throttling: every answer carries ``extensions.cost.throttleStatus``, kept as
+``last_throttle`` so a pacer can wait before it is throttled; a ``THROTTLED`` answer raises
+``RateLimited`` with the wait computed from the bucket's restore rate. Errors are classified by
+HTTP status and by the GraphQL error's ``extensions.code`` or the user error's ``code``, never by
+message text. Documents are plain strings: nothing here parses GraphQL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from shared.errors import (
+    ConfigurationError,
+    CredentialsRejected,
+    IdempotencyConflict,
+    InProgressElsewhere,
+    RateLimited,
+    TargetRejected,
+    TargetUnavailable,
+)
+from shared.http import (
+    DEFAULT_TIMEOUT,
+    MAX_RETRY_AFTER,
+    classify_response,
+    client,
+    retry_after_seconds,
+    transport_error,
+)
+
+TARGET = "shopify"
+MAX_QUANTITIES = 250  # input arrays are limited to 250 items
+MAX_PAGE_SIZE = 250
+QUANTITY_NAME = "available"
+# User error codes of inventorySetQuantities, and what they mean to a caller.
+STALE_CODES = frozenset({"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"})
+UNKNOWN_ITEM = "INVALID_INVENTORY_ITEM"
+NOT_STOCKED = "ITEM_NOT_STOCKED_AT_LOCATION"
+CONCURRENT = "IDEMPOTENCY_CONCURRENT_REQUEST"
+KEY_MISMATCH = "IDEMPOTENCY_KEY_PARAMETER_MISMATCH"
+PREVIOUS_FAILED = "IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED"
+THROTTLED = "THROTTLED"
+
+_VERSION = re.compile(r"^([0-9]{4}-(01|04|07|10)|unstable)$")
+_LOCATION = re.compile(r"^gid://shopify/Location/[0-9]+$")
+
+SET_QUANTITIES = """
+mutation SetQuantities($input: InventorySetQuantitiesInput!) {
+  inventorySetQuantities(input: $input) @idempotent(key: %s) {
+    inventoryAdjustmentGroup { id }
+    userErrors { field message code }
+  }
+}
+"""
+
+READ_AVAILABLE = """
+query ReadAvailable($ids: [ID!]!, $locationId: ID!) {
+  nodes(ids: $ids) {
+    ... on InventoryItem {
+      id
+      inventoryLevel(locationId: $locationId) { quantities(names: ["available"]) { name quantity } }
+    }
+  }
+}
+"""
+
+VARIANTS = """
+query Variants($first: Int!, $after: String) {
+  productVariants(first: $first, after: $after) {
+    nodes { id sku inventoryItem { id } }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+LOCATIONS = """
+query Locations($first: Int!, $after: String) {
+  locations(first: $first, after: $after) {
+    nodes { id name }
+    pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class ShopifySettings:
+    base_url: str  # the shop's root, e.g. https://example.myshopify.com
+    access_token: str = field(repr=False)  # never in a log line or a traceback's locals
+    api_version: str  # e.g. 2026-04
+    location_id: str  # gid://shopify/Location/<n>: where the ERP's stock is kept
+
+    @classmethod
+    def from_secret(cls, doc: Any) -> ShopifySettings:
+        fields = ("base_url", "access_token", "api_version", "location_id")
+        if not isinstance(doc, dict):
+            raise ConfigurationError("Shopify secret must be an object holding " + ", ".join(fields))
+        missing = [name for name in fields if not isinstance(doc.get(name), str) or not doc[name].strip()]
+        if missing:
+            raise ConfigurationError("Shopify secret lacks " + ", ".join(missing), details={"missing": missing})
+        base_url = doc["base_url"].strip().rstrip("/")
+        if not base_url.startswith(("https://", "http://")):
+            raise ConfigurationError("Shopify base_url must be an http(s) URL")
+        if not _VERSION.match(doc["api_version"].strip()):
+            raise ConfigurationError("Shopify api_version must be a release such as 2026-04")
+        if not _LOCATION.match(doc["location_id"].strip()):
+            raise ConfigurationError("Shopify location_id must be a gid://shopify/Location/<n> id")
+        return cls(base_url, doc["access_token"].strip(), doc["api_version"].strip(), doc["location_id"].strip())
+
+    @property
+    def graphql_url(self) -> str:
+        return f"{self.base_url}/admin/api/{self.api_version}/graphql.json"
+
+
+SettingsSource = Callable[[bool], ShopifySettings]  # refresh -> settings (read again when True)
+
+
+@dataclass(frozen=True)
+class ThrottleStatus:
+    """The cost bucket as the last answer reported it."""
+
+    maximum_available: float
+    currently_available: float
+    restore_rate: float
+
+    def wait_seconds(self, cost: float, elapsed: float = 0.0) -> float:
+        """Seconds until ``cost`` points are available, ``elapsed`` seconds after this report."""
+        if cost > self.maximum_available:
+            raise ValueError(f"a cost of {cost} never fits a bucket of {self.maximum_available}")
+        available = min(self.maximum_available, self.currently_available + elapsed * self.restore_rate)
+        if available >= cost:
+            return 0.0
+        if self.restore_rate <= 0:
+            return MAX_RETRY_AFTER
+        return math.ceil((cost - available) / self.restore_rate * 1000) / 1000
+
+    @classmethod
+    def parse(cls, extensions: Any) -> ThrottleStatus | None:
+        try:
+            status = extensions["cost"]["throttleStatus"]
+            return cls(
+                float(status["maximumAvailable"]), float(status["currentlyAvailable"]), float(status["restoreRate"])
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class QuantityChange:
+    inventory_item_id: str
+    location_id: str
+    quantity: int
+    change_from: int | None  # the quantity we expect Shopify to hold now; None skips the check
+
+
+@dataclass(frozen=True)
+class SetResult:
+    """The outcome of one ``inventorySetQuantities`` call: all of it applied, or none of it."""
+
+    applied: bool
+    mismatched: list[str] = field(default_factory=list)  # items whose change_from was stale
+    throttle: ThrottleStatus | None = None
+    unknown: list[str] = field(default_factory=list)  # items Shopify does not know
+    not_stocked: list[str] = field(default_factory=list)  # items with no level at the location
+    # The key was used by an earlier attempt that failed: nothing applied; read the levels again
+    # and send with a new key.
+    retry_with_new_key: bool = False
+
+
+class ShopifyAdmin:
+    """``settings``: fixed settings, or a source that reads them again (``source(True)``) when
+    Shopify refuses the token, so a rotated token is picked up without a restart."""
+
+    def __init__(self, settings: ShopifySettings | SettingsSource, http: httpx.Client | None = None) -> None:
+        self._source: SettingsSource = settings if callable(settings) else (lambda _refresh: settings)
+        self._refreshable = callable(settings)
+        self.settings = self._source(False)
+        self.http = http or client(DEFAULT_TIMEOUT)
+        self._local = threading.local()
+        self.last_throttle: ThrottleStatus | None = None
+        self._throttle_at = 0.0  # monotonic time of last_throttle
+        self.served_version: str | None = None  # the version Shopify answered with, when it says
+
+    @contextmanager
+    def bounded(self, timeout: Callable[[float], float]) -> Iterator[None]:
+        """Within the block, every call's timeout is ``timeout(default)``: a delivery passes its
+        ``Attempt.timeout`` so its calls end before the invocation does."""
+        self._local.timeout = timeout
+        try:
+            yield
+        finally:
+            self._local.timeout = None
+
+    def close(self) -> None:
+        self.http.close()
+
+    def wait_seconds(self, cost: float) -> float:
+        """How long until ``cost`` points are available, by the last reported bucket."""
+        if self.last_throttle is None:
+            return 0.0
+        return self.last_throttle.wait_seconds(cost, time.monotonic() - self._throttle_at)
+
+    # -- transport -------------------------------------------------------------------------
+    def _post(self, body: bytes, ids: dict[str, str]) -> httpx.Response:
+        bound = getattr(self._local, "timeout", None)
+        configured = self.http.timeout
+        read = configured.read or 10.0
+        seconds = bound(read) if bound else read
+        timeout = httpx.Timeout(seconds, connect=min(seconds, configured.connect or 3.0))
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "X-Shopify-Access-Token": self.settings.access_token,
+        }
+        try:
+            return self.http.post(self.settings.graphql_url, content=body, headers=headers, timeout=timeout)
+        except httpx.TransportError as exc:
+            raise transport_error(exc, entity_ids=ids, target=TARGET) from exc
+
+    def graphql(self, query: str, variables: dict[str, Any], ids: dict[str, str] | None = None) -> dict[str, Any]:
+        """``data`` of one GraphQL request, or the error its answer calls for."""
+        ids = dict(ids or {})
+        body = json.dumps({"query": query, "variables": variables}).encode()
+        response = self._post(body, ids)
+        if response.status_code in (401, 403):
+            if self._refreshable:  # the token may have been rotated: read the secret once more
+                self.settings = self._source(True)
+                response = self._post(body, ids)
+            if response.status_code in (401, 403):
+                raise CredentialsRejected(
+                    f"Shopify refused the access token ({response.status_code}): check the Shopify Admin secret",
+                    entity_ids=ids,
+                    details={"status": response.status_code, "target": TARGET},
+                )
+        if response.status_code == 429:
+            raise RateLimited(
+                "Shopify rate limited (429)",
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+                entity_ids=ids,
+                details={"status": 429, "target": TARGET},
+            )
+        classify_response(response, entity_ids=ids, target=TARGET)
+        self.served_version = response.headers.get("X-Shopify-API-Version") or self.served_version
+        try:
+            answer = response.json()
+        except ValueError:
+            raise TargetUnavailable(
+                "Shopify answered with a body that is not JSON",
+                entity_ids=ids,
+                details={"status": response.status_code, "target": TARGET},
+            ) from None
+        if not isinstance(answer, dict):
+            raise TargetUnavailable(
+                "Shopify answered with an unexpected body", entity_ids=ids, details={"target": TARGET}
+            )
+        throttle = ThrottleStatus.parse(answer.get("extensions"))
+        if throttle is not None:
+            self.last_throttle, self._throttle_at = throttle, time.monotonic()
+        errors = answer.get("errors")
+        if errors:
+            self._raise_for_errors(errors, answer.get("extensions"), throttle, ids)
+        data = answer.get("data")
+        if not isinstance(data, dict):
+            raise TargetUnavailable("Shopify answered without data", entity_ids=ids, details={"target": TARGET})
+        return data
+
+    @staticmethod
+    def _raise_for_errors(errors: Any, extensions: Any, throttle: ThrottleStatus | None, ids: dict[str, str]) -> None:
+        codes = _error_codes(errors)
+        if THROTTLED in codes:
+            retry_after: float | None = None
+            requested = _requested_cost(extensions)
+            if throttle is not None and requested is not None:
+                retry_after = throttle.wait_seconds(min(requested, throttle.maximum_available))
+                retry_after = max(retry_after, 0.001)
+            raise RateLimited(
+                "Shopify throttled the request (cost bucket short)",
+                retry_after=retry_after,
+                entity_ids=ids,
+                details={"target": TARGET, "codes": codes, "requested_cost": requested},
+            )
+        raise TargetRejected(
+            "Shopify refused the GraphQL request", entity_ids=ids, details={"target": TARGET, "codes": codes}
+        )
+
+    # -- inventory -------------------------------------------------------------------------
+    def set_quantities(
+        self,
+        changes: Sequence[QuantityChange],
+        *,
+        idempotency_key: str,
+        reason: str = "correction",
+        reference: str | None = None,
+        ids: dict[str, str] | None = None,
+    ) -> SetResult:
+        """Set the ``available`` quantities, all of them or none.
+
+        Raises ``ValueError`` above 250 changes or without a key; ``RateLimited`` when throttled
+        (with the wait), ``InProgressElsewhere`` while an attempt with the same key is still being
+        applied, ``IdempotencyConflict`` when the key was used with other changes,
+        ``TargetRejected`` for any other refusal (reason, location, quantity out of range)."""
+        if len(changes) > MAX_QUANTITIES:
+            raise ValueError(f"at most {MAX_QUANTITIES} quantities per call, got {len(changes)}")
+        if not isinstance(idempotency_key, str) or not idempotency_key.strip():
+            raise ValueError("an idempotency key is required")
+        if not changes:
+            return SetResult(applied=True, throttle=self.last_throttle)
+        ids = dict(ids or {})
+        payload: dict[str, Any] = {
+            "name": QUANTITY_NAME,
+            "reason": reason,
+            "quantities": [
+                {
+                    "inventoryItemId": c.inventory_item_id,
+                    "locationId": c.location_id,
+                    "quantity": c.quantity,
+                    "changeFromQuantity": c.change_from,  # always sent: null skips the check
+                }
+                for c in changes
+            ],
+        }
+        if reference is not None:
+            payload["referenceDocumentUri"] = reference
+        # A JSON string is a valid GraphQL string literal: the key cannot break out of it.
+        data = self.graphql(SET_QUANTITIES % json.dumps(idempotency_key), {"input": payload}, ids)
+        result = data.get("inventorySetQuantities")
+        if not isinstance(result, dict):
+            raise TargetUnavailable("Shopify answered without a mutation result", entity_ids=ids)
+        user_errors = [e for e in result.get("userErrors") or [] if isinstance(e, dict)]
+        if not user_errors:
+            return SetResult(applied=True, throttle=self.last_throttle)
+        return self._refusal(user_errors, changes, ids)
+
+    def _refusal(
+        self, user_errors: list[dict[str, Any]], changes: Sequence[QuantityChange], ids: dict[str, str]
+    ) -> SetResult:
+        codes = [str(e.get("code")) for e in user_errors]
+        if CONCURRENT in codes:
+            raise InProgressElsewhere(
+                "Shopify is still applying an attempt with this idempotency key",
+                retry_after=1.0,
+                entity_ids=ids,
+                details={"target": TARGET, "codes": codes},
+            )
+        if KEY_MISMATCH in codes:
+            raise IdempotencyConflict(
+                "Shopify holds this idempotency key for other changes",
+                entity_ids=ids,
+                details={"target": TARGET, "codes": codes},
+            )
+        if PREVIOUS_FAILED in codes:
+            return SetResult(applied=False, throttle=self.last_throttle, retry_with_new_key=True)
+        mismatched: list[str] = []
+        unknown: list[str] = []
+        not_stocked: list[str] = []
+        others: list[dict[str, Any]] = []
+        for error in user_errors:
+            code = error.get("code")
+            change = _change_at(error.get("field"), changes)
+            if change is not None and code in STALE_CODES:
+                mismatched.append(change.inventory_item_id)
+            elif change is not None and code == UNKNOWN_ITEM:
+                unknown.append(change.inventory_item_id)
+            elif change is not None and code == NOT_STOCKED:
+                not_stocked.append(change.inventory_item_id)
+            else:
+                others.append(error)
+        if others:
+            raise TargetRejected(
+                "Shopify refused the quantities: " + "; ".join(str(e.get("message")) for e in others),
+                entity_ids=ids,
+                details={
+                    "target": TARGET,
+                    "codes": [e.get("code") for e in others],
+                    "fields": [e.get("field") for e in others],
+                },
+            )
+        return SetResult(
+            applied=False,
+            mismatched=_unique(mismatched),
+            throttle=self.last_throttle,
+            unknown=_unique(unknown),
+            not_stocked=_unique(not_stocked),
+        )
+
+    def read_available(
+        self, inventory_item_ids: Sequence[str], location_id: str, ids: dict[str, str] | None = None
+    ) -> dict[str, int | None]:
+        """``available`` per inventory item at the location; None: no level there. Items Shopify
+        does not know are left out. Any number of ids: read 250 per request."""
+        wanted = _unique(list(inventory_item_ids))
+        found: dict[str, int | None] = {}
+        for start in range(0, len(wanted), MAX_QUANTITIES):
+            chunk = wanted[start : start + MAX_QUANTITIES]
+            data = self.graphql(READ_AVAILABLE, {"ids": chunk, "locationId": location_id}, ids)
+            nodes = data.get("nodes")
+            if not isinstance(nodes, list) or len(nodes) != len(chunk):
+                raise TargetUnavailable("Shopify answered nodes that do not match the ids asked", entity_ids=ids or {})
+            for asked, node in zip(chunk, nodes, strict=True):
+                if not isinstance(node, dict) or node.get("id") != asked:
+                    continue  # unknown, or not an inventory item
+                level = node.get("inventoryLevel")
+                if level is None:
+                    found[asked] = None
+                    continue
+                found[asked] = _available(level.get("quantities"), ids or {})
+        return found
+
+    def variants(self, page_size: int = MAX_PAGE_SIZE) -> Iterator[tuple[str, str]]:
+        """(sku, inventory item id) of every variant that has a sku, in Shopify's order."""
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        for node in self._paged(VARIANTS, "productVariants", page_size):
+            sku = node.get("sku")
+            item = node.get("inventoryItem") or {}
+            if isinstance(sku, str) and sku.strip() and isinstance(item.get("id"), str):
+                yield sku, item["id"]
+
+    def locations(self) -> list[tuple[str, str]]:
+        """(location id, name) of every active location."""
+        return [(str(n["id"]), str(n["name"])) for n in self._paged(LOCATIONS, "locations", MAX_PAGE_SIZE)]
+
+    def _paged(self, query: str, root: str, page_size: int) -> Iterator[dict[str, Any]]:
+        after: str | None = None
+        while True:
+            data = self.graphql(query, {"first": page_size, "after": after})
+            connection = data.get(root)
+            if not isinstance(connection, dict):
+                raise TargetUnavailable(f"Shopify answered without {root}", entity_ids={})
+            for node in connection.get("nodes") or []:
+                if isinstance(node, dict):
+                    yield node
+            page = connection.get("pageInfo") or {}
+            if not page.get("hasNextPage"):
+                return
+            after = page.get("endCursor")
+            if not isinstance(after, str):
+                raise TargetUnavailable(f"Shopify said more {root} follow but gave no cursor", entity_ids={})
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Shopify sends Retry-After as decimal seconds ("2.0")."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return retry_after_seconds(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER)
+
+
+def _error_codes(errors: Any) -> list[str]:
+    if not isinstance(errors, list):
+        return []
+    codes: list[str] = []
+    for error in errors:
+        extensions = error.get("extensions") if isinstance(error, dict) else None
+        code = extensions.get("code") if isinstance(extensions, dict) else None
+        codes.append(str(code) if code is not None else "")
+    return codes
+
+
+def _requested_cost(extensions: Any) -> float | None:
+    try:
+        return float(extensions["cost"]["requestedQueryCost"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _change_at(path: Any, changes: Sequence[QuantityChange]) -> QuantityChange | None:
+    """The change a user error's field path (["input", "quantities", "<i>", ...]) points at."""
+    if not isinstance(path, list) or len(path) < 3 or path[:2] != ["input", "quantities"]:
+        return None
+    index = path[2]
+    if isinstance(index, str) and index.isdigit():
+        index = int(index)
+    if isinstance(index, int) and 0 <= index < len(changes):
+        return changes[index]
+    return None
+
+
+def _available(quantities: Any, ids: dict[str, str]) -> int:
+    for quantity in quantities or []:
+        if isinstance(quantity, dict) and quantity.get("name") == QUANTITY_NAME:
+            value = quantity.get("quantity")
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    raise TargetUnavailable("Shopify answered a level without its available quantity", entity_ids=ids)
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
