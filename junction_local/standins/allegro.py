@@ -39,7 +39,13 @@ from junction_local.standins import TargetStandIn
 
 MEDIA_TYPE = "application/vnd.allegro.public.v1+json"
 TOKEN_PATH = "/auth/oauth/token"  # noqa: S105 - a path, not a secret
-COMMANDS_PATH = "/sale/offer-quantity-change-commands/"
+# The two batch commands, by the path prefix Allegro serves them under.
+QUANTITY = "quantity"
+PUBLICATION = "publication"
+COMMAND_PATHS = {
+    "/sale/offer-quantity-change-commands/": QUANTITY,
+    "/sale/offer-publication-commands/": PUBLICATION,
+}
 OFFERS_PATH = "/sale/offers"
 
 # The stand-in's own fixed application and seller authorisation, as the secret holds them.
@@ -107,7 +113,8 @@ class Task:
 @dataclass
 class Command:
     id: str
-    change_type: str
+    kind: str  # QUANTITY or PUBLICATION
+    change_type: str  # FIXED / GAIN, or the publication action ACTIVATE / END
     value: int
     offer_ids: tuple[str, ...]
     created_at: float
@@ -181,7 +188,9 @@ class AllegroStandIn:
 
     def start(self) -> AllegroStandIn:
         self._threads = [
-            threading.Thread(target=self._server.serve_forever, name="allegro-standin", daemon=True),
+            threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="allegro-standin", daemon=True
+            ),
             threading.Thread(target=self._worker, name="allegro-standin-tasks", daemon=True),
         ]
         for thread in self._threads:
@@ -221,15 +230,15 @@ class AllegroStandIn:
             self._order: list[str] = []  # offer ids, ascending (Allegro lists them descending)
             self._skus: set[str] = set()
             self._next_offer = 1
-            self._commands: dict[str, Command] = {}
-            self._queue: deque[str] = deque()
+            self._commands: dict[str, dict[str, Command]] = {QUANTITY: {}, PUBLICATION: {}}
+            self._queue: deque[Command] = deque()
             self._access: dict[str, AccessToken] = {}
             self._refresh: dict[str, RefreshToken] = {
                 INITIAL_REFRESH_TOKEN: RefreshToken(self.client_id, self.now() + REFRESH_TOKEN_TTL_SECONDS)
             }
             self._hits: dict[str, deque[float]] = {}
             self._blocked_until: dict[str, float] = {}
-            self._changes: deque[tuple[float, int]] = deque()
+            self._changes: dict[str, deque[tuple[float, int]]] = {QUANTITY: deque(), PUBLICATION: deque()}
             self._requests = 0
             self._rejected = 0
             self._errors_429 = 0
@@ -335,12 +344,13 @@ class AllegroStandIn:
     def summary(self) -> dict[str, Any]:
         """Counts only: cheap enough to poll while 100 000 tasks run."""
         with self._lock:
-            pending = sum(len(self._commands[c].tasks) - self._commands[c].next for c in self._queue)
+            pending = sum(len(c.tasks) - c.next for c in self._queue)
             return {
                 "requests": self._requests,
                 "rejected_by_behaviour": self._rejected,
                 "offers": len(self._offers),
-                "commands": len(self._commands),
+                "commands": len(self._commands[QUANTITY]),
+                "publication_commands": len(self._commands[PUBLICATION]),
                 "tasks_done": self._tasks_done,
                 "tasks_failed": self._tasks_failed,
                 "tasks_pending": pending,
@@ -355,8 +365,15 @@ class AllegroStandIn:
                 "quantities": self.quantities(),
                 "ended": sorted(o.sku for o in self._offers.values() if o.status == "ENDED" and o.sku is not None),
                 "commands": {
-                    c.id: {"total": len(c.tasks), "success": c.success, "failed": c.failed, "started": c.started}
-                    for c in self._commands.values()
+                    c.id: {
+                        "kind": c.kind,
+                        "total": len(c.tasks),
+                        "success": c.success,
+                        "failed": c.failed,
+                        "started": c.started,
+                    }
+                    for kind in (QUANTITY, PUBLICATION)
+                    for c in self._commands[kind].values()
                 },
                 "behaviour": dict(self.behaviour.__dict__),
                 **self.summary(),
@@ -417,17 +434,19 @@ class AllegroStandIn:
             if method != "GET":
                 return 405, {}, _errors("MethodNotAllowedException", "Method not allowed")
             return self._list_offers(params)
-        if path.startswith(COMMANDS_PATH):
-            rest = path[len(COMMANDS_PATH) :].split("/")
+        for prefix, kind in COMMAND_PATHS.items():
+            if not path.startswith(prefix):
+                continue
+            rest = path[len(prefix) :].split("/")
             command_id = rest[0]
             if len(rest) == 1 and method == "PUT":
                 if headers.get("content-type", "").split(";")[0].strip() != MEDIA_TYPE:
                     return 415, {}, _errors("UnsupportedMediaTypeException", f"Content-Type must be {MEDIA_TYPE}")
-                return self._put_command(command_id, raw)
+                return self._put_command(kind, command_id, raw)
             if len(rest) == 1 and method == "GET":
-                return self._get_command(command_id)
+                return self._get_command(kind, command_id)
             if len(rest) == 2 and rest[1] == "tasks" and method == "GET":
-                return self._get_tasks(command_id, params)
+                return self._get_tasks(kind, command_id, params)
             return 405, {}, _errors("MethodNotAllowedException", "Method not allowed")
         return 404, {}, _errors("NotFoundException", "Resource not found", path=path)
 
@@ -582,19 +601,19 @@ class AllegroStandIn:
         return 200, {}, {"offers": docs, "count": len(docs), "totalCount": total}
 
     # -- commands --------------------------------------------------------------------------
-    def _put_command(self, command_id: str, raw: bytes) -> Answer:
+    def _put_command(self, kind: str, command_id: str, raw: bytes) -> Answer:
         if not _is_uuid(command_id):
             return 400, {}, _errors("VALIDATION_ERROR", "commandId must be a UUID", path="commandId")
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             return 400, {}, _errors("VALIDATION_ERROR", "Body is not JSON")
-        parsed = _parse_command(body)
+        parsed = _parse_command(body) if kind == QUANTITY else _parse_publication(body)
         if not isinstance(parsed, ParsedCommand):
             return parsed  # the 4xx answer for a malformed command
         change_type, value, offer_ids = parsed.change_type, parsed.value, parsed.offer_ids
         with self._lock:
-            existing = self._commands.get(command_id)
+            existing = self._commands[kind].get(command_id)
             if existing is not None:
                 if (existing.change_type, existing.value, existing.offer_ids) != (change_type, value, offer_ids):
                     return (
@@ -606,28 +625,29 @@ class AllegroStandIn:
                         ),
                     )
                 return 201, {}, self._report(existing)  # the same command again: nothing new happens
-            wait = self._offer_changes_wait(len(offer_ids))
+            wait = self._offer_changes_wait(kind, len(offer_ids))
             if wait is not None:
                 self._errors_429 += 1
                 return _too_many(wait)
             now = self.now()
-            self._changes.append((now, len(offer_ids)))
-            command = Command(command_id, change_type, value, offer_ids, now, [Task(o) for o in offer_ids])
-            self._commands[command_id] = command
-            self._queue.append(command_id)
+            self._changes[kind].append((now, len(offer_ids)))
+            command = Command(command_id, kind, change_type, value, offer_ids, now, [Task(o) for o in offer_ids])
+            self._commands[kind][command_id] = command
+            self._queue.append(command)
             answer = self._report(command)
         self._work.set()
         return 201, {}, answer
 
-    def _offer_changes_wait(self, wanted: int) -> float | None:
-        """Seconds until ``wanted`` more offer changes fit the per-minute and per-hour limits,
-        or None when they fit now."""
+    def _offer_changes_wait(self, kind: str, wanted: int) -> float | None:
+        """Seconds until ``wanted`` more offer changes of this command kind fit the per-minute and
+        per-hour limits (each kind has its own), or None when they fit now."""
         now = self.now()
-        while self._changes and self._changes[0][0] <= now - 3600.0:
-            self._changes.popleft()
+        changes = self._changes[kind]
+        while changes and changes[0][0] <= now - 3600.0:
+            changes.popleft()
         waits: list[float] = []
         for window, limit in ((60.0, self.offer_changes_per_minute), (3600.0, self.offer_changes_per_hour)):
-            inside = [(t, n) for t, n in self._changes if t > now - window]
+            inside = [(t, n) for t, n in changes if t > now - window]
             used = sum(n for _, n in inside)
             if used + wanted <= limit:
                 continue
@@ -641,14 +661,14 @@ class AllegroStandIn:
                     break
         return max(waits) if waits else None
 
-    def _get_command(self, command_id: str) -> Answer:
+    def _get_command(self, kind: str, command_id: str) -> Answer:
         with self._lock:
-            command = self._commands.get(command_id)
+            command = self._commands[kind].get(command_id)
             if command is None:
                 return 404, {}, _errors("COMMAND_NOT_FOUND", "Command not found.", user_message="Command not found.")
             return 200, {}, self._report(command)
 
-    def _get_tasks(self, command_id: str, params: dict[str, list[str]]) -> Answer:
+    def _get_tasks(self, kind: str, command_id: str, params: dict[str, list[str]]) -> Answer:
         limit, problem = _page_param(params, "limit", DEFAULT_TASKS_LIMIT, 1, MAX_PAGE_LIMIT)
         if problem is not None:
             return problem
@@ -656,12 +676,12 @@ class AllegroStandIn:
         if problem is not None:
             return problem
         with self._lock:
-            command = self._commands.get(command_id)
+            command = self._commands[kind].get(command_id)
             if command is None:
                 return 404, {}, _errors("COMMAND_NOT_FOUND", "Command not found.", user_message="Command not found.")
             # Until processing starts Allegro lists no tasks (and counts zeros).
             tasks = command.tasks[offset : offset + limit] if command.started else []
-            docs = [_task_doc(t, command.created_at) for t in tasks]
+            docs = [_task_doc(t, command) for t in tasks]
         return 200, {}, {"tasks": docs}
 
     def _report(self, command: Command) -> dict[str, Any]:
@@ -692,7 +712,7 @@ class AllegroStandIn:
                 if idle:
                     budget = 0.0
                     self._work.clear()
-            if idle:
+            if idle and not self._stopping.is_set():
                 self._work.wait(0.5)
                 last = time.monotonic()
             else:
@@ -703,7 +723,7 @@ class AllegroStandIn:
         with self._lock:
             now = self.now()
             while done < n and self._queue:
-                command = self._commands[self._queue[0]]
+                command = self._queue[0]
                 command.started = True
                 while done < n and command.next < len(command.tasks):
                     self._apply(command, command.tasks[command.next], now)
@@ -716,19 +736,13 @@ class AllegroStandIn:
 
     def _apply(self, command: Command, task: Task, now: float) -> None:
         offer = self._offers.get(task.offer_id)
-        problem: tuple[str, str] | None = None
+        problem: tuple[str, str] | None
         if offer is None:
             problem = ("OfferNotFoundException", f"Offer {task.offer_id} not found")
-        elif offer.status != "ACTIVE":
-            problem = ("EXCEPTION_DURING_OFFER_QUANTITY_UPDATE", f"Offer {task.offer_id} is {offer.status}")
+        elif command.kind == QUANTITY:
+            problem = _change_quantity(offer, command.change_type, command.value)
         else:
-            wanted = command.value if command.change_type == "FIXED" else offer.available + command.value
-            if wanted < 1:
-                problem = ("INVALID_OFFER_QUANTITY", "The quantity can not be changed to less than 1.")
-            elif wanted > MAX_QUANTITY:
-                problem = ("INVALID_OFFER_QUANTITY", f"The quantity can not be changed to more than {MAX_QUANTITY}.")
-            else:
-                offer.available = wanted
+            problem = _change_publication(offer, command.change_type)
         task.finished_at = now
         if problem is None:
             task.status = "SUCCESS"
@@ -795,6 +809,27 @@ class AllegroStandIn:
         return 404, {}, {"error": "unknown control endpoint"}
 
 
+def _change_quantity(offer: Offer, change_type: str, value: int) -> tuple[str, str] | None:
+    """An ended offer's stock can change too: Allegro asks for stock before it activates one."""
+    wanted = value if change_type == "FIXED" else offer.available + value
+    if wanted < 1:
+        return "INVALID_OFFER_QUANTITY", "The quantity can not be changed to less than 1."
+    if wanted > MAX_QUANTITY:
+        return "INVALID_OFFER_QUANTITY", f"The quantity can not be changed to more than {MAX_QUANTITY}."
+    offer.available = wanted
+    return None
+
+
+def _change_publication(offer: Offer, action: str) -> tuple[str, str] | None:
+    if action == "END":
+        offer.status = "ENDED"
+        return None
+    if offer.available < 1:  # "first change the quantity, then activate"
+        return "AvailableStockMustEqualToOneOrBeGreaterThanOne", "The listed quantity cannot be less than 1."
+    offer.status = "ACTIVE"
+    return None
+
+
 @dataclass(frozen=True)
 class ParsedCommand:
     change_type: str
@@ -803,7 +838,7 @@ class ParsedCommand:
 
 
 def _parse_command(body: Any) -> ParsedCommand | Answer:
-    """The command's (changeType, value, offer ids), or the 4xx answer for a malformed one."""
+    """A quantity command's changeType, value and offers, or the 4xx answer for a malformed one."""
 
     def invalid(message: str, path: str, code: str = "VALIDATION_ERROR") -> Answer:
         return 422, {}, _errors(code, message, path=path)
@@ -821,7 +856,35 @@ def _parse_command(body: Any) -> ParsedCommand | Answer:
         return invalid("value must be an integer", "modification.value")
     if (change_type == "FIXED" and not 0 <= value <= MAX_QUANTITY) or abs(value) > MAX_QUANTITY:
         return invalid("Incorrect value of quantity", "modification.value", "INCORRECT_QUANTITY_VALUE")
-    criteria = body.get("offerCriteria")
+    offer_ids = _parse_offers(body.get("offerCriteria"))
+    if not isinstance(offer_ids, list):
+        return offer_ids
+    return ParsedCommand(change_type, value, tuple(offer_ids))
+
+
+def _parse_publication(body: Any) -> ParsedCommand | Answer:
+    """A publication command's action (ACTIVATE or END) and offers, or the 4xx answer."""
+    if not isinstance(body, dict):
+        return 422, {}, _errors("VALIDATION_ERROR", "The command must be a JSON object", path="")
+    publication = body.get("publication")
+    action = publication.get("action") if isinstance(publication, dict) else None
+    if action not in ("ACTIVATE", "END"):
+        return 422, {}, _errors("VALIDATION_ERROR", "action must be ACTIVATE or END", path="publication.action")
+    assert isinstance(publication, dict)
+    if publication.get("scheduledFor") is not None:
+        return 422, {}, _errors("VALIDATION_ERROR", "scheduledFor is not played here", path="publication")
+    offer_ids = _parse_offers(body.get("offerCriteria"))
+    if not isinstance(offer_ids, list):
+        return offer_ids
+    return ParsedCommand(str(action), 0, tuple(offer_ids))
+
+
+def _parse_offers(criteria: Any) -> list[str] | Answer:
+    """The offer ids of ``offerCriteria`` (at most 1000, each once), or the 4xx answer."""
+
+    def invalid(message: str, path: str) -> Answer:
+        return 422, {}, _errors("VALIDATION_ERROR", message, path=path)
+
     if not isinstance(criteria, list) or not criteria:
         return invalid("offerCriteria must name the offers", "offerCriteria")
     offer_ids: list[str] = []
@@ -842,7 +905,7 @@ def _parse_command(body: Any) -> ParsedCommand | Answer:
         )
     if len(set(offer_ids)) != len(offer_ids):
         return invalid("An offer is named more than once", "offerCriteria")
-    return ParsedCommand(change_type, value, tuple(offer_ids))
+    return offer_ids
 
 
 def _page_param(
@@ -886,14 +949,14 @@ def _offer_doc(offer: Offer) -> dict[str, Any]:
     }
 
 
-def _task_doc(task: Task, scheduled_at: float) -> dict[str, Any]:
+def _task_doc(task: Task, command: Command) -> dict[str, Any]:
     return {
         "offer": {"id": task.offer_id},
         "message": task.message,
         "status": task.status,
-        "scheduledAt": _iso(scheduled_at),
+        "scheduledAt": _iso(command.created_at),
         "finishedAt": None if task.finished_at is None else _iso(task.finished_at),
-        "field": "quantity",
+        "field": command.kind,
         "errors": list(task.errors),
     }
 
