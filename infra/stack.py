@@ -1,9 +1,12 @@
 """The one CDK stack of a Junction stage.
 
-Everything per integration is derived from its declaration (``functions/registry.py``); there is no
-per-integration code here. Shared per stage: the idempotency and state tables, the alarm topic and
-its KMS key, the data key that encrypts everything kept at rest (tables, queues, payload bucket), the
-claim-check bucket, the REST API in front of the webhook ingress functions.
+Everything is derived from the integrations' declarations (``functions/registry.py``); there is no
+per-integration code here. Per target of an integration: a queue and its DLQ, a processor with its
+SQS event source, its grants and its alarms. Per webhook integration: the ingress function and its
+route, sending each delivery to every target's queue. Per scheduled integration: the poller and the
+EventBridge rule that starts it. Shared per stage: the idempotency and state tables, the alarm topic
+and its KMS key, the data key that encrypts everything kept at rest (tables, queues, payload bucket),
+the claim-check bucket, the REST API in front of the webhook ingress functions.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import cdk_nag
-from aws_cdk import Annotations, CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import Annotations, CfnOutput, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -36,12 +39,16 @@ from constructs import Construct
 
 from functions.registry import INTEGRATIONS
 from infra import bundling
-from shared import claim_check
+from shared import claim_check, state_keys
 from shared.declaration import (
+    POLLER_HANDLER,
+    PROCESSOR_HANDLER,
     TABLE_KEYS,
     TTL_ATTRIBUTE,
     Integration,
     SecretRef,
+    Target,
+    function_name,
     idempotency_table_name,
     queue_name,
     secret_id,
@@ -65,6 +72,11 @@ DLQ_EXPIRY_MARGIN_DAYS = 2
 UNAUTHORIZED_SPIKE = 3
 # How long SQS reuses a data key before asking KMS again (fewer KMS calls on the ingress hot path).
 QUEUE_DATA_KEY_REUSE = Duration.hours(1)
+# A poller's cursor lag alarms at three schedule periods, never below this (shorter schedules).
+POLL_LAG_FLOOR_SECONDS = 900
+# Retries of a scheduled start that could not be delivered or whose run failed; a run that keeps
+# failing is the next tick's (it resumes from the cursor) and Poll_failed's to report.
+POLL_RETRY_ATTEMPTS = 2
 
 _RETENTION = {
     1: logs.RetentionDays.ONE_DAY,
@@ -131,6 +143,16 @@ def construct_id(name: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
 
 
+def target_key(integration: Integration, target: Target) -> str:
+    """How the stack (and the local runtime) names one target of one integration: ``<integration>/<target>``."""
+    return f"{integration.name}/{target.name}"
+
+
+def target_construct_id(integration: Integration, target: Target) -> str:
+    """The construct id prefix of one target's resources: ``ShopOrdersToErp`` + ``Erp``."""
+    return construct_id(integration.name) + construct_id(target.name)
+
+
 def _method_path(path: str, method: str) -> str:
     return f"{path.rstrip('/')}/{method.upper()}"
 
@@ -140,7 +162,7 @@ def payload_prefix(integration: Integration) -> str:
     return f"{claim_check.KEY_PREFIX}/{integration.name}/*"
 
 
-# What a processor may do in the tables (never Scan: a Scan has no partition key to restrict).
+# What a function may do in the tables (never Scan: a Scan has no partition key to restrict).
 _ITEM_ACTIONS = [
     "dynamodb:BatchGetItem",
     "dynamodb:BatchWriteItem",
@@ -158,9 +180,52 @@ def leading_keys(*patterns: str) -> dict[str, Any]:
     return {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": list(patterns)}}
 
 
-def own_state_keys(integration: Integration) -> list[str]:
-    """State-table partition keys that belong to one integration (shared/state_keys.py)."""
-    return [f"status#{integration.name}", f"breaker#{integration.name}#*"]
+def idempotency_keys(integration: Integration, target: Target) -> str:
+    """Idempotency records of one target: ``<integration>#<target>#<business key>`` (each target its own scope)."""
+    return f"{integration.name}#{target.name}#*"
+
+
+def processor_state_keys(integration: Integration, target: Target) -> list[str]:
+    """State-table partition keys one target's processor owns (shared/state_keys.py)."""
+    return state_keys.processor_keys(integration.name, target.name, target.rate.account if target.rate else None)
+
+
+# EventBridge rules take exactly these two forms. A rate's unit is singular for 1, plural otherwise.
+_RATE = re.compile(r"rate\((?P<value>[1-9][0-9]*) (?P<unit>minutes?|hours?|days?)\)")
+_CRON = re.compile(r"cron\(\S+(?: \S+){5}\)")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86_400}
+
+
+def schedule_interval_seconds(expression: str) -> int | None:
+    """The period of a ``rate(...)`` schedule, None for a ``cron(...)`` one (no fixed period).
+
+    Anything else is refused here rather than by CloudFormation halfway through a deployment."""
+    rate = _RATE.fullmatch(expression)
+    if rate is not None:
+        value, unit = int(rate["value"]), rate["unit"]
+        if (value == 1) != (not unit.endswith("s")):
+            raise ValueError(f"schedule {expression!r}: the unit is singular for 1 and plural otherwise")
+        return value * _UNIT_SECONDS[unit.rstrip("s")]
+    if _CRON.fullmatch(expression):
+        return None
+    raise ValueError(f"schedule {expression!r} is neither rate(<n> <minute(s)|hour(s)|day(s)>) nor cron(<6 fields>)")
+
+
+def poll_event_age_seconds(integration: Integration) -> int:
+    """How long a scheduled start may wait (EventBridge and Lambda retries included) before it is
+    dropped: one period, within EventBridge's 1 min .. and our 1 h (a cron schedule: 1 h). A start
+    later than that would run into the next one; the lease would refuse it anyway."""
+    assert integration.schedule is not None
+    interval = schedule_interval_seconds(integration.schedule.expression)
+    return 3600 if interval is None else min(max(interval, 60), 3600)
+
+
+def poll_lag_threshold_seconds(integration: Integration) -> int:
+    """The cursor lag (``Poll_lag_seconds``) that alarms: three schedule periods, at least 15 minutes,
+    so one slow or skipped run does not page anyone; a cron schedule (no fixed period): 1 hour."""
+    assert integration.schedule is not None
+    interval = schedule_interval_seconds(integration.schedule.expression)
+    return 3600 if interval is None else max(3 * interval, POLL_LAG_FLOOR_SECONDS)
 
 
 class JunctionStack(Stack):
@@ -185,6 +250,10 @@ class JunctionStack(Stack):
         names = [i.name for i in self.integrations]
         if len(set(names)) != len(names):
             raise ValueError(f"integration names must be unique: {names}")
+        self._check_construct_ids()
+        for integration in self.integrations:
+            if integration.schedule:
+                schedule_interval_seconds(integration.schedule.expression)  # refuses a malformed one now
 
         self.ingress_code_dir = ingress_code_dir or bundling.ingress_asset_dir()
         self.processor_code_dir = processor_code_dir or bundling.processor_asset_dir()
@@ -246,14 +315,29 @@ class JunctionStack(Stack):
         if self.api is not None:
             CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the webhook API")
 
+        # Per target, keyed "<integration>/<target>" (target_key); per integration, keyed by its name.
         self.queues: dict[str, sqs.Queue] = {}
         self.dead_letter_queues: dict[str, sqs.Queue] = {}
         self.processors: dict[str, lambda_.Function] = {}
         self.ingress_functions: dict[str, lambda_.Function] = {}
+        self.pollers: dict[str, lambda_.Function] = {}
+        self.schedules: dict[str, events.Rule] = {}
         for integration in self.integrations:
             self._integration(integration)
 
         self._suppressions()
+
+    def _check_construct_ids(self) -> None:
+        """Every integration and every target gets its own construct id prefix; two names that
+        differ only in punctuation would share one and their resources would collide."""
+        seen: dict[str, str] = {}
+        for i in self.integrations:
+            for cid, what in [(construct_id(i.name), i.name)] + [
+                (target_construct_id(i, t), target_key(i, t)) for t in i.targets
+            ]:
+                if cid in seen:
+                    raise ValueError(f"{what!r} and {seen[cid]!r} both make the construct id {cid!r}: rename one")
+                seen[cid] = what
 
     # ----------------------------------------------------------------------------------- shared
     def _kms_key(self, cid: str, purpose: str) -> kms.Key:
@@ -288,7 +372,7 @@ class JunctionStack(Stack):
     @property
     def payload_expiry_days(self) -> int:
         """Claim-check objects expire after the longest idempotency record of the stage, plus a margin."""
-        ttl = max((i.idempotency_ttl_days for i in self.integrations), default=30)
+        ttl = max((t.idempotency_ttl_days for i in self.integrations for t in i.targets), default=30)
         return ttl + PAYLOAD_EXPIRY_MARGIN_DAYS
 
     def _payload_bucket(self) -> s3.Bucket:
@@ -319,8 +403,8 @@ class JunctionStack(Stack):
                 {
                     "id": "AwsSolutions-S1",
                     "reason": "No server access logs: only the integrations' own functions may touch the bucket "
-                    "(ingress PutObject, processor GetObject, each under its integration's prefix), every object "
-                    "is referenced by exactly one queue message and trace item, and S3 access logs are "
+                    "(ingress and poller PutObject, processor GetObject, each under its integration's prefix), every "
+                    "object is referenced by exactly one queue message and trace item, and S3 access logs are "
                     "best-effort and would be another store of request metadata to retain. Object-level audit, "
                     "when needed, is CloudTrail S3 data events on this bucket.",
                 }
@@ -446,7 +530,7 @@ class JunctionStack(Stack):
                     "id": "AwsSolutions-IAM5",
                     "reason": "Claim-check objects are keyed by delivery under the integration's own prefix "
                     "(payloads/<integration>/...): the wildcard is that prefix, so a function reaches its own "
-                    "integration's payloads only (ingress PutObject, processor GetObject).",
+                    "integration's payloads only (ingress and poller PutObject, processor GetObject).",
                     "applies_to": [
                         {"regex": "/^Resource::<PayloadBucket[A-Za-z0-9]*\\.Arn>\\/[a-z0-9-]+\\/[a-z0-9-]+\\/\\*$/g"}
                     ],
@@ -491,51 +575,57 @@ class JunctionStack(Stack):
         return fn
 
     def _integration(self, i: Integration) -> None:
-        cid = construct_id(i.name)
-        stage = self.stage
+        target_queues: list[sqs.Queue] = []
+        for t in i.targets:
+            target_queues.append(self._target(i, t))
+        if i.webhook:
+            self._webhook(i, target_queues)
+        if i.schedule:
+            self._poller(i, target_queues)
 
-        dlq = sqs.Queue(
+    def _queue(self, cid: str, name: str, t: Target, *, dlq: sqs.Queue | None = None) -> sqs.Queue:
+        """A target's queue (``dlq`` given) or its dead-letter queue: the data key, SSL only, the size
+        ingress measures against (so AWS's default cannot drift from it)."""
+        return sqs.Queue(
             self,
-            f"{cid}Dlq",
-            queue_name=queue_name(stage, i, dead_letter=True),
-            fifo=i.queue.fifo or None,
-            retention_period=Duration.days(i.queue.dlq_retention_days),
-            max_message_size_bytes=SQS_MAX_MESSAGE_BYTES,  # what ingress measures against: no drift
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=self.data_key,
-            data_key_reuse=QUEUE_DATA_KEY_REUSE,
-            enforce_ssl=True,
-            removal_policy=self.settings.removal_policy,
-        )
-        queue = sqs.Queue(
-            self,
-            f"{cid}Queue",
-            queue_name=queue_name(stage, i),
-            fifo=i.queue.fifo or None,
-            retention_period=Duration.days(i.queue.retention_days),
-            visibility_timeout=Duration.seconds(visibility_timeout_seconds(i)),
+            cid,
+            queue_name=name,
+            fifo=t.queue.fifo or None,
+            retention_period=Duration.days(t.queue.retention_days if dlq else t.queue.dlq_retention_days),
+            visibility_timeout=Duration.seconds(visibility_timeout_seconds(t)) if dlq else None,
             max_message_size_bytes=SQS_MAX_MESSAGE_BYTES,
             encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=self.data_key,
             data_key_reuse=QUEUE_DATA_KEY_REUSE,
             enforce_ssl=True,
-            dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=i.queue.max_receive_count),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=t.queue.max_receive_count)
+            if dlq
+            else None,
             removal_policy=self.settings.removal_policy,
         )
-        self.queues[i.name] = queue
-        self.dead_letter_queues[i.name] = dlq
+
+    def _target(self, i: Integration, t: Target) -> sqs.Queue:
+        """One target's queue, DLQ, processor, event source, grants and alarms. Returns the queue."""
+        cid = target_construct_id(i, t)
+        key = target_key(i, t)
+        stage = self.stage
+        dlq = self._queue(f"{cid}Dlq", queue_name(stage, i, t, dead_letter=True), t)
+        queue = self._queue(f"{cid}Queue", queue_name(stage, i, t), t, dlq=dlq)
+        self.queues[key] = queue
+        self.dead_letter_queues[key] = dlq
 
         processor = self._function(
             f"{cid}Processor",
-            name=f"junction-{stage}-{i.name}-processor",
-            description=f"Junction processor: {i.description}",
+            name=function_name(stage, i, f"{t.name}-processor"),
+            description=f"Junction processor ({t.name}): {i.description}",
             code=self._processor_code,
-            handler=i.processor_handler,
-            memory_mb=i.processor.memory_mb,
-            timeout_seconds=i.processor.timeout_seconds,
+            handler=PROCESSOR_HANDLER,
+            memory_mb=t.processor.memory_mb,
+            timeout_seconds=t.processor.timeout_seconds,
             environment={
                 "JUNCTION_STAGE": stage,
                 "JUNCTION_INTEGRATION": i.name,
+                "JUNCTION_TARGET": t.name,
                 "JUNCTION_QUEUE_URL": queue.queue_url,
                 "JUNCTION_DLQ_URL": dlq.queue_url,
                 "JUNCTION_IDEMPOTENCY_TABLE": self.idempotency_table.table_name,
@@ -543,10 +633,10 @@ class JunctionStack(Stack):
                 "JUNCTION_PAYLOAD_BUCKET": self.payload_bucket.bucket_name,
             },
         )
-        self.processors[i.name] = processor
+        self.processors[key] = processor
         queue.grant_consume_messages(processor)  # includes ChangeMessageVisibility (retry backoff)
         dlq.grant_send_messages(processor)  # the processor dead-letters poison messages itself
-        self._grant_tables(i, processor)
+        self._grant_processor_tables(i, t, processor)
         # Claim-check payloads of its own integration, read only (the data key's Decrypt comes with the queue).
         processor.add_to_role_policy(
             iam.PolicyStatement(
@@ -556,53 +646,54 @@ class JunctionStack(Stack):
             )
         )
         self.data_key.grant_decrypt(processor)
-        for ref in i.secrets:
+        for ref in t.secrets:
             self.secrets[ref.name].grant_read(processor)
-
-        if i.schedule:
-            # A poller: the schedule starts the processor, which fetches from the source itself.
-            events.Rule(
-                self,
-                f"{cid}Schedule",
-                rule_name=f"junction-{stage}-{i.name}",
-                description=f"Junction: starts {i.name}",
-                schedule=events.Schedule.expression(i.schedule.expression),
-                targets=[targets.LambdaFunction(processor, retry_attempts=2)],
-            )
-        else:
-            processor.add_event_source(
-                event_sources.SqsEventSource(
-                    queue,
-                    batch_size=i.queue.batch_size,
-                    max_batching_window=(
-                        Duration.seconds(i.queue.batching_window_seconds) if i.queue.batching_window_seconds else None
-                    ),
-                    report_batch_item_failures=True,
-                    max_concurrency=i.max_concurrency,
+        if t.writes_secrets:
+            # A rotated credential (an OAuth refresh token) is written back as a new version:
+            # Powertools' SecretsProvider.set calls PutSecretValue. Nothing else about the secret
+            # (its policy, rotation, stages) may change.
+            written = [self.secrets[ref.name] for ref in t.writes_secrets]
+            for secret in written:
+                secret.grant_read(processor)
+            processor.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="WriteRotatedCredentials",
+                    actions=["secretsmanager:PutSecretValue"],
+                    resources=[secret.secret_arn for secret in written],
                 )
             )
 
-        if i.webhook:
-            self._webhook(i, cid, queue)
+        processor.add_event_source(
+            event_sources.SqsEventSource(
+                queue,
+                batch_size=t.queue.batch_size,
+                max_batching_window=(
+                    Duration.seconds(t.queue.batching_window_seconds) if t.queue.batching_window_seconds else None
+                ),
+                report_batch_item_failures=True,
+                max_concurrency=t.max_concurrency,
+            )
+        )
+        self._target_alarms(i, t, cid, queue, dlq, processor)
+        return queue
 
-        self._alarms(i, cid, queue, dlq, processor)
+    def _grant_processor_tables(self, i: Integration, t: Target, processor: lambda_.Function) -> None:
+        """Item access limited by partition key (``dynamodb:LeadingKeys``) to what the target owns.
 
-    def _grant_tables(self, i: Integration, processor: lambda_.Function) -> None:
-        """Item access limited by partition key (``dynamodb:LeadingKeys``) to what the integration owns.
-
-        Idempotency records are keyed ``<integration>#...``: its own only. State items: its own
-        ``status#<integration>`` and ``breaker#<integration>#<target>`` items, read and write. Trace
-        items are keyed ``trace#<entity id>`` (one entity's history across every integration, read by one
-        Query), so no key tells whose they are: processors may only add them (PutItem, BatchWriteItem),
-        never read, change or delete one. A batch mixes trace and status items, so the add-only
-        statement also covers the own keys (IAM matches each statement against all keys at once)."""
-        own = own_state_keys(i)
+        Idempotency records are keyed ``<integration>#<target>#...``: its own only. State items: the
+        keys shared/state_keys.py gives the target's processor (status, breaker, version gate, id map,
+        its rate budget), read and write. Trace items are keyed ``trace#<entity id>`` (one entity's
+        history across every integration, read by one Query), so no key tells whose they are:
+        processors may only add them (PutItem, BatchWriteItem), never read, change or delete one. A
+        batch mixes trace and status items, so the add-only statement also covers the own keys (IAM
+        matches each statement against all keys of a request at once)."""
+        own = processor_state_keys(i, t)
         statements = [
             iam.PolicyStatement(
                 sid="OwnIdempotencyRecords",
                 actions=_ITEM_ACTIONS,
                 resources=[self.idempotency_table.table_arn],
-                conditions=leading_keys(f"{i.name}#*"),
+                conditions=leading_keys(idempotency_keys(i, t)),
             ),
             iam.PolicyStatement(
                 sid="OwnStateItems",
@@ -614,21 +705,40 @@ class JunctionStack(Stack):
                 sid="AddTraceItems",
                 actions=["dynamodb:BatchWriteItem", "dynamodb:PutItem"],
                 resources=[self.state_table.table_arn],
-                conditions=leading_keys("trace#*", *own),
+                conditions=leading_keys(f"{state_keys.TRACE}*", *own),
             ),
         ]
         for statement in statements:
             processor.add_to_role_policy(statement)
+        self._grant_table_key(processor)
+
+    def _grant_table_key(self, fn: lambda_.Function) -> None:
+        """What DynamoDB needs of the caller on the data key the tables are encrypted with."""
         self.data_key.grant(
-            processor, "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"
+            fn, "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"
         )
 
-    def _webhook(self, i: Integration, cid: str, queue: sqs.Queue) -> None:
+    def _grant_write_payloads(self, i: Integration, fn: lambda_.Function) -> None:
+        """Claim check: messages too large for SQS go to the bucket under the integration's prefix, write only."""
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="WriteOwnClaimCheckPayloads",
+                actions=["s3:PutObject"],
+                resources=[self.payload_bucket.arn_for_objects(payload_prefix(i))],
+            )
+        )
+
+    def _queue_urls(self, queues: Sequence[sqs.Queue]) -> str:
+        """``JUNCTION_QUEUE_URLS``: every target's queue, in declaration order, comma-separated."""
+        return Fn.join(",", [q.queue_url for q in queues])
+
+    def _webhook(self, i: Integration, queues: Sequence[sqs.Queue]) -> None:
         webhook = i.webhook
         assert webhook is not None and i.ingress_handler is not None and self.api is not None
+        cid = construct_id(i.name)
         ingress = self._function(
             f"{cid}Ingress",
-            name=f"junction-{self.stage}-{i.name}-ingress",
+            name=function_name(self.stage, i, "ingress"),
             description=f"Junction ingress: {i.description}",
             code=self._ingress_code,
             handler=i.ingress_handler,
@@ -637,21 +747,16 @@ class JunctionStack(Stack):
             environment={
                 "JUNCTION_STAGE": self.stage,
                 "JUNCTION_INTEGRATION": i.name,
-                "JUNCTION_QUEUE_URL": queue.queue_url,
+                "JUNCTION_QUEUE_URLS": self._queue_urls(queues),
                 "JUNCTION_PAYLOAD_BUCKET": self.payload_bucket.bucket_name,
             },
         )
         self.ingress_functions[i.name] = ingress
-        # With the data key's GenerateDataKey and Decrypt, which the PutObject below needs as well.
-        queue.grant_send_messages(ingress)
-        # Claim check: bodies too large for SQS go to the bucket under the integration's prefix, write only.
-        ingress.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="WriteOwnClaimCheckPayloads",
-                actions=["s3:PutObject"],
-                resources=[self.payload_bucket.arn_for_objects(payload_prefix(i))],
-            )
-        )
+        # Each delivery goes to every target's queue. With the data key's GenerateDataKey and
+        # Decrypt, which the PutObject below needs as well.
+        for queue in queues:
+            queue.grant_send_messages(ingress)
+        self._grant_write_payloads(i, ingress)
         self.secrets[webhook.secret.name].grant_read(ingress)
 
         resource = self.api.root.resource_for_path(webhook.path)
@@ -696,63 +801,152 @@ class JunctionStack(Stack):
             threshold=1,
         )
 
-    def _junction_metric(self, i: Integration, name: str, period: Duration) -> cloudwatch.Metric:
-        """A metric the functions emit (EMF, namespace ``Junction``, dimension ``Integration`` only)."""
+    def _poller(self, i: Integration, queues: Sequence[sqs.Queue]) -> None:
+        """A scheduled integration's poller: started by its EventBridge rule only (no queue of its
+        own, no event source), it reads the source from its cursor and enqueues each change for
+        every target. No reserved concurrency: the lease in the state table refuses an overlapping run."""
+        schedule = i.schedule
+        assert schedule is not None
+        cid = construct_id(i.name)
+        poller = self._function(
+            f"{cid}Poller",
+            name=function_name(self.stage, i, "poller"),
+            description=f"Junction poller: {i.description}",
+            code=self._processor_code,
+            handler=POLLER_HANDLER,
+            memory_mb=schedule.function.memory_mb,
+            timeout_seconds=schedule.function.timeout_seconds,
+            environment={
+                "JUNCTION_STAGE": self.stage,
+                "JUNCTION_INTEGRATION": i.name,
+                "JUNCTION_STATE_TABLE": self.state_table.table_name,
+                "JUNCTION_QUEUE_URLS": self._queue_urls(queues),
+                "JUNCTION_PAYLOAD_BUCKET": self.payload_bucket.bucket_name,
+            },
+        )
+        self.pollers[i.name] = poller
+        for queue in queues:
+            queue.grant_send_messages(poller)
+        # Its lease, cursor and run history (sync#<integration>), nothing else of the state table.
+        poller.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="OwnSyncItems",
+                actions=_ITEM_ACTIONS,
+                resources=[self.state_table.table_arn],
+                conditions=leading_keys(*state_keys.poller_keys(i.name)),
+            )
+        )
+        self._grant_table_key(poller)
+        self._grant_write_payloads(i, poller)
+        for ref in i.secrets:
+            self.secrets[ref.name].grant_read(poller)
+
+        max_age = Duration.seconds(poll_event_age_seconds(i))
+        # A failed run is retried by Lambda (asynchronous invocation) only while its tick is fresh.
+        poller.configure_async_invoke(max_event_age=max_age, retry_attempts=POLL_RETRY_ATTEMPTS)
+        self.schedules[i.name] = events.Rule(
+            self,
+            f"{cid}Schedule",
+            rule_name=f"junction-{self.stage}-{i.name}",
+            description=f"Junction: starts the {i.name} poller",
+            schedule=events.Schedule.expression(schedule.expression),
+            targets=[targets.LambdaFunction(poller, retry_attempts=POLL_RETRY_ATTEMPTS, max_event_age=max_age)],
+        )
+        self._poller_alarms(i, cid, poller)
+
+    def _junction_metric(
+        self, i: Integration, name: str, period: Duration, *, target: Target | None = None, statistic: str = "Sum"
+    ) -> cloudwatch.Metric:
+        """A metric the functions emit (EMF, namespace ``Junction``): dimensions ``Integration`` and,
+        for a processor's, ``Target``. Exactly that set: CloudWatch treats any other as another metric."""
+        dimensions = {"Integration": i.name} | ({"Target": target.name} if target else {})
         return cloudwatch.Metric(
             namespace="Junction",
             metric_name=name,
-            dimensions_map={"Integration": i.name},
+            dimensions_map=dimensions,
             period=period,
-            statistic="Sum",
+            statistic=statistic,
         )
 
-    def dlq_age_threshold_seconds(self, i: Integration) -> int:
+    def dlq_age_threshold_seconds(self, t: Target) -> int:
         """The age at which a DLQ message is close to expiring. In a standard queue's DLQ a message
         expires by its original enqueue time, while the age metric counts from its move to the DLQ:
         one moved by SQS's redrive may have spent up to the source queue's retention before. A FIFO
         DLQ resets the enqueue time."""
-        spent = 0 if i.queue.fifo else i.queue.retention_days
-        days = i.queue.dlq_retention_days - spent - DLQ_EXPIRY_MARGIN_DAYS
+        spent = 0 if t.queue.fifo else t.queue.retention_days
+        days = t.queue.dlq_retention_days - spent - DLQ_EXPIRY_MARGIN_DAYS
         return max(days, 1) * 86_400
 
-    def _alarms(self, i: Integration, cid: str, queue: sqs.Queue, dlq: sqs.Queue, processor: lambda_.Function) -> None:
-        prefix = f"junction-{self.stage}-{i.name}"
+    def _target_alarms(
+        self, i: Integration, t: Target, cid: str, queue: sqs.Queue, dlq: sqs.Queue, processor: lambda_.Function
+    ) -> None:
+        prefix = f"junction-{self.stage}-{i.name}-{t.name}"
+        where = target_key(i, t)
         self._alarm(
             f"{cid}DlqNearExpiry",
             f"{prefix}-dlq-near-expiry",
-            f"{i.name}: a dead-lettered message expires within about {DLQ_EXPIRY_MARGIN_DAYS} days; redrive or "
+            f"{where}: a dead-lettered message expires within about {DLQ_EXPIRY_MARGIN_DAYS} days; redrive or "
             "export it now (junction dlq list / redrive) or it is lost.",
             dlq.metric_approximate_age_of_oldest_message(period=Duration.minutes(15), statistic="Maximum"),
-            threshold=self.dlq_age_threshold_seconds(i),
+            threshold=self.dlq_age_threshold_seconds(t),
         )
         self._alarm(
             f"{cid}BreakerOpened",
             f"{prefix}-breaker-opened",
-            f"{i.name}: the circuit breaker to {i.target} opened (the target keeps failing); messages wait "
-            "in the queue until it recovers or the retry horizon ends.",
-            self._junction_metric(i, "Breaker_opened", Duration.minutes(5)),
+            f"{where}: the circuit breaker to {t.name} opened (the target keeps failing); its messages wait "
+            "in its queue until it recovers or the retry horizon ends. Other targets are not held up.",
+            self._junction_metric(i, "Breaker_opened", Duration.minutes(5), target=t),
             threshold=1,
         )
         self._alarm(
             f"{cid}DlqDepth",
             f"{prefix}-dlq-depth",
-            f"{i.name}: messages are waiting in the dead-letter queue",
+            f"{where}: messages are waiting in the dead-letter queue",
             dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(1), statistic="Maximum"),
-            threshold=i.alarms.dlq_depth,
+            threshold=t.alarms.dlq_depth,
         )
         self._alarm(
             f"{cid}OldestMessageAge",
             f"{prefix}-oldest-message-age",
-            f"{i.name}: the queue is lagging behind",
+            f"{where}: the queue is lagging behind",
             queue.metric_approximate_age_of_oldest_message(period=Duration.minutes(1), statistic="Maximum"),
-            threshold=i.alarms.oldest_message_age_seconds,
+            threshold=t.alarms.oldest_message_age_seconds,
         )
         self._alarm(
             f"{cid}ProcessorErrors",
             f"{prefix}-processor-errors",
-            f"{i.name}: the processor function failed (not a per-message failure)",
+            f"{where}: the processor function failed (not a per-message failure)",
             processor.metric_errors(period=Duration.minutes(5), statistic="Sum"),
             threshold=0,
+            above=True,
+        )
+
+    def _poller_alarms(self, i: Integration, cid: str, poller: lambda_.Function) -> None:
+        prefix = f"junction-{self.stage}-{i.name}-poller"
+        self._alarm(
+            f"{cid}PollerErrors",
+            f"{prefix}-errors",
+            f"{i.name}: the poller function failed (a crash or timeout, not a source error it reported)",
+            poller.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            threshold=0,
+            above=True,
+        )
+        self._alarm(
+            f"{cid}PollFailed",
+            f"{prefix}-failed",
+            f"{i.name}: a poll of {i.source} ended with an error; the next run resumes from the cursor, "
+            "but nothing new reaches the targets while it keeps failing.",
+            self._junction_metric(i, "Poll_failed", Duration.minutes(15)),
+            threshold=1,
+        )
+        threshold = poll_lag_threshold_seconds(i)
+        self._alarm(
+            f"{cid}PollLag",
+            f"{prefix}-lag",
+            f"{i.name}: the newest change read from {i.source} is more than {threshold // 60} minutes old: "
+            "the poller is falling behind its source, or not running.",
+            self._junction_metric(i, "Poll_lag_seconds", Duration.minutes(15), statistic="Maximum"),
+            threshold=threshold,
             above=True,
         )
 

@@ -1,4 +1,8 @@
-"""Synthesized stacks, built once per test session (synth and cdk-nag take several seconds)."""
+"""Synthesized stacks, built once per test session (synth and cdk-nag take several seconds).
+
+``dev_stack`` / ``prod_stack``: exactly what ``cdk synth`` builds from the registry. ``wide_stack``:
+the registry's integrations plus the samples (tests/infra/samples.py), so the per-target, webhook
+fan-out and schedule tests run whatever the registry holds today."""
 
 from __future__ import annotations
 
@@ -14,9 +18,21 @@ from aws_cdk.assertions import Template
 from functions.registry import INTEGRATIONS
 from infra.app import build_app
 from infra.stack import JunctionStack
-from shared.declaration import Integration
+from shared.declaration import Integration, Target
+from tests.infra.samples import SAMPLES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Every integration of the wide stack, and the ways to parametrize over it.
+WIDE: tuple[Integration, ...] = (*INTEGRATIONS, *SAMPLES)
+TARGETS: list[tuple[Integration, Target]] = [(i, t) for i in WIDE for t in i.targets]
+TARGET_IDS = [f"{i.name}/{t.name}" for i, t in TARGETS]
+WEBHOOKS = [i for i in WIDE if i.webhook]
+SCHEDULES = [i for i in WIDE if i.schedule]
+
+
+def names(integrations: Sequence[Integration]) -> list[str]:
+    return [i.name for i in integrations]
 
 
 def cdk_context() -> dict[str, Any]:
@@ -49,3 +65,13 @@ def prod_stack() -> JunctionStack:
 @pytest.fixture(scope="session")
 def prod_template(prod_stack: JunctionStack) -> Template:
     return Template.from_stack(prod_stack)
+
+
+@pytest.fixture(scope="session")
+def wide_stack() -> JunctionStack:
+    return synth_stack("dev", WIDE)
+
+
+@pytest.fixture(scope="session")
+def wide_template(wide_stack: JunctionStack) -> Template:
+    return Template.from_stack(wide_stack)

@@ -17,6 +17,7 @@ from aws_cdk.assertions import Annotations, Match
 from functions.registry import INTEGRATIONS
 from infra import bundling
 from infra.stack import JunctionStack, StageSettings
+from shared.declaration import POLLER_HANDLER, PROCESSOR_HANDLER
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +67,8 @@ def test_every_source_file_has_bytecode_of_the_runtime_and_no_other(dev_stack: J
 
 @needs_runtime_python
 def test_runtime_python_imports_the_processor_asset_from_its_bytecode(dev_stack: JunctionStack, tmp_path: Path) -> None:
-    """Python 3.13 (``-v``) reports '<pyc> matches <source>' for every module it loads from bytecode and
+    """The generic handler module and every declared flow and poller module, as Lambda imports them.
+    Python 3.13 (``-v``) reports '<pyc> matches <source>' for every module it loads from bytecode and
     'code object from <source>.py' for one it compiles. Run from the asset as built (on another
     architecture: the same files, with the compiled extensions of this machine); the runtime's boto3
     comes from this virtualenv."""
@@ -75,7 +77,13 @@ def test_runtime_python_imports_the_processor_asset_from_its_bytecode(dev_stack:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "COV_CORE_", "COVERAGE_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(asset), *site.getsitepackages()])
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    modules = ["pydantic.main", "shared.processing", *(i.processor_handler.rsplit(".", 1)[0] for i in INTEGRATIONS)]
+    modules = [
+        "pydantic.main",
+        "shared.processing",
+        *sorted({handler.rsplit(".", 1)[0] for handler in (PROCESSOR_HANDLER, POLLER_HANDLER)}),
+        *(i.flow_module(t) for i in INTEGRATIONS for t in i.targets),
+        *(i.poller_module for i in INTEGRATIONS if i.poller_module),
+    ]
     proc = subprocess.run(
         [RUNTIME_PYTHON[0], "-S", "-P", "-v", "-c", f"import {', '.join(modules)}"],
         env=env,

@@ -1,4 +1,4 @@
-"""Data at rest, least privilege and the alarms for losses at the sender's end, on the template."""
+"""Data at rest, least privilege per target and per function, and the alarms, on the template."""
 
 from __future__ import annotations
 
@@ -13,17 +13,23 @@ from functions.registry import INTEGRATIONS
 from infra.stack import (
     DLQ_EXPIRY_MARGIN_DAYS,
     PAYLOAD_EXPIRY_MARGIN_DAYS,
+    POLL_LAG_FLOOR_SECONDS,
     UNAUTHORIZED_SPIKE,
     JunctionStack,
     StageSettings,
+    poll_lag_threshold_seconds,
+    target_key,
 )
-from shared import claim_check
-from shared.declaration import Integration
-from tests.infra.test_stack import WEBHOOKS, ids, logical_id, only, resources
+from shared import claim_check, state_keys
+from shared.declaration import Integration, ScheduleTrigger, Target
+from tests.infra.conftest import SCHEDULES, TARGET_IDS, TARGETS, WEBHOOKS, WIDE, names
+from tests.infra.samples import SCHEDULED, TWO_TARGET_WEBHOOK
+from tests.infra.test_stack import arn, logical_id, only, ref, resources
 
 pytestmark = pytest.mark.slow
 
 DYNAMODB_READS = {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:Scan"}
+QUEUE_CONSUME = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
 
 
 def _list(value: Any) -> list[Any]:
@@ -32,7 +38,7 @@ def _list(value: Any) -> list[Any]:
 
 def statements(stack: JunctionStack, template: Template, fn: Any) -> list[dict[str, Any]]:
     """Every statement of the policies attached to a function's role."""
-    role = {"Ref": logical_id(stack, fn.role)}
+    role = ref(stack, fn.role)
     out: list[dict[str, Any]] = []
     for policy in resources(template, "AWS::IAM::Policy").values():
         if role in policy["Properties"]["Roles"]:
@@ -48,118 +54,207 @@ def allowing(stack: JunctionStack, template: Template, fn: Any, action: str, res
     ]
 
 
-def arn(stack: JunctionStack, construct: Any) -> dict[str, Any]:
-    return {"Fn::GetAtt": [logical_id(stack, construct), "Arn"]}
-
-
 def objects(stack: JunctionStack, integration: Integration) -> dict[str, Any]:
-    # The key layout the ingress writes and the processor reads (shared/claim_check.py).
+    # The key layout the ingress and poller write and the processor reads (shared/claim_check.py).
     prefix = claim_check.KEY_PREFIX
     return {"Fn::Join": ["", [arn(stack, stack.payload_bucket), f"/{prefix}/{integration.name}/*"]]}
 
 
+def table_statements(stack: JunctionStack, template: Template, fn: Any) -> list[dict[str, Any]]:
+    return [s for s in statements(stack, template, fn) if any(a.startswith("dynamodb:") for a in _list(s["Action"]))]
+
+
+def keys_of(statement: dict[str, Any]) -> list[str]:
+    keys: list[str] = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    return keys
+
+
 # ------------------------------------------------------------------------ queue and bucket grants
-@pytest.mark.parametrize("integration", INTEGRATIONS, ids=ids)
+@pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
 def test_processor_consumes_its_queue_and_sends_to_its_dlq(
-    dev_stack: JunctionStack, dev_template: Template, integration: Integration
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
 ) -> None:
-    fn = dev_stack.processors[integration.name]
-    queue = arn(dev_stack, dev_stack.queues[integration.name])
-    dlq = arn(dev_stack, dev_stack.dead_letter_queues[integration.name])
-    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"):
-        assert allowing(dev_stack, dev_template, fn, action, queue), action
-    assert allowing(dev_stack, dev_template, fn, "sqs:SendMessage", dlq)
-    assert not allowing(dev_stack, dev_template, fn, "sqs:SendMessage", queue)
+    key = target_key(integration, target)
+    fn = wide_stack.processors[key]
+    queue = arn(wide_stack, wide_stack.queues[key])
+    dlq = arn(wide_stack, wide_stack.dead_letter_queues[key])
+    for action in QUEUE_CONSUME:
+        assert allowing(wide_stack, wide_template, fn, action, queue), action
+    assert allowing(wide_stack, wide_template, fn, "sqs:SendMessage", dlq)
+    assert not allowing(wide_stack, wide_template, fn, "sqs:SendMessage", queue)
+    # No other target's queues, whatever the integration.
+    for other, other_queue in wide_stack.queues.items():
+        if other == key:
+            continue
+        for q in (other_queue, wide_stack.dead_letter_queues[other]):
+            touched = [
+                s for s in statements(wide_stack, wide_template, fn) if arn(wide_stack, q) in _list(s["Resource"])
+            ]
+            assert touched == [], other
     # The data key the queues are encrypted with.
-    assert allowing(dev_stack, dev_template, fn, "kms:Decrypt", arn(dev_stack, dev_stack.data_key))
+    assert allowing(wide_stack, wide_template, fn, "kms:Decrypt", arn(wide_stack, wide_stack.data_key))
 
 
-@pytest.mark.parametrize("integration", WEBHOOKS, ids=[i.name for i in WEBHOOKS])
-def test_ingress_sends_to_its_queue_and_writes_payloads_only(
-    dev_stack: JunctionStack, dev_template: Template, integration: Integration
+@pytest.mark.parametrize("integration", WEBHOOKS, ids=names(WEBHOOKS))
+def test_ingress_sends_to_every_target_queue_and_writes_payloads_only(
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration
 ) -> None:
-    fn = dev_stack.ingress_functions[integration.name]
-    assert allowing(dev_stack, dev_template, fn, "sqs:SendMessage", arn(dev_stack, dev_stack.queues[integration.name]))
-    key = arn(dev_stack, dev_stack.data_key)
+    fn = wide_stack.ingress_functions[integration.name]
+    own = {target_key(integration, t) for t in integration.targets}
+    for key, queue in wide_stack.queues.items():
+        sends = allowing(wide_stack, wide_template, fn, "sqs:SendMessage", arn(wide_stack, queue))
+        assert bool(sends) == (key in own), key
+        for action in QUEUE_CONSUME:
+            assert not allowing(wide_stack, wide_template, fn, action, arn(wide_stack, queue))
+    data_key = arn(wide_stack, wide_stack.data_key)
     key_actions = {
-        a for s in statements(dev_stack, dev_template, fn) if key in _list(s["Resource"]) for a in _list(s["Action"])
+        a
+        for s in statements(wide_stack, wide_template, fn)
+        if data_key in _list(s["Resource"])
+        for a in _list(s["Action"])
     }
     assert {"kms:GenerateDataKey*", "kms:Decrypt"} <= key_actions  # SendMessage and PutObject with the data key
-    s3 = [s for s in statements(dev_stack, dev_template, fn) if any(a.startswith("s3:") for a in _list(s["Action"]))]
+    s3 = [s for s in statements(wide_stack, wide_template, fn) if any(a.startswith("s3:") for a in _list(s["Action"]))]
     assert [(_list(s["Action"]), _list(s["Resource"])) for s in s3] == [
-        (["s3:PutObject"], [objects(dev_stack, integration)])
+        (["s3:PutObject"], [objects(wide_stack, integration)])
     ]
-    assert not any(
-        a.startswith("dynamodb:") for s in statements(dev_stack, dev_template, fn) for a in _list(s["Action"])
-    )
+    assert table_statements(wide_stack, wide_template, fn) == []
 
 
-@pytest.mark.parametrize("integration", INTEGRATIONS, ids=ids)
+def test_the_two_target_ingress_may_send_to_both_queues(wide_stack: JunctionStack, wide_template: Template) -> None:
+    fn = wide_stack.ingress_functions[TWO_TARGET_WEBHOOK.name]
+    for t in TWO_TARGET_WEBHOOK.targets:
+        queue = arn(wide_stack, wide_stack.queues[target_key(TWO_TARGET_WEBHOOK, t)])
+        assert allowing(wide_stack, wide_template, fn, "sqs:SendMessage", queue), t.name
+
+
+@pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
 def test_processor_reads_its_payloads_only(
-    dev_stack: JunctionStack, dev_template: Template, integration: Integration
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
 ) -> None:
-    fn = dev_stack.processors[integration.name]
-    s3 = [s for s in statements(dev_stack, dev_template, fn) if any(a.startswith("s3:") for a in _list(s["Action"]))]
+    fn = wide_stack.processors[target_key(integration, target)]
+    s3 = [s for s in statements(wide_stack, wide_template, fn) if any(a.startswith("s3:") for a in _list(s["Action"]))]
     assert [(_list(s["Action"]), _list(s["Resource"])) for s in s3] == [
-        (["s3:GetObject"], [objects(dev_stack, integration)])
+        (["s3:GetObject"], [objects(wide_stack, integration)])
     ]
+
+
+# ----------------------------------------------------------------------------------- pollers
+@pytest.mark.parametrize("integration", SCHEDULES, ids=names(SCHEDULES))
+def test_poller_sends_to_every_target_queue_and_nothing_else(
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration
+) -> None:
+    fn = wide_stack.pollers[integration.name]
+    own = {target_key(integration, t) for t in integration.targets}
+    for key, queue in wide_stack.queues.items():
+        sends = allowing(wide_stack, wide_template, fn, "sqs:SendMessage", arn(wide_stack, queue))
+        assert bool(sends) == (key in own), key
+        for action in QUEUE_CONSUME:  # it has no queue of its own
+            assert not allowing(wide_stack, wide_template, fn, action, arn(wide_stack, queue))
+        dlq = arn(wide_stack, wide_stack.dead_letter_queues[key])
+        assert not [s for s in statements(wide_stack, wide_template, fn) if dlq in _list(s["Resource"])]
+    s3 = [s for s in statements(wide_stack, wide_template, fn) if any(a.startswith("s3:") for a in _list(s["Action"]))]
+    assert [(_list(s["Action"]), _list(s["Resource"])) for s in s3] == [
+        (["s3:PutObject"], [objects(wide_stack, integration)])
+    ]
+
+
+@pytest.mark.parametrize("integration", SCHEDULES, ids=names(SCHEDULES))
+def test_poller_table_access_is_its_sync_items_only(
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration
+) -> None:
+    fn = wide_stack.pollers[integration.name]
+    state = arn(wide_stack, wide_stack.state_table)
+    found = table_statements(wide_stack, wide_template, fn)
+    assert found
+    for s in found:
+        assert _list(s["Resource"]) == [state]  # never the idempotency table
+        assert keys_of(s) == state_keys.poller_keys(integration.name) == [f"sync#{integration.name}"]
+        assert "dynamodb:Scan" not in _list(s["Action"])
+    # Its lease is a conditional write, its cursor a read and a conditional write, its history a query.
+    for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"):
+        assert allowing(wide_stack, wide_template, fn, action, state), action
+    assert allowing(wide_stack, wide_template, fn, "kms:Decrypt", arn(wide_stack, wide_stack.data_key))
 
 
 # ---------------------------------------------------------------------------- tables by key prefix
-@pytest.mark.parametrize("integration", INTEGRATIONS, ids=ids)
+@pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
 def test_processor_table_access_is_limited_by_leading_keys(
-    dev_stack: JunctionStack, dev_template: Template, integration: Integration
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
 ) -> None:
-    name = integration.name
-    fn = dev_stack.processors[name]
-    idem, state = arn(dev_stack, dev_stack.idempotency_table), arn(dev_stack, dev_stack.state_table)
-    table_statements = [
-        s for s in statements(dev_stack, dev_template, fn) if any(a.startswith("dynamodb:") for a in _list(s["Action"]))
-    ]
-    assert table_statements
-    for s in table_statements:
+    i, t = integration, target
+    fn = wide_stack.processors[target_key(i, t)]
+    idem, state = arn(wide_stack, wide_stack.idempotency_table), arn(wide_stack, wide_stack.state_table)
+    own = state_keys.processor_keys(i.name, t.name, t.rate.account if t.rate else None)
+    found = table_statements(wide_stack, wide_template, fn)
+    assert found
+    for s in found:
         assert "dynamodb:Scan" not in _list(s["Action"])  # a Scan has no partition key to restrict
         assert _list(s["Resource"]) in ([idem], [state]), s
-        keys = s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]  # no unrestricted statement
+        keys = keys_of(s)  # no unrestricted statement
         if idem in _list(s["Resource"]):
-            assert keys == [f"{name}#*"]
+            assert keys == [f"{i.name}#{t.name}#*"]  # each target its own idempotency scope
         if state in _list(s["Resource"]):
-            assert set(keys) <= {"trace#*", f"status#{name}", f"breaker#{name}#*"}
+            assert set(keys) <= {"trace#*", *own}
             if "trace#*" in keys:  # another integration's entity history: add to it, never read or change it
                 assert set(_list(s["Action"])) <= {"dynamodb:PutItem", "dynamodb:BatchWriteItem"}
-    # What the processor needs: its idempotency records, its breaker and status, trace items in batches.
-    assert allowing(dev_stack, dev_template, fn, "dynamodb:UpdateItem", idem)
-    assert allowing(dev_stack, dev_template, fn, "dynamodb:GetItem", idem)
-    breaker = [
-        s
-        for s in allowing(dev_stack, dev_template, fn, "dynamodb:UpdateItem", state)
-        if f"breaker#{name}#*" in s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    # What the processor needs: its idempotency records, all its own state items, trace items in batches.
+    assert allowing(wide_stack, wide_template, fn, "dynamodb:UpdateItem", idem)
+    assert allowing(wide_stack, wide_template, fn, "dynamodb:GetItem", idem)
+    full = [
+        s for s in allowing(wide_stack, wide_template, fn, "dynamodb:UpdateItem", state) if "trace#*" not in keys_of(s)
     ]
-    assert breaker
+    assert [sorted(keys_of(s)) for s in full] == [sorted(own)]
     mixed = [
         s
-        for s in allowing(dev_stack, dev_template, fn, "dynamodb:BatchWriteItem", state)
-        if {"trace#*", f"status#{name}"} <= set(s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+        for s in allowing(wide_stack, wide_template, fn, "dynamodb:BatchWriteItem", state)
+        if {"trace#*", f"status#{i.name}"} <= set(keys_of(s))
     ]
     assert mixed, "a batch of trace and status items must fit one statement"
     assert not any(
         a in DYNAMODB_READS
-        for s in statements(dev_stack, dev_template, fn)
+        for s in statements(wide_stack, wide_template, fn)
         if "trace#*" in json.dumps(s.get("Condition", {}))
         for a in _list(s["Action"])
     )
+    # Never the pollers' sync items.
+    assert not any(k.startswith("sync#") for s in found for k in keys_of(s))
+
+
+def test_iam_conditions_are_per_target(wide_stack: JunctionStack, wide_template: Template) -> None:
+    """Two targets of one integration share nothing in the tables but the integration's status item
+    (whose sort key names the target): not idempotency records, breakers, version gates, id maps
+    or rate budgets."""
+    shopify, allegro = SCHEDULED.target("shopify"), SCHEDULED.target("allegro")
+
+    def keys(t: Target) -> set[str]:
+        fn = wide_stack.processors[target_key(SCHEDULED, t)]
+        return {k for s in table_statements(wide_stack, wide_template, fn) for k in keys_of(s)}
+
+    assert keys(shopify) & keys(allegro) == {"trace#*", f"status#{SCHEDULED.name}"}
+    assert f"{SCHEDULED.name}#shopify#*" in keys(shopify)
+    assert f"breaker#{SCHEDULED.name}#allegro" in keys(allegro)
+    assert f"version#{SCHEDULED.name}#allegro#*" in keys(allegro)
+    assert f"idmap#{SCHEDULED.name}#allegro#*" in keys(allegro)
+    assert "budget#sample-shop" in keys(shopify) and "budget#sample-market" in keys(allegro)
+    warehouse = TWO_TARGET_WEBHOOK.target("warehouse")  # no rate budget, so no budget item
+    assert warehouse.rate is None
+    fn = wide_stack.processors[target_key(TWO_TARGET_WEBHOOK, warehouse)]
+    assert not [
+        k for s in table_statements(wide_stack, wide_template, fn) for k in keys_of(s) if k.startswith("budget#")
+    ]
 
 
 # ------------------------------------------------------------------------------- data at rest
-def test_tables_queues_and_bucket_use_the_data_key(dev_stack: JunctionStack, dev_template: Template) -> None:
-    key = arn(dev_stack, dev_stack.data_key)
-    assert key != arn(dev_stack, dev_stack.key)  # not the alarm topic's key
-    data_key = dev_template.to_json()["Resources"][logical_id(dev_stack, dev_stack.data_key)]["Properties"]
+def test_tables_queues_and_bucket_use_the_data_key(wide_stack: JunctionStack, wide_template: Template) -> None:
+    key = arn(wide_stack, wide_stack.data_key)
+    assert key != arn(wide_stack, wide_stack.key)  # not the alarm topic's key
+    data_key = wide_template.to_json()["Resources"][logical_id(wide_stack, wide_stack.data_key)]["Properties"]
     assert data_key["EnableKeyRotation"] is True
-    for table in resources(dev_template, "AWS::DynamoDB::Table").values():
+    for table in resources(wide_template, "AWS::DynamoDB::Table").values():
         assert table["Properties"]["SSESpecification"] == {"KMSMasterKeyId": key, "SSEEnabled": True, "SSEType": "KMS"}
-    queues = resources(dev_template, "AWS::SQS::Queue")
-    assert len(queues) == 2 * len(INTEGRATIONS)
+    queues = resources(wide_template, "AWS::SQS::Queue")
+    assert len(queues) == 2 * len(TARGETS)
     for queue in queues.values():
         assert queue["Properties"]["KmsMasterKeyId"] == key
 
@@ -178,7 +273,7 @@ def test_payload_bucket(dev_stack: JunctionStack, dev_template: Template) -> Non
         "RestrictPublicBuckets": True,
     }
     assert bucket.get("VersioningConfiguration", {}).get("Status") != "Enabled"
-    longest_ttl = max(i.idempotency_ttl_days for i in INTEGRATIONS)
+    longest_ttl = max(t.idempotency_ttl_days for i in INTEGRATIONS for t in i.targets)
     [expiry] = [r for r in bucket["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r]
     assert expiry["Status"] == "Enabled"
     assert expiry["ExpirationInDays"] == longest_ttl + PAYLOAD_EXPIRY_MARGIN_DAYS > longest_ttl
@@ -196,18 +291,21 @@ def _alarms(template: Template, metric: str, **props: Any) -> list[dict[str, Any
     ]
 
 
-def _junction_alarm(dev_stack: JunctionStack, dev_template: Template, metric: str, i: Integration) -> dict[str, Any]:
-    [alarm] = _alarms(dev_template, metric, Namespace="Junction", Dimensions=[{"Name": "Integration", "Value": i.name}])
-    assert alarm["AlarmActions"] == [{"Ref": logical_id(dev_stack, dev_stack.alarm_topic)}]
-    assert alarm["Statistic"] == "Sum"
+def _junction_alarm(
+    stack: JunctionStack, template: Template, metric: str, i: Integration, t: Target | None = None
+) -> dict[str, Any]:
+    dimensions = [{"Name": "Integration", "Value": i.name}] + ([{"Name": "Target", "Value": t.name}] if t else [])
+    [alarm] = _alarms(template, metric, Namespace="Junction", Dimensions=dimensions)
+    assert alarm["AlarmActions"] == [ref(stack, stack.alarm_topic)]
+    assert alarm["TreatMissingData"] == "notBreaching"
     return alarm
 
 
-@pytest.mark.parametrize("integration", WEBHOOKS, ids=[i.name for i in WEBHOOKS])
-def test_alarm_on_a_spike_of_401s(dev_stack: JunctionStack, dev_template: Template, integration: Integration) -> None:
+@pytest.mark.parametrize("integration", WEBHOOKS, ids=names(WEBHOOKS))
+def test_alarm_on_a_spike_of_401s(wide_stack: JunctionStack, wide_template: Template, integration: Integration) -> None:
     """A secret rotated on one side only: every delivery fails verification, the sender gives up later."""
     found = []
-    for alarm in resources(dev_template, "AWS::CloudWatch::Alarm").values():
+    for alarm in resources(wide_template, "AWS::CloudWatch::Alarm").values():
         props = alarm["Properties"]
         stats = [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
         if any(
@@ -220,53 +318,112 @@ def test_alarm_on_a_spike_of_401s(dev_stack: JunctionStack, dev_template: Templa
     [alarm] = found
     assert alarm["Threshold"] == UNAUTHORIZED_SPIKE
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    assert alarm["AlarmActions"] == [{"Ref": logical_id(dev_stack, dev_stack.alarm_topic)}]
+    assert alarm["AlarmActions"] == [ref(wide_stack, wide_stack.alarm_topic)]
     [expression] = [m["Expression"] for m in alarm["Metrics"] if "Expression" in m]
     assert "unauthorized" in expression and "accepted" in expression
 
 
-@pytest.mark.parametrize("integration", WEBHOOKS, ids=[i.name for i in WEBHOOKS])
-def test_alarm_on_503s(dev_stack: JunctionStack, dev_template: Template, integration: Integration) -> None:
-    alarm = _junction_alarm(dev_stack, dev_template, "Webhook_unavailable", integration)
+@pytest.mark.parametrize("integration", WEBHOOKS, ids=names(WEBHOOKS))
+def test_alarm_on_503s(wide_stack: JunctionStack, wide_template: Template, integration: Integration) -> None:
+    alarm = _junction_alarm(wide_stack, wide_template, "Webhook_unavailable", integration)
+    assert alarm["Statistic"] == "Sum"
     assert alarm["Threshold"] == 1
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
-@pytest.mark.parametrize("integration", INTEGRATIONS, ids=ids)
+@pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
 def test_alarm_on_an_open_circuit_breaker(
-    dev_stack: JunctionStack, dev_template: Template, integration: Integration
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
 ) -> None:
-    alarm = _junction_alarm(dev_stack, dev_template, "Breaker_opened", integration)
+    """The processors emit Breaker_opened with dimensions Integration and Target: one alarm per target."""
+    alarm = _junction_alarm(wide_stack, wide_template, "Breaker_opened", integration, target)
+    assert alarm["Statistic"] == "Sum"
     assert alarm["Threshold"] == 1
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    # None on the integration alone: that metric is never emitted, the alarm would never fire.
+    assert not _alarms(wide_template, "Breaker_opened", Dimensions=[{"Name": "Integration", "Value": integration.name}])
 
 
-@pytest.mark.parametrize("integration", INTEGRATIONS, ids=ids)
+@pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
 def test_alarm_on_dlq_messages_nearing_their_retention(
-    dev_stack: JunctionStack, dev_template: Template, integration: Integration
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
 ) -> None:
-    i = integration
-    dims = [
-        {
-            "Name": "QueueName",
-            "Value": {"Fn::GetAtt": [logical_id(dev_stack, dev_stack.dead_letter_queues[i.name]), "QueueName"]},
-        }
-    ]
-    [alarm] = _alarms(dev_template, "ApproximateAgeOfOldestMessage", Dimensions=dims)
-    retention = i.queue.dlq_retention_days * 86_400
+    t = target
+    dlq = wide_stack.dead_letter_queues[target_key(integration, t)]
+    dims = [{"Name": "QueueName", "Value": {"Fn::GetAtt": [logical_id(wide_stack, dlq), "QueueName"]}}]
+    [alarm] = _alarms(wide_template, "ApproximateAgeOfOldestMessage", Dimensions=dims)
+    retention = t.queue.dlq_retention_days * 86_400
     # A standard DLQ's messages expire by their first enqueue; the metric counts from the move.
-    spent = 0 if i.queue.fifo else i.queue.retention_days * 86_400
+    spent = 0 if t.queue.fifo else t.queue.retention_days * 86_400
     assert alarm["Threshold"] == retention - spent - DLQ_EXPIRY_MARGIN_DAYS * 86_400
     assert 0 < alarm["Threshold"] <= retention - spent - 86_400
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    assert alarm["AlarmActions"] == [{"Ref": logical_id(dev_stack, dev_stack.alarm_topic)}]
+    assert alarm["AlarmActions"] == [ref(wide_stack, wide_stack.alarm_topic)]
 
 
-@pytest.mark.parametrize("integration", INTEGRATIONS, ids=ids)
-def test_alarm_on_processor_errors(dev_stack: JunctionStack, dev_template: Template, integration: Integration) -> None:
-    dims = [{"Name": "FunctionName", "Value": {"Ref": logical_id(dev_stack, dev_stack.processors[integration.name])}}]
-    [alarm] = _alarms(dev_template, "Errors", Dimensions=dims)
+@pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
+def test_alarm_on_processor_errors(
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
+) -> None:
+    fn = wide_stack.processors[target_key(integration, target)]
+    [alarm] = _alarms(wide_template, "Errors", Dimensions=[{"Name": "FunctionName", "Value": ref(wide_stack, fn)}])
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+# -------------------------------------------------------------------------------- poller alarms
+@pytest.mark.parametrize("integration", SCHEDULES, ids=names(SCHEDULES))
+def test_alarm_on_poller_errors(wide_stack: JunctionStack, wide_template: Template, integration: Integration) -> None:
+    fn = wide_stack.pollers[integration.name]
+    [alarm] = _alarms(wide_template, "Errors", Dimensions=[{"Name": "FunctionName", "Value": ref(wide_stack, fn)}])
+    assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["AlarmActions"] == [ref(wide_stack, wide_stack.alarm_topic)]
+
+
+@pytest.mark.parametrize("integration", SCHEDULES, ids=names(SCHEDULES))
+def test_alarm_on_a_failed_poll(wide_stack: JunctionStack, wide_template: Template, integration: Integration) -> None:
+    alarm = _junction_alarm(wide_stack, wide_template, "Poll_failed", integration)
+    assert alarm["Statistic"] == "Sum"
+    assert alarm["Period"] == 900
+    assert alarm["Threshold"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+@pytest.mark.parametrize("integration", SCHEDULES, ids=names(SCHEDULES))
+def test_alarm_on_cursor_lag(wide_stack: JunctionStack, wide_template: Template, integration: Integration) -> None:
+    alarm = _junction_alarm(wide_stack, wide_template, "Poll_lag_seconds", integration)
+    assert alarm["Statistic"] == "Maximum"  # the worst lag of any run in the period
+    assert alarm["Threshold"] == poll_lag_threshold_seconds(integration)
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def _scheduled(expression: str) -> Integration:
+    return Integration(
+        name="lagging",
+        description="",
+        source="erp",
+        package="x",
+        trigger=ScheduleTrigger(expression),
+        targets=(Target(name="shop"),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("expression", "threshold"),
+    [
+        ("rate(1 minute)", POLL_LAG_FLOOR_SECONDS),  # three periods would page on one slow run
+        ("rate(5 minutes)", 900),
+        ("rate(10 minutes)", 1800),
+        ("rate(1 hour)", 3 * 3600),
+        ("cron(0 3 * * ? *)", 3600),
+    ],
+)
+def test_cursor_lag_threshold(expression: str, threshold: int) -> None:
+    assert poll_lag_threshold_seconds(_scheduled(expression)) == threshold
+
+
+def test_the_samples_cover_both_schedule_kinds() -> None:
+    kinds = {i.schedule.expression.split("(")[0] for i in WIDE if i.schedule}
+    assert kinds == {"rate", "cron"}
 
 
 # ------------------------------------------------------------------- alarms nobody would hear

@@ -1,4 +1,4 @@
-"""The synthesized CloudFormation of the dev stage, checked against every integration's declaration."""
+"""The synthesized CloudFormation, checked against every integration's declaration, target by target."""
 
 from __future__ import annotations
 
@@ -11,32 +11,57 @@ from aws_cdk.assertions import Annotations, Match, Template
 
 from functions.registry import INTEGRATIONS
 from infra import bundling
-from infra.stack import JunctionStack, StageSettings, construct_id
+from infra.stack import (
+    POLL_RETRY_ATTEMPTS,
+    JunctionStack,
+    StageSettings,
+    construct_id,
+    poll_event_age_seconds,
+    schedule_interval_seconds,
+    target_key,
+)
 from shared.declaration import (
+    POLLER_HANDLER,
+    PROCESSOR_HANDLER,
     TTL_ATTRIBUTE,
-    FunctionSettings,
     Integration,
-    QueueSettings,
     ScheduleTrigger,
-    SecretRef,
+    Target,
+    function_name,
     idempotency_table_name,
     queue_name,
     secret_id,
     state_table_name,
     visibility_timeout_seconds,
 )
-from tests.infra.conftest import cdk_context, synth_stack
+from tests.infra.conftest import (
+    SCHEDULES,
+    TARGET_IDS,
+    TARGETS,
+    WEBHOOKS,
+    WIDE,
+    cdk_context,
+    names,
+)
+from tests.infra.samples import SCHEDULED, TWO_TARGET_WEBHOOK
 
 pytestmark = pytest.mark.slow
 
-WEBHOOKS = [i for i in INTEGRATIONS if i.webhook]
-ids = [i.name for i in INTEGRATIONS]
+NAG = Match.string_like_regexp("AwsSolutions-.*")
 
 
 def logical_id(stack: JunctionStack, construct: Any) -> str:
     child = construct.node.default_child
     assert isinstance(child, cdk.CfnElement)
     return stack.get_logical_id(child)
+
+
+def ref(stack: JunctionStack, construct: Any) -> dict[str, Any]:
+    return {"Ref": logical_id(stack, construct)}
+
+
+def arn(stack: JunctionStack, construct: Any) -> dict[str, Any]:
+    return {"Fn::GetAtt": [logical_id(stack, construct), "Arn"]}
 
 
 def resources(template: Template, type_: str, props: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -49,38 +74,88 @@ def only(found: dict[str, Any]) -> dict[str, Any]:
     return resource
 
 
+def joined(value: Any) -> list[Any]:
+    """The parts of a comma-joined template value (one part is not wrapped in Fn::Join)."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        assert separator == ","
+        return list(parts)
+    return [value]
+
+
+def queue_refs(stack: JunctionStack, i: Integration) -> list[dict[str, Any]]:
+    """JUNCTION_QUEUE_URLS as the template should have it: every target's queue, in declaration order."""
+    return [ref(stack, stack.queues[target_key(i, t)]) for t in i.targets]
+
+
+def function_props(template: Template, name: str) -> dict[str, Any]:
+    props: dict[str, Any] = only(resources(template, "AWS::Lambda::Function", {"FunctionName": name}))["Properties"]
+    return props
+
+
+def function_id(template: Template, name: str) -> str:
+    found = resources(template, "AWS::Lambda::Function", {"FunctionName": name})
+    assert len(found) == 1, name
+    return next(iter(found))
+
+
 # ------------------------------------------------------------------------------------ queues
-@pytest.mark.parametrize("integration", INTEGRATIONS, ids=ids)
+@pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
 def test_queue_and_dead_letter_queue(
-    dev_stack: JunctionStack, dev_template: Template, integration: Integration
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
 ) -> None:
-    i = integration
-    queue = only(resources(dev_template, "AWS::SQS::Queue", {"QueueName": queue_name("dev", i)}))["Properties"]
-    dlq = only(resources(dev_template, "AWS::SQS::Queue", {"QueueName": queue_name("dev", i, dead_letter=True)}))[
+    i, t = integration, target
+    queue = only(resources(wide_template, "AWS::SQS::Queue", {"QueueName": queue_name("dev", i, t)}))["Properties"]
+    dlq = only(resources(wide_template, "AWS::SQS::Queue", {"QueueName": queue_name("dev", i, t, dead_letter=True)}))[
         "Properties"
     ]
-    dlq_id = logical_id(dev_stack, dev_stack.dead_letter_queues[i.name])
+    key = target_key(i, t)
 
     redrive = queue["RedrivePolicy"]
-    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [dlq_id, "Arn"]}
-    assert redrive["maxReceiveCount"] == i.queue.max_receive_count >= 5
-    assert queue["MessageRetentionPeriod"] == i.queue.retention_days * 86_400
-    assert dlq["MessageRetentionPeriod"] == i.queue.dlq_retention_days * 86_400
+    assert redrive["deadLetterTargetArn"] == arn(wide_stack, wide_stack.dead_letter_queues[key])
+    assert redrive["maxReceiveCount"] == t.queue.max_receive_count >= 5
+    assert "RedrivePolicy" not in dlq
+    assert queue["MessageRetentionPeriod"] == t.queue.retention_days * 86_400
+    assert dlq["MessageRetentionPeriod"] == t.queue.dlq_retention_days * 86_400
     assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
-    assert queue["VisibilityTimeout"] == visibility_timeout_seconds(i) >= 6 * i.processor.timeout_seconds
+    assert queue["VisibilityTimeout"] == visibility_timeout_seconds(t) >= 6 * t.processor.timeout_seconds
+    assert bool(queue.get("FifoQueue")) == bool(dlq.get("FifoQueue")) == t.queue.fifo
     for props in (queue, dlq):  # the stage's data key, not SQS-managed keys
-        assert props["KmsMasterKeyId"] == {"Fn::GetAtt": [logical_id(dev_stack, dev_stack.data_key), "Arn"]}
+        assert props["KmsMasterKeyId"] == arn(wide_stack, wide_stack.data_key)
         assert "SqsManagedSseEnabled" not in props
 
 
-@pytest.mark.parametrize("integration", INTEGRATIONS, ids=ids)
-def test_queues_deny_insecure_transport(
-    dev_stack: JunctionStack, dev_template: Template, integration: Integration
+def test_every_target_queue_has_its_dlq_and_one_event_source(
+    wide_stack: JunctionStack, wide_template: Template
 ) -> None:
-    for queue in (dev_stack.queues[integration.name], dev_stack.dead_letter_queues[integration.name]):
-        policy = only(
-            resources(dev_template, "AWS::SQS::QueuePolicy", {"Queues": [{"Ref": logical_id(dev_stack, queue)}]})
-        )
+    """Whatever is declared: no queue without a DLQ, no DLQ that is consumed, no queue without its
+    processor's event source with partial batch responses."""
+    queues = resources(wide_template, "AWS::SQS::Queue")
+    mappings = [m["Properties"] for m in resources(wide_template, "AWS::Lambda::EventSourceMapping").values()]
+    dlq_ids = {
+        r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for r in queues.values()
+        if "RedrivePolicy" in r["Properties"]
+    }
+    main_ids = [q for q, r in queues.items() if "RedrivePolicy" in r["Properties"]]
+    assert len(main_ids) == len(dlq_ids) == len(TARGETS)
+    assert set(queues) == set(main_ids) | dlq_ids
+    for queue_id in main_ids:
+        consuming = [m for m in mappings if m["EventSourceArn"] == {"Fn::GetAtt": [queue_id, "Arn"]}]
+        assert len(consuming) == 1, queue_id
+        assert consuming[0]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    for dlq_id in dlq_ids:  # dead letters wait for an operator's redrive
+        assert not [m for m in mappings if m["EventSourceArn"] == {"Fn::GetAtt": [dlq_id, "Arn"]}]
+    assert len(mappings) == len(TARGETS)
+
+
+@pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
+def test_queues_deny_insecure_transport(
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
+) -> None:
+    key = target_key(integration, target)
+    for queue in (wide_stack.queues[key], wide_stack.dead_letter_queues[key]):
+        policy = only(resources(wide_template, "AWS::SQS::QueuePolicy", {"Queues": [ref(wide_stack, queue)]}))
         statements = policy["Properties"]["PolicyDocument"]["Statement"]
         assert any(
             s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
@@ -88,62 +163,82 @@ def test_queues_deny_insecure_transport(
         )
 
 
-# --------------------------------------------------------------------------------- functions
-@pytest.mark.parametrize("integration", INTEGRATIONS, ids=ids)
-def test_processor_function(dev_stack: JunctionStack, dev_template: Template, integration: Integration) -> None:
-    i = integration
-    fn = only(resources(dev_template, "AWS::Lambda::Function", {"Handler": i.processor_handler}))["Properties"]
+# --------------------------------------------------------------------------------- processors
+@pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
+def test_processor_function(
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
+) -> None:
+    i, t = integration, target
+    key = target_key(i, t)
+    name = function_name("dev", i, f"{t.name}-processor")
+    fn = function_props(wide_template, name)
+    assert function_id(wide_template, name) == logical_id(wide_stack, wide_stack.processors[key])
+    assert fn["Handler"] == PROCESSOR_HANDLER
     assert fn["Runtime"] == "python3.13"
     assert fn["Architectures"] == ["arm64"]
-    assert fn["MemorySize"] == i.processor.memory_mb
-    assert fn["Timeout"] == i.processor.timeout_seconds
-    env = fn["Environment"]["Variables"]
-    assert env["JUNCTION_STAGE"] == "dev"
-    assert env["JUNCTION_INTEGRATION"] == i.name
-    assert env["JUNCTION_QUEUE_URL"] == {"Ref": logical_id(dev_stack, dev_stack.queues[i.name])}
-    assert env["JUNCTION_DLQ_URL"] == {"Ref": logical_id(dev_stack, dev_stack.dead_letter_queues[i.name])}
-    assert env["JUNCTION_IDEMPOTENCY_TABLE"] == {"Ref": logical_id(dev_stack, dev_stack.idempotency_table)}
-    assert env["JUNCTION_STATE_TABLE"] == {"Ref": logical_id(dev_stack, dev_stack.state_table)}
-    assert env["JUNCTION_PAYLOAD_BUCKET"] == {"Ref": logical_id(dev_stack, dev_stack.payload_bucket)}
+    assert fn["MemorySize"] == t.processor.memory_mb
+    assert fn["Timeout"] == t.processor.timeout_seconds
+    assert "ReservedConcurrentExecutions" not in fn  # the event source's MaximumConcurrency bounds it
+    assert fn["Environment"]["Variables"] == {
+        "JUNCTION_STAGE": "dev",
+        "JUNCTION_INTEGRATION": i.name,
+        "JUNCTION_TARGET": t.name,
+        "JUNCTION_QUEUE_URL": ref(wide_stack, wide_stack.queues[key]),
+        "JUNCTION_DLQ_URL": ref(wide_stack, wide_stack.dead_letter_queues[key]),
+        "JUNCTION_IDEMPOTENCY_TABLE": ref(wide_stack, wide_stack.idempotency_table),
+        "JUNCTION_STATE_TABLE": ref(wide_stack, wide_stack.state_table),
+        "JUNCTION_PAYLOAD_BUCKET": ref(wide_stack, wide_stack.payload_bucket),
+    }
 
 
-@pytest.mark.parametrize("integration", [i for i in INTEGRATIONS if not i.schedule], ids=lambda i: i.name)
-def test_event_source_mapping(dev_stack: JunctionStack, dev_template: Template, integration: Integration) -> None:
-    i = integration
-    queue_id = logical_id(dev_stack, dev_stack.queues[i.name])
+@pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
+def test_event_source_mapping(
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
+) -> None:
+    i, t = integration, target
+    key = target_key(i, t)
     mapping = only(
         resources(
-            dev_template, "AWS::Lambda::EventSourceMapping", {"EventSourceArn": {"Fn::GetAtt": [queue_id, "Arn"]}}
+            wide_template,
+            "AWS::Lambda::EventSourceMapping",
+            {"EventSourceArn": arn(wide_stack, wide_stack.queues[key])},
         )
     )["Properties"]
-    assert mapping["FunctionName"] == {"Ref": logical_id(dev_stack, dev_stack.processors[i.name])}
+    assert mapping["FunctionName"] == ref(wide_stack, wide_stack.processors[key])
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert mapping["ScalingConfig"] == {"MaximumConcurrency": i.max_concurrency}
-    assert mapping["BatchSize"] == i.queue.batch_size
-    if i.queue.batching_window_seconds:
-        assert mapping["MaximumBatchingWindowInSeconds"] == i.queue.batching_window_seconds
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": t.max_concurrency}
+    assert mapping["BatchSize"] == t.queue.batch_size
+    assert mapping.get("MaximumBatchingWindowInSeconds", 0) == t.queue.batching_window_seconds
 
 
-@pytest.mark.parametrize("integration", WEBHOOKS, ids=[i.name for i in WEBHOOKS])
-def test_ingress_function_and_route(dev_stack: JunctionStack, dev_template: Template, integration: Integration) -> None:
+# ------------------------------------------------------------------------------------ webhooks
+@pytest.mark.parametrize("integration", WEBHOOKS, ids=names(WEBHOOKS))
+def test_ingress_function_and_route(
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration
+) -> None:
     i = integration
     assert i.webhook is not None
-    fn = only(resources(dev_template, "AWS::Lambda::Function", {"Handler": i.ingress_handler}))["Properties"]
+    fn = function_props(wide_template, function_name("dev", i, "ingress"))
+    assert function_id(wide_template, function_name("dev", i, "ingress")) == logical_id(
+        wide_stack, wide_stack.ingress_functions[i.name]
+    )
+    assert fn["Handler"] == i.ingress_handler
     assert fn["Runtime"] == "python3.13"
     assert fn["Architectures"] == ["arm64"]
     assert fn["MemorySize"] == i.ingress.memory_mb
     assert fn["Timeout"] == i.ingress.timeout_seconds
-    assert fn["Environment"]["Variables"] == {
+    env = fn["Environment"]["Variables"]
+    assert joined(env.pop("JUNCTION_QUEUE_URLS")) == queue_refs(wide_stack, i)
+    assert env == {
         "JUNCTION_STAGE": "dev",
         "JUNCTION_INTEGRATION": i.name,
-        "JUNCTION_QUEUE_URL": {"Ref": logical_id(dev_stack, dev_stack.queues[i.name])},
-        "JUNCTION_PAYLOAD_BUCKET": {"Ref": logical_id(dev_stack, dev_stack.payload_bucket)},
+        "JUNCTION_PAYLOAD_BUCKET": ref(wide_stack, wide_stack.payload_bucket),
     }
 
-    ingress_id = logical_id(dev_stack, dev_stack.ingress_functions[i.name])
+    ingress_id = logical_id(wide_stack, wide_stack.ingress_functions[i.name])
     last_segment = i.webhook.path.rstrip("/").rsplit("/", 1)[-1]
-    resource_ids = list(resources(dev_template, "AWS::ApiGateway::Resource", {"PathPart": last_segment}))
-    methods = resources(dev_template, "AWS::ApiGateway::Method", {"HttpMethod": i.webhook.method.upper()})
+    resource_ids = list(resources(wide_template, "AWS::ApiGateway::Resource", {"PathPart": last_segment}))
+    methods = resources(wide_template, "AWS::ApiGateway::Method", {"HttpMethod": i.webhook.method.upper()})
     method = [
         m["Properties"] for m in methods.values() if m["Properties"]["ResourceId"] in [{"Ref": r} for r in resource_ids]
     ]
@@ -151,7 +246,7 @@ def test_ingress_function_and_route(dev_stack: JunctionStack, dev_template: Temp
     assert method[0]["Integration"]["Type"] == "AWS_PROXY"
     assert ingress_id in json.dumps(method[0]["Integration"]["Uri"])
 
-    stage = only(resources(dev_template, "AWS::ApiGateway::Stage"))["Properties"]
+    stage = only(resources(wide_template, "AWS::ApiGateway::Stage"))["Properties"]
     escaped = "/" + i.webhook.path.replace("/", "~1")  # the MethodSettings encoding of a resource path
     assert {
         "HttpMethod": i.webhook.method.upper(),
@@ -159,7 +254,41 @@ def test_ingress_function_and_route(dev_stack: JunctionStack, dev_template: Temp
         "ThrottlingRateLimit": i.webhook.throttle_rate_per_second,
         "ThrottlingBurstLimit": i.webhook.throttle_burst,
     }.items() <= next(s for s in stage["MethodSettings"] if s["ResourcePath"] == escaped).items()
-    assert any(k.endswith("WebhookUrl") and construct_id(i.name) in k for k in dev_template.find_outputs("*"))
+    assert any(k.endswith("WebhookUrl") and construct_id(i.name) in k for k in wide_template.find_outputs("*"))
+
+
+def test_two_target_webhook_gets_two_queues_two_processors_and_an_ingress_sending_to_both(
+    wide_stack: JunctionStack, wide_template: Template
+) -> None:
+    i = TWO_TARGET_WEBHOOK
+    prefix = f"junction-dev-{i.name}-"
+    queues = sorted(
+        q["Properties"]["QueueName"]
+        for q in resources(wide_template, "AWS::SQS::Queue").values()
+        if q["Properties"]["QueueName"].startswith(prefix)
+    )
+    assert queues == sorted(f"{prefix}{t}{dlq}" for t in ("erp", "warehouse") for dlq in ("", "-dlq"))
+    functions = sorted(
+        f["Properties"]["FunctionName"]
+        for f in resources(wide_template, "AWS::Lambda::Function").values()
+        if f["Properties"]["FunctionName"].startswith(prefix)
+    )
+    assert functions == [f"{prefix}erp-processor", f"{prefix}ingress", f"{prefix}warehouse-processor"]
+    # Each processor is fed by its own queue only.
+    for t in i.targets:
+        key = target_key(i, t)
+        mapping = only(
+            resources(
+                wide_template,
+                "AWS::Lambda::EventSourceMapping",
+                {"FunctionName": ref(wide_stack, wide_stack.processors[key])},
+            )
+        )
+        assert mapping["Properties"]["EventSourceArn"] == arn(wide_stack, wide_stack.queues[key])
+    # The ingress may send to both queues (the IAM statements are checked in test_data_and_alarms).
+    env = function_props(wide_template, f"{prefix}ingress")["Environment"]["Variables"]
+    assert joined(env["JUNCTION_QUEUE_URLS"]) == queue_refs(wide_stack, i)
+    assert len(joined(env["JUNCTION_QUEUE_URLS"])) == 2
 
 
 def test_api_stage_logs_and_throttles(dev_template: Template) -> None:
@@ -175,10 +304,150 @@ def test_api_stage_logs_and_throttles(dev_template: Template) -> None:
     assert "ApiUrl" in dev_template.find_outputs("*")
 
 
+# ---------------------------------------------------------------------------------- schedules
+@pytest.mark.parametrize("integration", SCHEDULES, ids=names(SCHEDULES))
+def test_poller_function(wide_stack: JunctionStack, wide_template: Template, integration: Integration) -> None:
+    i = integration
+    assert i.schedule is not None
+    fn = function_props(wide_template, function_name("dev", i, "poller"))
+    assert function_id(wide_template, function_name("dev", i, "poller")) == logical_id(
+        wide_stack, wide_stack.pollers[i.name]
+    )
+    assert fn["Handler"] == POLLER_HANDLER
+    assert fn["Runtime"] == "python3.13"
+    assert fn["MemorySize"] == i.schedule.function.memory_mb
+    assert fn["Timeout"] == i.schedule.function.timeout_seconds
+    assert "ReservedConcurrentExecutions" not in fn  # the lease prevents overlapping runs
+    env = fn["Environment"]["Variables"]
+    assert joined(env.pop("JUNCTION_QUEUE_URLS")) == queue_refs(wide_stack, i)
+    assert env == {
+        "JUNCTION_STAGE": "dev",
+        "JUNCTION_INTEGRATION": i.name,
+        "JUNCTION_STATE_TABLE": ref(wide_stack, wide_stack.state_table),
+        "JUNCTION_PAYLOAD_BUCKET": ref(wide_stack, wide_stack.payload_bucket),
+    }
+    # A failed run is retried only while its tick is fresh.
+    config = only(
+        resources(
+            wide_template,
+            "AWS::Lambda::EventInvokeConfig",
+            {"FunctionName": ref(wide_stack, wide_stack.pollers[i.name])},
+        )
+    )["Properties"]
+    assert config["MaximumRetryAttempts"] == POLL_RETRY_ATTEMPTS
+    assert config["MaximumEventAgeInSeconds"] == poll_event_age_seconds(i)
+
+
+@pytest.mark.parametrize("integration", SCHEDULES, ids=names(SCHEDULES))
+def test_schedule_rule_targets_the_poller(
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration
+) -> None:
+    i = integration
+    assert i.schedule is not None
+    rule = only(resources(wide_template, "AWS::Events::Rule", {"Name": f"junction-dev-{i.name}"}))["Properties"]
+    assert rule["ScheduleExpression"] == i.schedule.expression
+    assert rule["State"] == "ENABLED"
+    [target] = rule["Targets"]
+    assert target["Arn"] == arn(wide_stack, wide_stack.pollers[i.name])
+    assert target["RetryPolicy"] == {
+        "MaximumRetryAttempts": POLL_RETRY_ATTEMPTS,
+        "MaximumEventAgeInSeconds": poll_event_age_seconds(i),
+    }
+    assert 1 <= POLL_RETRY_ATTEMPTS <= 3
+    assert 60 <= poll_event_age_seconds(i) <= 3600
+    # EventBridge may invoke the poller, from this rule only.
+    permission = only(
+        resources(
+            wide_template,
+            "AWS::Lambda::Permission",
+            {"FunctionName": arn(wide_stack, wide_stack.pollers[i.name]), "Principal": "events.amazonaws.com"},
+        )
+    )["Properties"]
+    assert permission["SourceArn"] == arn(wide_stack, wide_stack.schedules[i.name])
+    # Nothing else is started by the schedule.
+    rules = resources(wide_template, "AWS::Events::Rule")
+    assert len(rules) == len(SCHEDULES)
+
+
+@pytest.mark.parametrize("integration", SCHEDULES, ids=names(SCHEDULES))
+def test_poller_has_no_sqs_event_source(
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration
+) -> None:
+    poller = wide_stack.pollers[integration.name]
+    for mapping in resources(wide_template, "AWS::Lambda::EventSourceMapping").values():
+        assert mapping["Properties"]["FunctionName"] != ref(wide_stack, poller)
+    assert integration.name not in wide_stack.ingress_functions
+
+
+def test_no_schedule_no_poller(wide_stack: JunctionStack) -> None:
+    assert set(wide_stack.pollers) == set(wide_stack.schedules) == set(names(SCHEDULES))
+    assert set(wide_stack.ingress_functions) == set(names(WEBHOOKS))
+
+
+@pytest.mark.parametrize(
+    ("expression", "seconds"),
+    [
+        ("rate(1 minute)", 60),
+        ("rate(5 minutes)", 300),
+        ("rate(1 hour)", 3600),
+        ("rate(2 days)", 172_800),
+        ("cron(0 3 * * ? *)", None),
+        ("cron(0/15 8-18 ? * MON-FRI *)", None),
+    ],
+)
+def test_schedule_interval(expression: str, seconds: int | None) -> None:
+    assert schedule_interval_seconds(expression) == seconds
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["rate(5 minute)", "rate(1 minutes)", "rate(0 minutes)", "rate(5 seconds)", "every 5 minutes", "cron(0 3 * * ?)"],
+)
+def test_malformed_schedules_are_refused(expression: str) -> None:
+    with pytest.raises(ValueError, match="schedule"):
+        schedule_interval_seconds(expression)
+    bad = Integration(
+        name="bad-schedule",
+        description="",
+        source="erp",
+        package="x",
+        trigger=ScheduleTrigger(expression),
+        targets=(Target(name="shopify"),),
+    )
+    with pytest.raises(ValueError, match="schedule"):  # before anything is built
+        JunctionStack(cdk.App(), "bad", stage="dev", settings=StageSettings(), integrations=[bad])
+
+
+def test_colliding_construct_ids_are_refused() -> None:
+    """ "a1" and "a-1" are distinct names whose construct ids would be the same."""
+    one = Integration(
+        name="sync-a1",
+        description="",
+        source="erp",
+        package="x",
+        trigger=ScheduleTrigger("rate(5 minutes)"),
+        targets=(Target(name="shop"),),
+    )
+    other = Integration(
+        name="sync-a-1",
+        description="",
+        source="erp",
+        package="y",
+        trigger=ScheduleTrigger("rate(5 minutes)"),
+        targets=(Target(name="shop"),),
+    )
+    with pytest.raises(ValueError, match="construct id"):
+        JunctionStack(cdk.App(), "collide", stage="dev", settings=StageSettings(), integrations=[one, other])
+
+
+# --------------------------------------------------------------------------------- functions
 def test_functions_have_their_own_log_groups_with_stage_retention(dev_template: Template) -> None:
     days = cdk_context()["stages"]["dev"]["log_retention_days"]
     functions = resources(dev_template, "AWS::Lambda::Function")
-    assert len(functions) == len(INTEGRATIONS) + len(WEBHOOKS)
+    processors = sum(len(i.targets) for i in INTEGRATIONS)
+    ingresses = sum(1 for i in INTEGRATIONS if i.webhook)
+    pollers = sum(1 for i in INTEGRATIONS if i.schedule)
+    assert len(functions) == processors + ingresses + pollers
     for fn in functions.values():
         group = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         log_group = dev_template.to_json()["Resources"][group]["Properties"]
@@ -188,13 +457,25 @@ def test_functions_have_their_own_log_groups_with_stage_retention(dev_template: 
         assert log_group["Properties"]["RetentionInDays"] == days
 
 
-def test_no_secret_values_in_lambda_environment(dev_template: Template) -> None:
-    for fn in resources(dev_template, "AWS::Lambda::Function").values():
+def test_function_names_are_unique_and_within_lambda_limits(wide_template: Template) -> None:
+    found = [f["Properties"]["FunctionName"] for f in resources(wide_template, "AWS::Lambda::Function").values()]
+    assert len(found) == len(set(found))
+    assert all(len(name) <= 64 for name in found)
+    expected = {function_name("dev", i, f"{t.name}-processor") for i, t in TARGETS}
+    expected |= {function_name("dev", i, "ingress") for i in WEBHOOKS}
+    expected |= {function_name("dev", i, "poller") for i in SCHEDULES}
+    assert set(found) == expected
+
+
+def test_no_secret_values_in_lambda_environment(wide_template: Template) -> None:
+    for fn in resources(wide_template, "AWS::Lambda::Function").values():
         variables = fn["Properties"]["Environment"]["Variables"]
         assert set(variables) <= {
             "JUNCTION_STAGE",
             "JUNCTION_INTEGRATION",
+            "JUNCTION_TARGET",
             "JUNCTION_QUEUE_URL",
+            "JUNCTION_QUEUE_URLS",
             "JUNCTION_DLQ_URL",
             "JUNCTION_IDEMPOTENCY_TABLE",
             "JUNCTION_STATE_TABLE",
@@ -204,38 +485,70 @@ def test_no_secret_values_in_lambda_environment(dev_template: Template) -> None:
 
 
 # ----------------------------------------------------------------------------------- secrets
-def test_secrets_exist_once_per_name(dev_template: Template) -> None:
-    declared = {ref.name: ref for i in INTEGRATIONS for ref in i.all_secrets}
-    secrets = resources(dev_template, "AWS::SecretsManager::Secret")
-    names = sorted(s["Properties"]["Name"] for s in secrets.values())
-    assert names == sorted(secret_id("dev", ref) for ref in declared.values())
-    assert all(name.startswith("junction/dev/") for name in names)
-    for ref in declared.values():
-        props = only(resources(dev_template, "AWS::SecretsManager::Secret", {"Name": secret_id("dev", ref)}))
-        assert props["Properties"]["Description"] == ref.description
+def test_secrets_exist_once_per_name(wide_template: Template) -> None:
+    declared = {ref.name: ref for i in WIDE for ref in i.all_secrets}
+    secrets = resources(wide_template, "AWS::SecretsManager::Secret")
+    found = sorted(s["Properties"]["Name"] for s in secrets.values())
+    assert found == sorted(secret_id("dev", ref) for ref in declared.values())
+    assert all(name.startswith("junction/dev/") for name in found)
+    for ref_ in declared.values():
+        props = only(resources(wide_template, "AWS::SecretsManager::Secret", {"Name": secret_id("dev", ref_)}))
+        assert props["Properties"]["Description"] == ref_.description
         assert "SecretString" not in props["Properties"]
 
 
-@pytest.mark.parametrize("integration", INTEGRATIONS, ids=ids)
-def test_functions_read_only_their_secrets(
-    dev_stack: JunctionStack, dev_template: Template, integration: Integration
-) -> None:
-    def readable(fn: Any) -> set[str]:
-        role_id = logical_id(dev_stack, fn.role)
-        policies = resources(dev_template, "AWS::IAM::Policy", {"Roles": [{"Ref": role_id}]})
-        out: set[str] = set()
-        for policy in policies.values():
-            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-                if "secretsmanager:GetSecretValue" in actions:
-                    out.add(statement["Resource"]["Ref"])
-        return out
+def _secret_access(stack: JunctionStack, template: Template, fn: Any) -> tuple[set[str], set[str]]:
+    """(readable, writable) secrets of a function, by logical id."""
+    role = ref(stack, fn.role)
+    readable: set[str] = set()
+    writable: set[str] = set()
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if role not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            secrets = {r["Ref"] for r in targets if isinstance(r, dict) and "Ref" in r}
+            if "secretsmanager:GetSecretValue" in actions:
+                readable |= secrets
+            if any(
+                a.startswith("secretsmanager:")
+                and a not in {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+                for a in actions
+            ):
+                assert [a for a in actions if a.startswith("secretsmanager:")] == ["secretsmanager:PutSecretValue"]
+                writable |= secrets
+    return readable, writable
 
-    secret_ids = {name: logical_id(dev_stack, s) for name, s in dev_stack.secrets.items()}
+
+@pytest.mark.parametrize("integration", WIDE, ids=names(WIDE))
+def test_functions_read_only_their_secrets(
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration
+) -> None:
+    secret_ids = {name: logical_id(wide_stack, s) for name, s in wide_stack.secrets.items()}
     i = integration
-    assert readable(dev_stack.processors[i.name]) == {secret_ids[ref.name] for ref in i.secrets}
+    for t in i.targets:
+        readable, writable = _secret_access(wide_stack, wide_template, wide_stack.processors[target_key(i, t)])
+        assert readable == {secret_ids[r.name] for r in (*t.secrets, *t.writes_secrets)}, t.name
+        assert writable == {secret_ids[r.name] for r in t.writes_secrets}, t.name
     if i.webhook:
-        assert readable(dev_stack.ingress_functions[i.name]) == {secret_ids[i.webhook.secret.name]}
+        fn = wide_stack.ingress_functions[i.name]
+        assert _secret_access(wide_stack, wide_template, fn) == ({secret_ids[i.webhook.secret.name]}, set())
+    if i.schedule:
+        fn = wide_stack.pollers[i.name]
+        assert _secret_access(wide_stack, wide_template, fn) == ({secret_ids[r.name] for r in i.secrets}, set())
+
+
+def test_a_rotated_credential_is_written_by_its_target_only(wide_stack: JunctionStack, wide_template: Template) -> None:
+    allegro = SCHEDULED.target("allegro")
+    assert allegro.writes_secrets
+    written = logical_id(wide_stack, wide_stack.secrets[allegro.writes_secrets[0].name])
+    writers = [
+        key
+        for key, fn in {**wide_stack.processors, **wide_stack.pollers, **wide_stack.ingress_functions}.items()
+        if written in _secret_access(wide_stack, wide_template, fn)[1]
+    ]
+    assert writers == [target_key(SCHEDULED, allegro)]
 
 
 # ------------------------------------------------------------------------------------ tables
@@ -282,35 +595,43 @@ def test_prod_retains_stateful_resources(prod_template: Template) -> None:
 
 
 # ------------------------------------------------------------------------------------ alarms
-@pytest.mark.parametrize("integration", INTEGRATIONS, ids=ids)
-def test_alarms_notify_the_topic(dev_stack: JunctionStack, dev_template: Template, integration: Integration) -> None:
-    i = integration
-    topic = {"Ref": logical_id(dev_stack, dev_stack.alarm_topic)}
+@pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
+def test_alarms_notify_the_topic(
+    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
+) -> None:
+    key = target_key(integration, target)
+    topic = ref(wide_stack, wide_stack.alarm_topic)
 
     def alarm(metric: str, queue: Any) -> dict[str, Any]:
-        dims = [{"Name": "QueueName", "Value": {"Fn::GetAtt": [logical_id(dev_stack, queue), "QueueName"]}}]
+        dims = [{"Name": "QueueName", "Value": {"Fn::GetAtt": [logical_id(wide_stack, queue), "QueueName"]}}]
         props: dict[str, Any] = only(
-            resources(dev_template, "AWS::CloudWatch::Alarm", {"MetricName": metric, "Dimensions": dims})
+            resources(wide_template, "AWS::CloudWatch::Alarm", {"MetricName": metric, "Dimensions": dims})
         )["Properties"]
         return props
 
-    dlq_depth = alarm("ApproximateNumberOfMessagesVisible", dev_stack.dead_letter_queues[i.name])
-    assert dlq_depth["Threshold"] == i.alarms.dlq_depth
+    dlq_depth = alarm("ApproximateNumberOfMessagesVisible", wide_stack.dead_letter_queues[key])
+    assert dlq_depth["Threshold"] == target.alarms.dlq_depth
     assert dlq_depth["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    age = alarm("ApproximateAgeOfOldestMessage", dev_stack.queues[i.name])
-    assert age["Threshold"] == i.alarms.oldest_message_age_seconds
+    age = alarm("ApproximateAgeOfOldestMessage", wide_stack.queues[key])
+    assert age["Threshold"] == target.alarms.oldest_message_age_seconds
     assert age["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    fn_dims = [{"Name": "FunctionName", "Value": {"Ref": logical_id(dev_stack, dev_stack.processors[i.name])}}]
-    errors = only(resources(dev_template, "AWS::CloudWatch::Alarm", {"MetricName": "Errors", "Dimensions": fn_dims}))
+    fn_dims = [{"Name": "FunctionName", "Value": ref(wide_stack, wide_stack.processors[key])}]
+    errors = only(resources(wide_template, "AWS::CloudWatch::Alarm", {"MetricName": "Errors", "Dimensions": fn_dims}))
     assert errors["Properties"]["Threshold"] == 0
     assert errors["Properties"]["ComparisonOperator"] == "GreaterThanThreshold"
     for props in (dlq_depth, age, errors["Properties"]):
         assert props["AlarmActions"] == [topic]
+        assert props["AlarmName"].startswith(f"junction-dev-{integration.name}-{target.name}-")
+
+
+def test_alarm_names_are_unique(wide_template: Template) -> None:
+    found = [a["Properties"]["AlarmName"] for a in resources(wide_template, "AWS::CloudWatch::Alarm").values()]
+    assert len(found) == len(set(found))
 
 
 def test_alarm_topic_is_encrypted_and_ssl_only(dev_stack: JunctionStack, dev_template: Template) -> None:
     topic = only(resources(dev_template, "AWS::SNS::Topic"))["Properties"]
-    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [logical_id(dev_stack, dev_stack.key), "Arn"]}
+    assert topic["KmsMasterKeyId"] == arn(dev_stack, dev_stack.key)
     key = dev_template.to_json()["Resources"][logical_id(dev_stack, dev_stack.key)]["Properties"]
     assert key["EnableKeyRotation"] is True
     policy = only(resources(dev_template, "AWS::SNS::TopicPolicy"))["Properties"]["PolicyDocument"]
@@ -318,11 +639,23 @@ def test_alarm_topic_is_encrypted_and_ssl_only(dev_stack: JunctionStack, dev_tem
 
 
 # ----------------------------------------------------------------------------------- cdk-nag
-def test_cdk_nag_reports_nothing(dev_stack: JunctionStack, dev_template: Template) -> None:
+def test_cdk_nag_reports_nothing(dev_stack: JunctionStack) -> None:
     annotations = Annotations.from_stack(dev_stack)
-    pattern = Match.string_like_regexp("AwsSolutions-.*")
-    assert annotations.find_error("*", pattern) == []
-    assert annotations.find_warning("*", pattern) == []
+    assert annotations.find_error("*", NAG) == []
+    assert annotations.find_warning("*", NAG) == []
+
+
+def test_cdk_nag_reports_nothing_for_every_shape(wide_stack: JunctionStack) -> None:
+    """Fan-out webhooks, pollers, FIFO target queues, written secrets: no finding either."""
+    annotations = Annotations.from_stack(wide_stack)
+    assert annotations.find_error("*", NAG) == []
+    assert annotations.find_warning("*", NAG) == []
+
+
+def test_registered_integrations_are_all_in_the_real_stack(dev_stack: JunctionStack) -> None:
+    assert set(dev_stack.processors) == {target_key(i, t) for i in INTEGRATIONS for t in i.targets}
+    assert set(dev_stack.pollers) == {i.name for i in INTEGRATIONS if i.schedule}
+    assert set(dev_stack.ingress_functions) == {i.name for i in INTEGRATIONS if i.webhook}
 
 
 # ---------------------------------------------------------------------------------- bundling
@@ -335,6 +668,7 @@ def test_processor_bundle_is_built_for_lambda_arm64(dev_stack: JunctionStack) ->
         assert "x86_64" not in so.name
         assert "cpython-313" in so.name
     assert (bundle / "functions" / "registry.py").is_file()
+    assert (bundle / "functions" / "handlers.py").is_file()  # PROCESSOR_HANDLER and POLLER_HANDLER
     assert (bundle / "shared" / "processing.py").is_file()
     for package in ("pydantic", "httpx", "phonenumbers", "stdnum", "aws_lambda_powertools"):
         assert (bundle / package).is_dir(), package
@@ -356,36 +690,11 @@ def test_bundle_cache_key_follows_the_dependency_list() -> None:
     assert bundling.dependencies_dir(deps).name == f"deps-{bundling.dependencies_hash(deps)}"
 
 
-# ---------------------------------------------------------------------- schedules and settings
-def test_schedule_integration_gets_a_rule_and_no_sqs_mapping() -> None:
-    poller = Integration(
-        name="erp-stock-to-shop",
-        description="poll ERP stock levels",
-        source="erp",
-        target="shopify",
-        trigger=ScheduleTrigger("rate(5 minutes)"),
-        package="functions.erp_stock_to_shop",
-        secrets=(SecretRef("erp-service-layer", "ERP Service Layer connection"),),
-        queue=QueueSettings(fifo=True),
-        processor=FunctionSettings(memory_mb=256, timeout_seconds=60),
-    )
-    stack = synth_stack("dev", (*INTEGRATIONS, poller))
-    template = Template.from_stack(stack)
-    processor = {"Fn::GetAtt": [logical_id(stack, stack.processors[poller.name]), "Arn"]}
-    rule = only(resources(template, "AWS::Events::Rule", {"ScheduleExpression": "rate(5 minutes)"}))["Properties"]
-    assert rule["Targets"][0]["Arn"] == processor
-    queue_arn = {"Fn::GetAtt": [logical_id(stack, stack.queues[poller.name]), "Arn"]}
-    assert not resources(template, "AWS::Lambda::EventSourceMapping", {"EventSourceArn": queue_arn})
-    fifo = resources(template, "AWS::SQS::Queue", {"FifoQueue": True})
-    assert sorted(q["Properties"]["QueueName"] for q in fifo.values()) == [
-        "junction-dev-erp-stock-to-shop-dlq.fifo",
-        "junction-dev-erp-stock-to-shop.fifo",
-    ]
-    # The secret both integrations declare exists once.
-    template.resource_properties_count_is("AWS::SecretsManager::Secret", {"Name": "junction/dev/erp-service-layer"}, 1)
-    pattern = Match.string_like_regexp("AwsSolutions-.*")
-    assert Annotations.from_stack(stack).find_error("*", pattern) == []
-    assert Annotations.from_stack(stack).find_warning("*", pattern) == []
+# ---------------------------------------------------------------------------------- settings
+def test_a_secret_shared_by_two_integrations_exists_once(wide_template: Template) -> None:
+    shared = [i for i in WIDE if any(r.name == "sample-erp" for r in i.all_secrets)]
+    assert len(shared) >= 2
+    wide_template.resource_properties_count_is("AWS::SecretsManager::Secret", {"Name": "junction/dev/sample-erp"}, 1)
 
 
 def test_stage_settings_are_validated() -> None:
