@@ -1,5 +1,8 @@
 """Dead-letter queues: peek, find, and redrive (filtered, or all at once with a move task).
 
+Every target of an integration has its own DLQ; a redrive sends a target's messages back to that
+target's queue only.
+
 Peeking receives messages with a short visibility timeout and sets it back to zero right after,
 so a look at the DLQ never hides messages from the next look for long.
 """
@@ -9,14 +12,14 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.exceptions import ClientError
 
-from shared.declaration import Integration
+from shared.declaration import Integration, Target
 from shared.envelope import CARRIED_ATTRIBUTES, ClaimCheck, Envelope
 from shared.errors import MalformedEnvelope
 
@@ -45,6 +48,7 @@ UNSUPPORTED_CODES = frozenset(
 @dataclass(frozen=True)
 class DlqMessage:
     integration: str
+    target: str
     queue_url: str
     message_id: str
     receipt_handle: str
@@ -53,13 +57,14 @@ class DlqMessage:
     system: dict[str, str]  # SentTimestamp, ApproximateReceiveCount, MessageGroupId, ...
 
     @classmethod
-    def from_sqs(cls, integration: str, queue_url: str, message: Any) -> DlqMessage:
+    def from_sqs(cls, integration: str, target: str, queue_url: str, message: Any) -> DlqMessage:
         attributes = {
             name: str(value.get("StringValue", value.get("BinaryValue", "")))
             for name, value in (message.get("MessageAttributes") or {}).items()
         }
         return cls(
             integration,
+            target,
             queue_url,
             str(message["MessageId"]),
             str(message["ReceiptHandle"]),
@@ -203,7 +208,7 @@ def receive_batches(
         ).get("Messages", [])
         batch: list[DlqMessage] = []
         for raw in got:
-            message = DlqMessage.from_sqs(queue.integration.name, queue.url, raw)
+            message = DlqMessage.from_sqs(queue.integration.name, queue.target.name, queue.url, raw)
             if message.message_id not in seen:
                 batch.append(message)
             elif repeated is not None:
@@ -236,9 +241,11 @@ def release(sqs: SQSClient, messages: list[DlqMessage]) -> None:
             pass
 
 
-def peek(sqs: SQSClient, stage: str, integration: Integration, *, limit: int = 1000) -> list[DlqMessage]:
-    """The messages waiting in an integration's DLQ, left in place."""
-    dlq = queue_ref(sqs, stage, integration, dead_letter=True)
+def peek(
+    sqs: SQSClient, stage: str, integration: Integration, target: Target, *, limit: int = 1000
+) -> list[DlqMessage]:
+    """The messages waiting in the DLQ of an integration's target, left in place."""
+    dlq = queue_ref(sqs, stage, integration, target, dead_letter=True)
     messages: dict[str, DlqMessage] = {}
 
     def again(message: DlqMessage) -> None:
@@ -252,12 +259,13 @@ def peek(sqs: SQSClient, stage: str, integration: Integration, *, limit: int = 1
     return list(messages.values())
 
 
-def find(sqs: SQSClient, stage: str, integrations: tuple[Integration, ...], message_id: str) -> DlqMessage:
-    for integration in integrations:
-        for message in peek(sqs, stage, integration, limit=10_000):
+def find(sqs: SQSClient, stage: str, queues: Sequence[tuple[Integration, Target]], message_id: str) -> DlqMessage:
+    """The DLQ message with this id, looked for in the DLQ of each (integration, target)."""
+    for integration, target in queues:
+        for message in peek(sqs, stage, integration, target, limit=10_000):
             if message.message_id == message_id:
                 return message
-    names = ", ".join(i.name for i in integrations)
+    names = ", ".join(f"{i.name}/{t.name}" for i, t in queues)
     raise OpsError(f"message {message_id} not found in the DLQ of {names}")
 
 
@@ -294,6 +302,7 @@ Progress = Callable[[int, int], None]  # (done, total estimate)
 @dataclass
 class RedriveResult:
     integration: str
+    target: str
     method: Literal["move-task", "manual", "dry-run"]
     moved: int = 0
     skipped: int = 0  # received but not matching the filter: left in the DLQ
@@ -308,6 +317,7 @@ def redrive(
     sqs: SQSClient,
     stage: str,
     integration: Integration,
+    target: Target,
     flt: Filter,
     *,
     rate: float = 10.0,
@@ -317,7 +327,7 @@ def redrive(
     move_sqs: SQSClient | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RedriveResult:
-    """Move DLQ messages back to the integration's queue.
+    """Move the target's DLQ messages back to the target's queue.
 
     Unfiltered (and not a dry run): one SQS message move task, when the endpoint has them.
     Otherwise each message is received, checked against the filter, sent to the queue and then
@@ -327,8 +337,8 @@ def redrive(
     """
     if rate <= 0:
         raise OpsError("--rate must be above 0")
-    main = queue_ref(sqs, stage, integration)
-    dlq = queue_ref(sqs, stage, integration, dead_letter=True)
+    main = queue_ref(sqs, stage, integration, target)
+    dlq = queue_ref(sqs, stage, integration, target, dead_letter=True)
     if not flt.active and not dry_run:
         try:
             return redrive_with_move_task(
@@ -350,7 +360,7 @@ def redrive_with_move_task(
     poll_seconds: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RedriveResult:
-    result = RedriveResult(main.integration.name, "move-task")
+    result = RedriveResult(main.integration.name, main.target.name, "move-task")
     total = _visible(sqs, dlq.url)
     if total == 0:
         return result
@@ -409,7 +419,7 @@ def redrive_manually(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> RedriveResult:
-    result = RedriveResult(main.integration.name, "dry-run" if dry_run else "manual")
+    result = RedriveResult(main.integration.name, main.target.name, "dry-run" if dry_run else "manual")
     total = _visible(sqs, dlq.url)
     at = now or datetime.now(UTC)
     # Messages left in the DLQ stay invisible until the end, so the loop does not see them again;
@@ -460,7 +470,7 @@ def _send_back(sqs: SQSClient, main: QueueRef, message: DlqMessage) -> None:
             if message.attributes.get(name)
         },
     }
-    if main.integration.queue.fifo:
+    if main.target.queue.fifo:
         params["MessageGroupId"] = message.system.get("MessageGroupId") or message.message_id
         # The same DLQ message sent twice (a retried redrive) is dropped by SQS within 5 minutes.
         params["MessageDeduplicationId"] = message.message_id

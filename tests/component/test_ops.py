@@ -8,19 +8,28 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from typer.testing import CliRunner, Result
 
+from functions import registry
 from functions.shop_orders_to_erp.declaration import INTEGRATION
+from junction_local.provision import Resources, provision
 from ops import commands, dlq
 from ops.cli import app
 from ops.context import OpsError, resolve_target
+from shared import state_keys
+from shared.declaration import Integration, ScheduleTrigger, SecretRef, Target
+from shared.envelope import Envelope
 from tests.component.harness import STAGE, Pipeline
 from tests.sample import shopify_order
 
+TARGET = INTEGRATION.target("erp")
 BAD_ORDER = 2000
 runner = CliRunner()
 
@@ -77,26 +86,26 @@ def test_status_counts_queue_dlq_and_last_success(pipeline: Pipeline) -> None:
     dead_letter_two(pipeline)
     pipeline.send_order(shopify_order(id=1002, name="#1002"))  # waiting, not processed yet
 
-    status = commands.queue_status(pipeline.boto_sqs, pipeline.boto_ddb, STAGE, INTEGRATION)
-    assert (status.visible, status.in_flight, status.delayed, status.dlq_depth) == (1, 0, 0, 2)
+    status = commands.queue_status(pipeline.boto_sqs, pipeline.boto_ddb, STAGE, INTEGRATION, TARGET)
+    assert (status.target, status.visible, status.in_flight, status.delayed, status.dlq_depth) == ("erp", 1, 0, 0, 2)
     assert status.last_success is not None
 
     result = junction("status")
     row = next(line for line in ok(result).splitlines() if INTEGRATION.name in line)
     cells = [c.strip() for c in row.strip(" │|").split("│")]
-    assert cells[1:5] == ["1", "0", "0", "2"]
-    assert cells[6] == "closed"
-    assert "ago" in cells[7]
+    assert cells[1:6] == ["erp", "1", "0", "0", "2"]
+    assert cells[7] == "closed"
+    assert "ago" in cells[8]
     assert "target: aws (stage test)" in result.stderr
 
 
 def test_status_shows_an_open_breaker(pipeline: Pipeline) -> None:
     pipeline.erp.set_behaviour("down")
-    for n in range(INTEGRATION.breaker.failure_threshold):
+    for n in range(TARGET.breaker.failure_threshold):
         pipeline.send_order(shopify_order(id=3000 + n, name=f"#{3000 + n}"))
     pipeline.auto_advance = False
     pipeline.run_batch()
-    status = commands.queue_status(pipeline.boto_sqs, pipeline.boto_ddb, STAGE, INTEGRATION)
+    status = commands.queue_status(pipeline.boto_sqs, pipeline.boto_ddb, STAGE, INTEGRATION, TARGET)
     assert status.breaker == "open" and status.breaker_open_until is not None
     row = next(line for line in ok(junction("status")).splitlines() if INTEGRATION.name in line)
     assert "open (" in row and "s left)" in row
@@ -106,7 +115,7 @@ def test_status_shows_an_open_breaker(pipeline: Pipeline) -> None:
 def test_dlq_list_groups_by_reason_and_leaves_messages_in_place(pipeline: Pipeline) -> None:
     dead_letter_two(pipeline)
 
-    groups = dlq.group_by_reason(dlq.peek(pipeline.boto_sqs, STAGE, INTEGRATION))
+    groups = dlq.group_by_reason(dlq.peek(pipeline.boto_sqs, STAGE, INTEGRATION, TARGET))
     assert sorted((g.reason, g.count) for g in groups) == [("malformed_envelope", 1), ("target_rejected", 1)]
     rejected = next(g for g in groups if g.reason == "target_rejected")
     assert str(BAD_ORDER) in rejected.sample_entity_ids
@@ -120,7 +129,7 @@ def test_dlq_list_groups_by_reason_and_leaves_messages_in_place(pipeline: Pipeli
 
 def test_dlq_show_prints_attributes_and_the_decoded_event(pipeline: Pipeline) -> None:
     dead_letter_two(pipeline)
-    message = next(m for m in dlq.peek(pipeline.boto_sqs, STAGE, INTEGRATION) if m.reason == "target_rejected")
+    message = next(m for m in dlq.peek(pipeline.boto_sqs, STAGE, INTEGRATION, TARGET) if m.reason == "target_rejected")
 
     out = ok(junction("dlq", "show", message.message_id, "--integration", INTEGRATION.name))
     assert "junction-reason" in out and "target_rejected" in out
@@ -144,7 +153,7 @@ def test_dlq_show_prints_the_claim_check_of_a_large_event(pipeline: Pipeline) ->
     order["line_items"][0]["sku"] = "NO-SUCH-ITEM"
     assert pipeline.send_order(order)[0] == 202
     pipeline.drain()
-    [message] = dlq.peek(pipeline.boto_sqs, STAGE, INTEGRATION)
+    [message] = dlq.peek(pipeline.boto_sqs, STAGE, INTEGRATION, TARGET)
     check = message.claim_check
     assert check is not None and message.reason == "target_rejected"
     assert check.bucket == pipeline.resources.payload_bucket and check.size > 300 * 1024
@@ -164,7 +173,7 @@ def test_dlq_show_prints_the_claim_check_of_a_large_event(pipeline: Pipeline) ->
 
 def test_dlq_show_of_an_inline_event_has_no_claim_check(pipeline: Pipeline) -> None:
     dead_letter_two(pipeline)
-    messages = dlq.peek(pipeline.boto_sqs, STAGE, INTEGRATION)
+    messages = dlq.peek(pipeline.boto_sqs, STAGE, INTEGRATION, TARGET)
     assert [m.claim_check for m in messages] == [None, None]  # inline, and not an envelope at all
     rejected = next(m for m in messages if m.reason == "target_rejected")
     assert "claim check" not in ok(junction("dlq", "show", rejected.message_id))
@@ -210,7 +219,7 @@ def test_redrive_filters_by_entity_and_age(pipeline: Pipeline) -> None:
 
     pipeline.erp.add_item("NO-SUCH-ITEM")
     result = dlq.redrive(
-        pipeline.boto_sqs, STAGE, INTEGRATION, dlq.Filter(entity=str(BAD_ORDER)), rate=500, sleep=lambda _: None
+        pipeline.boto_sqs, STAGE, INTEGRATION, TARGET, dlq.Filter(entity=str(BAD_ORDER)), rate=500, sleep=lambda _: None
     )
     assert (result.method, result.moved, result.skipped) == ("manual", 1, 1)
     pipeline.drain()
@@ -290,6 +299,173 @@ def test_trace_lists_every_hop_oldest_first(pipeline: Pipeline) -> None:
     assert out.index("delivered") < out.index("duplicate")
     assert "same-delivery" in out and "erp_doc_entry=" in out
     assert "no trace" in one_line_error(junction("trace", "shopify-order:404"))
+
+
+# -- several targets: a queue, a DLQ, a breaker and a last success each ------------------------
+STOCK = Integration(
+    name="stock-fanout",
+    description="scheduled, two targets: what the ops CLI must tell apart",
+    source="erp",
+    trigger=ScheduleTrigger("rate(5 minutes)"),
+    package="functions.shop_orders_to_erp",
+    targets=(Target(name="shopify"), Target(name="allegro")),
+    secrets=(SecretRef("stock-source", "the poller's source credentials"),),
+)
+
+
+@dataclass
+class Fanout:
+    """``STOCK`` provisioned in the AWS stand-in, and the only integration the CLI knows."""
+
+    resources: Resources
+    sqs: Any
+    ddb: Any
+
+    def dead_letter(self, target: str, entity: str, reason: str = "target_rejected") -> None:
+        """A message the target's processor dead-lettered, as it writes one."""
+        attributes = {
+            "junction-reason": {"DataType": "String", "StringValue": reason},
+            "junction-entity-ids": {"DataType": "String", "StringValue": json.dumps({"sku": entity})},
+            "junction-target": {"DataType": "String", "StringValue": target},
+        }
+        dlq_url = self.resources.queue(STOCK, target).dlq_url
+        self.sqs.send_message(QueueUrl=dlq_url, MessageBody=envelope(entity).to_json(), MessageAttributes=attributes)
+
+    def depth(self, target: str, *, dead_letter: bool = False) -> int:
+        pair = self.resources.queue(STOCK, target)
+        url = pair.dlq_url if dead_letter else pair.url
+        names: Any = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        attrs = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+        return sum(int(v) for v in attrs.values())
+
+    def received(self, target: str) -> list[Envelope]:
+        got = self.sqs.receive_message(QueueUrl=self.resources.queue(STOCK, target).url, MaxNumberOfMessages=10)
+        return [Envelope.from_json(m["Body"]) for m in got.get("Messages", [])]
+
+    def delivered(self, target: str, entity: str, at: str) -> str:
+        """What a target's processor records for a delivered effect: the idempotency record that
+        keeps the event, and the trace hop that points at it. Returns the record key."""
+        key = f"{STOCK.name}#{target}#sku:{entity}"
+        self.ddb.put_item(
+            TableName=self.resources.idempotency_table,
+            Item={"id": {"S": key}, "status": {"S": "COMPLETED"}, "envelope": {"S": envelope(entity).to_json()}},
+        )
+        hop = f"{STOCK.name}/{target}"
+        item = {
+            "pk": {"S": state_keys.trace_pk(f"sku:{entity}")},
+            "sk": {"S": state_keys.trace_sk(at, hop, "delivered", "00000001")},
+            "integration": {"S": STOCK.name},
+            "target": {"S": target},
+            "outcome": {"S": "delivered"},
+            "record_key": {"S": key},
+        }
+        self.ddb.put_item(TableName=self.resources.state_table, Item=item)
+        return key
+
+
+def envelope(entity: str) -> Envelope:
+    body = json.dumps({"changes": [{"sku": entity, "quantity": 3}]})
+    return Envelope(
+        STOCK.name, f"run-1:{entity}", f"{STOCK.name}:run-1:{entity}", "erp", None, "2026-01-01T00:00:00Z", body
+    )
+
+
+@pytest.fixture
+def fanout(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fanout]:
+    sqs, ddb = boto3.client("sqs"), boto3.client("dynamodb")
+    resources = provision(
+        (STOCK,),
+        stage=STAGE,
+        sqs=sqs,
+        ddb=ddb,
+        secretsmanager=boto3.client("secretsmanager"),
+        secret_values={"stock-source": {"user": "u"}},
+    )
+    monkeypatch.setattr(registry, "INTEGRATIONS", (STOCK,))
+    yield Fanout(resources, sqs, ddb)
+
+
+def test_status_has_a_row_per_target(fanout: Fanout) -> None:
+    fanout.dead_letter("allegro", "MUG-1")
+    fanout.dead_letter("allegro", "MUG-2")
+    fanout.dead_letter("shopify", "MUG-3")
+    rows = [line for line in ok(junction("status")).splitlines() if STOCK.name in line]
+    cells = [[c.strip() for c in row.strip(" │|").split("│")] for row in rows]
+    assert [(c[1], c[5]) for c in cells] == [("shopify", "1"), ("allegro", "2")]  # declaration order
+    assert all(c[8] == "never" for c in cells)
+    only = ok(junction("status", STOCK.name, "--target", "allegro"))
+    assert "allegro" in only and "shopify" not in only.split("Status", 1)[1]
+
+
+def test_dlq_commands_need_the_target_of_an_integration_with_several(fanout: Fanout) -> None:
+    fanout.dead_letter("allegro", "MUG-1")
+    for args in (
+        ["dlq", "list", STOCK.name],
+        ["dlq", "redrive", STOCK.name, "--yes"],
+        ["dlq", "show", "x", "--integration", STOCK.name],
+    ):
+        line = one_line_error(junction(*args))
+        assert "several targets (shopify, allegro): pass --target" in line
+    assert "has no target 'ebay'" in one_line_error(junction("dlq", "list", STOCK.name, "--target", "ebay"))
+    assert "--target needs an integration" in one_line_error(junction("dlq", "list", "--target", "allegro"))
+    assert fanout.depth("allegro", dead_letter=True) == 1  # nothing moved by a refused command
+
+
+def test_dlq_list_show_and_redrive_one_target_leave_the_other_alone(fanout: Fanout) -> None:
+    fanout.dead_letter("allegro", "MUG-1")
+    fanout.dead_letter("shopify", "MUG-2")
+
+    listed = ok(junction("dlq", "list", STOCK.name, "--target", "allegro"))
+    assert f"{STOCK.name}/allegro: 1 message(s) in the DLQ" in listed
+    assert "sku=MUG-1" in listed and "MUG-2" not in listed
+    everything = ok(junction("dlq", "list"))  # no integration named: every target's DLQ
+    assert f"{STOCK.name}/shopify: 1 message(s)" in everything and f"{STOCK.name}/allegro: 1 message(s)" in everything
+
+    [message] = dlq.peek(fanout.sqs, STAGE, STOCK, STOCK.target("allegro"))
+    assert message.target == "allegro"
+    shown = ok(junction("dlq", "show", message.message_id, "--integration", STOCK.name, "--target", "allegro"))
+    assert f"{STOCK.name}/allegro: message {message.message_id}" in shown
+    assert "not found" in one_line_error(
+        junction("dlq", "show", message.message_id, "--integration", STOCK.name, "--target", "shopify")
+    )
+
+    moved = ok(junction("dlq", "redrive", STOCK.name, "--target", "allegro", "--reason", "target_rejected", "--yes"))
+    assert f"{STOCK.name}/allegro: moved 1, skipped 0" in moved
+    assert [e.delivery_id for e in fanout.received("allegro")] == ["run-1:MUG-1"]
+    assert fanout.depth("allegro", dead_letter=True) == 0
+    assert fanout.depth("shopify") == 0 and fanout.depth("shopify", dead_letter=True) == 1
+
+
+def test_replay_goes_to_the_target_that_recorded_the_effect(fanout: Fanout) -> None:
+    fanout.delivered("shopify", "MUG-9", "2026-01-01T00:00:01.000Z")
+    allegro_key = fanout.delivered("allegro", "MUG-9", "2026-01-01T00:00:02.000Z")
+
+    latest = commands.recorded_event(fanout.ddb, STAGE, "sku:MUG-9")
+    assert (latest.target.name, latest.record_key) == ("allegro", allegro_key)
+
+    out = ok(junction("replay", "sku:MUG-9", "--integration", STOCK.name, "--target", "shopify"))
+    assert f"junction-{STAGE}-{STOCK.name}-shopify" in out and f"{STOCK.name}#shopify#sku:MUG-9" in out
+    assert [e.delivery_id for e in fanout.received("shopify")] == ["run-1:MUG-9"]
+    assert fanout.depth("allegro") == 0  # the other target's scope is not touched
+
+    ok(junction("replay", "sku:MUG-9"))  # the latest effect: allegro's
+    assert [e.delivery_id for e in fanout.received("allegro")] == ["run-1:MUG-9"]
+
+    assert "has no target 'ebay'" in one_line_error(
+        junction("replay", "sku:MUG-9", "--integration", STOCK.name, "--target", "ebay")
+    )
+
+
+def test_integrations_lists_a_row_per_target(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "INTEGRATIONS", (INTEGRATION, STOCK))
+    rows = commands.integration_rows()
+    assert [(r.name, r.target, r.flow) for r in rows] == [
+        (INTEGRATION.name, "erp", "shopify -> erp"),
+        (STOCK.name, "shopify", "erp -> shopify"),
+        (STOCK.name, "allegro", "erp -> allegro"),
+    ]
+    out = ok(runner.invoke(app, ["integrations"], env={"COLUMNS": "250"}))
+    assert "schedule rate(5 minutes)" in out and "erp → allegro" in out
 
 
 # -- errors: one line, exit code 1 ---------------------------------------------------------------
