@@ -1,13 +1,14 @@
-"""An Allegro REST API stand-in: sellers' offers, batch quantity change commands and the OAuth
-token endpoint, with the limits of docs/allegro-contract.md.
+"""An Allegro REST API stand-in: sellers' offers, batch quantity change and publication commands,
+and the OAuth token endpoint, with the limits of docs/allegro-contract.md.
 
 A real HTTP server on 127.0.0.1 serving both hosts Allegro uses: the API (``/sale/...``, the
 ``api.allegro.pl`` side) and the token endpoint (``/auth/oauth/token``, the ``allegro.pl``
 side). It is as strict as Allegro where Allegro documents a rule: the vendor media type, 1000
 offers per command, 1000 items per page, 9000 requests per minute per client id (then a minute's
-block), 9000 offer changes per minute and 250 000 per hour per user, single-use refresh tokens
-(60 s of grace) whose use ends the previous access token, commands that run asynchronously and
-report zeros until they start, a command id that cannot be reused with different content.
+block), 9000 offer changes per minute and 250 000 per hour per user, stock between 1 and 99 999,
+single-use refresh tokens (60 s of grace) whose use ends the previous access token, commands
+that run asynchronously and count zeros until they start, a command id that cannot be reused
+with different content, an ended offer activated only once it has stock.
 
 It can be told to misbehave (down, slow, rate limited, flaky) and its clock can be moved
 forward, so token expiry and rate limit windows are tested without waiting. Control over HTTP

@@ -729,3 +729,90 @@ def test_the_local_declaration_fills_the_allegro_secret() -> None:
         "client_secret": CLIENT_SECRET,
         "refresh_token": INITIAL_REFRESH_TOKEN,
     }
+
+
+# -- protocol edges, against an httpx transport playing Allegro -----------------------------------
+MOCK_SECRET = {
+    "api_url": "https://api.allegro.test",
+    "auth_url": "https://allegro.test/auth/oauth",
+    "client_id": "c",
+    "client_secret": "s",
+    "refresh_token": "r0",
+}
+
+
+def mocked(handler: Callable[[httpx.Request], httpx.Response]) -> tuple[AllegroClient, Secret]:
+    secret = Secret(MOCK_SECRET)
+    transport = httpx.MockTransport(handler)
+    return AllegroClient(secret.source, secret.store, httpx.Client(transport=transport), clock=Clock()), secret
+
+
+def pair(request: httpx.Request) -> httpx.Response | None:
+    if request.url.host == "allegro.test":
+        return httpx.Response(200, json={"access_token": "a1", "refresh_token": "r1", "expires_in": 43199})
+    return None
+
+
+def test_calls_within_bounded_take_the_given_timeout() -> None:
+    seen: list[Any] = []
+
+    def allegro(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"]["read"])
+        return pair(request) or httpx.Response(200, json={"offers": [], "count": 0, "totalCount": 0})
+
+    client, _ = mocked(allegro)
+    with client.bounded(lambda default: min(default, 1.5)):
+        list(client.offers())
+    list(client.offers())
+    assert seen == [1.5, 1.5, 5.0]  # then the http client's own read timeout again
+
+
+def test_an_api_that_refuses_a_fresh_token_is_credentials_rejected() -> None:
+    def allegro(request: httpx.Request) -> httpx.Response:
+        return pair(request) or httpx.Response(401, json={"error": "invalid_token"})
+
+    client, secret = mocked(allegro)
+    with pytest.raises(CredentialsRejected):
+        list(client.offers())
+    assert len(secret.writes) == 2  # refreshed once after the first refusal, no more
+
+
+@pytest.mark.parametrize(
+    ("token_answer", "error"),
+    [
+        (httpx.Response(429, headers={"Retry-After": "5"}), RateLimited),
+        (httpx.Response(502), TargetUnavailable),
+        (httpx.Response(200, json={"token_type": "bearer"}), TargetUnavailable),
+        (httpx.Response(404, json={}), CredentialsRejected),
+    ],
+)
+def test_token_endpoint_failures_are_classified(token_answer: httpx.Response, error: type[Exception]) -> None:
+    client, secret = mocked(lambda request: token_answer)
+    with pytest.raises(error):
+        list(client.offers())
+    assert secret.writes == []
+
+
+def test_malformed_answers_and_transport_failures_are_unavailable() -> None:
+    def allegro(request: httpx.Request) -> httpx.Response:
+        if (answer := pair(request)) is not None:
+            return answer
+        if request.url.path.endswith("/tasks"):
+            raise httpx.ConnectError("connection reset")
+        if request.url.path.startswith("/sale/offer-quantity-change-commands/"):
+            return httpx.Response(200, json={"id": "x"})
+        return httpx.Response(200, json={"count": 0})
+
+    client, _ = mocked(allegro)
+    command_id = str(uuid.uuid4())
+    with pytest.raises(TargetUnavailable):
+        client.command(command_id)
+    with pytest.raises(TargetUnavailable):
+        client.failed_tasks(command_id)
+    with pytest.raises(TargetUnavailable):
+        list(client.offers())
+
+
+def test_a_secret_that_is_not_a_document_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError):
+        AllegroClient(lambda refresh: "nope", lambda doc: None)  # type: ignore[arg-type,return-value]
