@@ -384,7 +384,9 @@ class ShopifyAdminStandIn:
         return f"{self.root_url}/admin/api/{version}/graphql.json"
 
     def start(self) -> ShopifyAdminStandIn:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="shopify-admin-standin", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="shopify-admin-standin", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -50,6 +50,9 @@ from shared.http import (
 TARGET = "shopify"
 MAX_QUANTITIES = 250  # input arrays are limited to 250 items
 MAX_PAGE_SIZE = 250
+# Reading page after page, wait for the bucket up to this long rather than be throttled: a full
+# page of variants (502 points) refills in about 5 s on the Standard plan's 100 points/second.
+DEFAULT_MAX_PAUSE = 6.0
 QUANTITY_NAME = "available"
 # User error codes of inventorySetQuantities, and what they mean to a caller.
 STALE_CODES = frozenset({"CHANGE_FROM_QUANTITY_STALE", "COMPARE_QUANTITY_STALE"})
@@ -190,7 +193,14 @@ class ShopifyAdmin:
     """``settings``: fixed settings, or a source that reads them again (``source(True)``) when
     Shopify refuses the token, so a rotated token is picked up without a restart."""
 
-    def __init__(self, settings: ShopifySettings | SettingsSource, http: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        settings: ShopifySettings | SettingsSource,
+        http: httpx.Client | None = None,
+        *,
+        max_pause: float = DEFAULT_MAX_PAUSE,
+        pause: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._source: SettingsSource = settings if callable(settings) else (lambda _refresh: settings)
         self._refreshable = callable(settings)
         self.settings = self._source(False)
@@ -198,6 +208,9 @@ class ShopifyAdmin:
         self._local = threading.local()
         self.last_throttle: ThrottleStatus | None = None
         self._throttle_at = 0.0  # monotonic time of last_throttle
+        self._costs: dict[str, float] = {}  # document -> the requested cost Shopify last reported
+        self.max_pause = max_pause
+        self._pause = pause
         self.served_version: str | None = None  # the version Shopify answered with, when it says
 
     @contextmanager
@@ -275,6 +288,9 @@ class ShopifyAdmin:
         throttle = ThrottleStatus.parse(answer.get("extensions"))
         if throttle is not None:
             self.last_throttle, self._throttle_at = throttle, time.monotonic()
+        requested = _requested_cost(answer.get("extensions"))
+        if requested:
+            self._costs[query] = requested
         errors = answer.get("errors")
         if errors:
             self._raise_for_errors(errors, answer.get("extensions"), throttle, ids)
@@ -411,7 +427,7 @@ class ShopifyAdmin:
         found: dict[str, int | None] = {}
         for start in range(0, len(wanted), MAX_QUANTITIES):
             chunk = wanted[start : start + MAX_QUANTITIES]
-            data = self.graphql(READ_AVAILABLE, {"ids": chunk, "locationId": location_id}, ids)
+            data = self._paced(READ_AVAILABLE, {"ids": chunk, "locationId": location_id}, ids)
             nodes = data.get("nodes")
             if not isinstance(nodes, list) or len(nodes) != len(chunk):
                 raise TargetUnavailable("Shopify answered nodes that do not match the ids asked", entity_ids=ids or {})
@@ -439,10 +455,27 @@ class ShopifyAdmin:
         """(location id, name) of every active location."""
         return [(str(n["id"]), str(n["name"])) for n in self._paged(LOCATIONS, "locations", MAX_PAGE_SIZE)]
 
+    def _paced(self, query: str, variables: dict[str, Any], ids: dict[str, str] | None = None) -> dict[str, Any]:
+        """One of several requests of a long read. It waits for the bucket to hold what this
+        document cost last time, and once more after a throttled answer, when the wait is short
+        (``max_pause``): a long read is not abandoned halfway for want of a few seconds."""
+        cost = self._costs.get(query)
+        if cost is not None and self.last_throttle is not None and cost <= self.last_throttle.maximum_available:
+            wait = self.wait_seconds(cost)
+            if 0 < wait <= self.max_pause:
+                self._pause(wait)
+        try:
+            return self.graphql(query, variables, ids)
+        except RateLimited as exc:
+            if exc.retry_after is None or exc.retry_after > self.max_pause:
+                raise
+            self._pause(exc.retry_after)
+        return self.graphql(query, variables, ids)
+
     def _paged(self, query: str, root: str, page_size: int) -> Iterator[dict[str, Any]]:
         after: str | None = None
         while True:
-            data = self.graphql(query, {"first": page_size, "after": after})
+            data = self._paced(query, {"first": page_size, "after": after})
             connection = data.get(root)
             if not isinstance(connection, dict):
                 raise TargetUnavailable(f"Shopify answered without {root}", entity_ids={})
