@@ -77,7 +77,8 @@ def processor_keys(integration: str, target: str, rate_account: str | None) -> l
         f"{VERSION}{integration}#{target}#*",
         f"{IDMAP}{integration}#{target}#*",
     ]
-    return keys + ([f"{BUDGET}{rate_account}"] if rate_account else [])
+    # The account's budget, and its sub-budgets (``budget#allegro#quantity-changes``).
+    return keys + ([f"{BUDGET}{rate_account}", f"{BUDGET}{rate_account}#*"] if rate_account else [])
 
 
 def poller_keys(integration: str) -> list[str]:

@@ -26,7 +26,9 @@ ALLEGRO_API = SecretRef(
     "Junction stores the rotated refresh token and the current access token back into it",
 )
 
-# Stock messages: a page's changes in chunks of 250 SKUs (one Shopify inventorySetQuantities call).
+# Stock messages: a page's changes in chunks of 1,000 SKUs: four Shopify calls of 250, and on
+# Allegro one command per distinct quantity among them (a command sets one value), so the larger
+# the chunk, the fewer commands per SKU.
 STOCK_QUEUE = QueueSettings(batch_size=10, max_receive_count=8, retention_days=4, dlq_retention_days=14)
 # A push is an absolute level, so a late one is harmless (the version gate refuses it if stale);
 # retrying for a day covers a marketplace's maintenance night.
@@ -43,7 +45,7 @@ INTEGRATION = Integration(
         # stamp: re-read two minutes back, deduplicated by content.
         cursor=Cursor("timestamp", lookback_seconds=120),
         page_size=1000,
-        items_per_message=250,
+        items_per_message=1000,
         poller="source",
         function=FunctionSettings(memory_mb=512, timeout_seconds=120),
     ),
@@ -73,9 +75,9 @@ INTEGRATION = Integration(
             max_concurrency=4,
             processor=FunctionSettings(memory_mb=512, timeout_seconds=120),
             alarms=AlarmThresholds(dlq_depth=1, oldest_message_age_seconds=600),
-            # Allegro allows 9,000 requests a minute per client id (150/s) and blocks a client that
-            # goes over for a minute: two thirds of it, shared by every invocation.
-            rate=RateBudget(account="allegro", per_second=100, burst=100),
+            # Allegro allows 9,000 requests in any minute per client id and blocks a client that
+            # goes over for a minute: 1,000 at once, refilled at 8,000 a minute, never exceeds it.
+            rate=RateBudget(account="allegro", per_second=8000 / 60, burst=1000),
         ),
     ),
 )

@@ -4,11 +4,12 @@
   derived from the message and the group (``derive_command_id``): a retry re-sends the same
   command, which Allegro does not apply twice.
 - Allegro cannot set a quantity below 1: an offer with nothing to sell is ended (publication
-  command END) and activated again when stock returns.
+  command END); when stock returns its quantity is set, then it is activated again.
 - Commands run asynchronously: the flow follows each to its end, then dead-letters each offer
   Allegro refused (``offer_refused``, with Allegro's code) on its own.
 - Every request spends from the ``allegro`` rate budget (9,000/min per client id, shared by all
-  invocations); a 429 holds the whole account for its Retry-After (Allegro blocks for a minute).
+  invocations), and every offer change from the offer-change budget of its command kind
+  (9,000/min); a 429 holds the whole account for its Retry-After (Allegro blocks for a minute).
 - The OAuth refresh token rotates; the client stores each new one in Secrets Manager before use.
 """
 
@@ -27,31 +28,38 @@ from shared.connectors.allegro import (
     CommandStatus,
     derive_command_id,
 )
-from shared.declaration import secret_id
+from shared.declaration import RateBudget, secret_id
 from shared.errors import OutcomeUnsettled, RateLimited
 from shared.processing import Attempt, FlowContext
+from shared.rate_budget import TokenBucket
 
 from .declaration import ALLEGRO_API
 from .stock import Mapped, StockTarget, wait_within
 
 FOLLOW_INTERVAL_SECONDS = 0.5
-OFFER_ENDED = "EXCEPTION_DURING_OFFER_QUANTITY_UPDATE"  # the code of a change to an offer not ACTIVE
 
 
 class StockToAllegro(StockTarget):
     def __init__(self, ctx: FlowContext, client: AllegroClient) -> None:
         super().__init__(ctx)
         self.client = client
+        account = ctx.target.rate.account if ctx.target.rate else "allegro"
+        # Allegro also limits offer changes per command kind: 9,000 a minute in a sliding window.
+        # A bucket of 1,000 refilled at 8,000 a minute never exceeds it in any 60 s.
+        self.changes = {
+            kind: TokenBucket(ctx.ddb, ctx.state_table, RateBudget(f"{account}#{kind}-changes", 8000 / 60, 1000))
+            for kind in ("quantity", "publication")
+        }
 
     def catalogue(self) -> Iterable[tuple[str, str]]:
         return self.client.offers()
 
-    def _spend(self, attempt: Attempt) -> None:
-        if self.budget is not None:
-            self.budget.acquire(1, max_wait=max(0.0, attempt.deadline - time.monotonic() - 10))
+    def _max_wait(self, attempt: Attempt) -> float:
+        return max(0.0, attempt.deadline - time.monotonic() - 10)
 
     def _call(self, attempt: Attempt, fn: Any, *args: Any, **kw: Any) -> Any:
-        self._spend(attempt)
+        if self.budget is not None:
+            self.budget.acquire(1, max_wait=self._max_wait(attempt))
         try:
             with self.client.bounded(attempt.timeout):
                 return fn(*args, **kw)
@@ -60,59 +68,57 @@ class StockToAllegro(StockTarget):
                 self.budget.hold(exc.retry_after or 60.0)
             raise
 
+    def _command(self, attempt: Attempt, kind: str, key: str, offers: list[Mapped], value: int | str) -> str:
+        command_id = derive_command_id(f"{key}:{kind}:{value}:{','.join(m.target_id for m in offers)}")
+        self.changes[kind].acquire(len(offers), max_wait=self._max_wait(attempt))
+        offer_ids = [m.target_id for m in offers]
+        if kind == "quantity":
+            attempt.creating()
+            self._call(attempt, self.client.change_quantity, command_id, offer_ids, int(value))
+        else:
+            self._call(attempt, self.client.change_publication, command_id, offer_ids, str(value))
+        return command_id
+
     def push(self, mapped: list[Mapped], attempt: Attempt, ids: dict[str, str]) -> dict[str, str]:
+        batch = ids.get("batch", "")
         by_offer = {m.target_id: m for m in mapped}
-        ending = [m for m in mapped if m.level.quantity == 0]
-        # Back from zero: the offer was ended; activate it before setting its quantity.
+        # Nothing to sell: end the offer (Allegro sets no quantity below 1). Stock back after we
+        # ended it: set the quantity, then activate (Allegro activates only an offer with stock).
+        # An offer the seller ended is left ended: we activate only what we ended.
+        ending = [m for m in mapped if m.level.quantity == 0 and m.previous != 0]
         returning = [m for m in mapped if m.level.quantity > 0 and m.previous == 0]
         groups: dict[int, list[Mapped]] = {}
         for m in mapped:
             if m.level.quantity > 0:
                 groups.setdefault(min(m.level.quantity, MAX_QUANTITY), []).append(m)
-        batch = ids.get("batch", "")
-        commands: list[tuple[str, str, list[Mapped]]] = []  # (kind, id, offers)
-        for action, members in (("END", ending), ("ACTIVATE", returning)):
-            for chunk in _chunks(members):
-                command_id = derive_command_id(f"{batch}:{action}:{','.join(m.target_id for m in chunk)}")
-                self._call(attempt, self.client.change_publication, command_id, [m.target_id for m in chunk], action)
-                commands.append(("publication", command_id, chunk))
+        sent: list[tuple[str, str]] = []  # (kind, command id)
         for quantity, members in sorted(groups.items()):
             for chunk in _chunks(members):
-                command_id = derive_command_id(f"{batch}:{quantity}:{','.join(m.target_id for m in chunk)}")
-                attempt.creating()
-                self._call(attempt, self.client.change_quantity, command_id, [m.target_id for m in chunk], quantity)
-                commands.append(("quantity", command_id, chunk))
-        refused = 0
-        reactivate: list[Mapped] = []
-        for kind, command_id, _members in commands:
-            status = self._follow(attempt, kind, command_id)
-            if status.failed:
-                failures = self._call(attempt, self._failed, kind, command_id)
-                for failure in failures:
-                    m = by_offer.get(failure.offer_id)
-                    if m is None:
-                        continue
-                    if kind == "quantity" and failure.code == OFFER_ENDED and m.previous is None:
-                        reactivate.append(m)  # ended before we knew it: activate, then set again
-                        continue
-                    refused += 1
-                    attempt.reject(
-                        m.level.sku, m.level.item, "offer_refused", f"{failure.code}: {failure.message}"[:500]
-                    )
-        if reactivate:
-            chunk_ids = [m.target_id for m in reactivate]
-            command_id = derive_command_id(f"{batch}:ACTIVATE-RETRY:{','.join(chunk_ids)}")
-            self._call(attempt, self.client.change_publication, command_id, chunk_ids, "ACTIVATE")
-            self._follow(attempt, "publication", command_id)
-            raise OutcomeUnsettled(
-                f"{len(reactivate)} ended offers activated; setting their quantity next", retry_after=1
-            )
-        return {"allegro_commands": str(len(commands)), "allegro_refused": str(refused)}
+                sent.append(("quantity", self._command(attempt, "quantity", batch, chunk, quantity)))
+        refused = self._results(attempt, sent, by_offer)
+        publications: list[tuple[str, str]] = []
+        for action, members in (("END", ending), ("ACTIVATE", [m for m in returning if m.level.sku not in refused])):
+            for chunk in _chunks(members):
+                publications.append(("publication", self._command(attempt, "publication", batch, chunk, action)))
+        refused |= self._results(attempt, publications, by_offer)
+        return {"allegro_commands": str(len(sent) + len(publications)), "allegro_refused": str(len(refused))}
 
-    def _failed(self, kind: str, command_id: str) -> Any:
-        if kind == "publication":
-            return self.client.failed_publication_tasks(command_id)
-        return self.client.failed_tasks(command_id)
+    def _results(self, attempt: Attempt, commands: list[tuple[str, str]], by_offer: dict[str, Mapped]) -> set[str]:
+        """Follow the commands to their end; dead-letter each offer Allegro refused. The SKUs refused."""
+        refused: set[str] = set()
+        for kind, command_id in commands:
+            status = self._follow(attempt, kind, command_id)
+            if not status.failed:
+                continue
+            reader = self.client.failed_publication_tasks if kind == "publication" else self.client.failed_tasks
+            for failure in self._call(attempt, reader, command_id):
+                offer = by_offer.get(failure.offer_id)
+                if offer is None or offer.level.sku in refused:
+                    continue
+                refused.add(offer.level.sku)
+                reason = f"{kind} change refused: {failure.code}: {failure.message}"[:500]
+                attempt.reject(offer.level.sku, offer.level.item, "offer_refused", reason)
+        return refused
 
     def _follow(self, attempt: Attempt, kind: str, command_id: str) -> CommandStatus:
         """Wait for the command to finish, within the invocation; a command still running when the

@@ -1,0 +1,118 @@
+"""Stock to Shopify: Admin GraphQL ``inventorySetQuantities``, compare-and-set, up to 250 per call.
+
+- ``changeFromQuantity`` (mandatory from API 2026-04) is the quantity we last let through the gate
+  for the SKU; where we know none, the current levels are read first. A mismatch (a sale in the
+  shop since) fails the whole call and changes nothing: the mismatched levels are read again and
+  the call is made again with what Shopify holds, once; the ERP's level wins, since the ERP
+  already counts the sale or will, and the next poll pushes that.
+- ``@idempotent(key:)`` carries a key derived from the change set, so a retried call is not
+  applied twice by Shopify.
+- Pacing: Shopify's cost bucket is read from every answer (``extensions.cost.throttleStatus``);
+  before a call that the bucket cannot pay for, the flow waits for it to refill; a THROTTLED
+  answer holds the ``shopify`` rate budget (shared by every invocation) for the refill time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+
+from shared.connectors.shopify_admin import MAX_QUANTITIES, QuantityChange, ShopifyAdmin, ShopifySettings
+from shared.declaration import secret_id
+from shared.errors import OutcomeUnsettled, RateLimited
+from shared.processing import Attempt, FlowContext
+
+from .declaration import SHOPIFY_ADMIN
+from .stock import Mapped, StockTarget, wait_within
+
+SET_COST = 10.0  # a mutation's calculated cost
+
+
+class StockToShopify(StockTarget):
+    def __init__(self, ctx: FlowContext, client: ShopifyAdmin) -> None:
+        super().__init__(ctx)
+        self.client = client
+        self.location = client.settings.location_id
+
+    def catalogue(self) -> Iterable[tuple[str, str]]:
+        return self.client.variants()
+
+    def _pace(self, attempt: Attempt, cost: float) -> None:
+        if self.budget is not None:
+            self.budget.acquire(1, max_wait=max(0.0, attempt.deadline - time.monotonic() - 10))
+        throttle = self.client.last_throttle
+        if throttle is not None:
+            wait = throttle.wait_seconds(cost)
+            if wait > 0 and not wait_within(attempt, wait):
+                raise RateLimited("Shopify's cost bucket is empty", retry_after=wait)
+
+    def _call(self, attempt: Attempt, cost: float, fn: Any, *args: Any, **kw: Any) -> Any:
+        self._pace(attempt, cost)
+        try:
+            with self.client.bounded(attempt.timeout):
+                return fn(*args, **kw)
+        except RateLimited as exc:
+            if self.budget is not None and exc.retry_after:
+                self.budget.hold(exc.retry_after)
+            raise
+
+    def push(self, mapped: list[Mapped], attempt: Attempt, ids: dict[str, str]) -> dict[str, str]:
+        calls = 0
+        rereads = 0
+        for start in range(0, len(mapped), MAX_QUANTITIES):
+            chunk = mapped[start : start + MAX_QUANTITIES]
+            current = {m.target_id: m.previous for m in chunk}
+            unknown = [m.target_id for m in chunk if m.previous is None]
+            if unknown:
+                current.update(
+                    self._call(attempt, float(len(unknown)), self.client.read_available, unknown, self.location)
+                )
+                rereads += 1
+            for round_ in range(2):
+                changes = [
+                    QuantityChange(m.target_id, self.location, m.level.quantity, current.get(m.target_id))
+                    for m in chunk
+                ]
+                key = _key(ids.get("batch", ""), changes)
+                attempt.creating()
+                result = self._call(attempt, SET_COST, self.client.set_quantities, changes, idempotency_key=key)
+                calls += 1
+                for target_id in result.unknown:
+                    gone = next(m for m in chunk if m.target_id == target_id)
+                    attempt.reject(
+                        gone.level.sku,
+                        gone.level.item,
+                        "unmapped_sku",
+                        f"Shopify has no inventory item {target_id} for SKU {gone.level.sku}: refresh the ID map",
+                    )
+                if result.unknown:
+                    chunk = [m for m in chunk if m.target_id not in set(result.unknown)]
+                    if not chunk:
+                        break
+                    continue
+                if result.applied:
+                    break
+                # Compare mismatch: a sale (or another writer) moved these since; read and set again.
+                fresh = self._call(
+                    attempt, float(len(result.mismatched)), self.client.read_available, result.mismatched, self.location
+                )
+                current.update(fresh)
+                rereads += 1
+                if round_ == 1:
+                    raise OutcomeUnsettled("Shopify levels keep moving under the compare-and-set", retry_after=5)
+        return {"shopify_calls": str(calls), "shopify_rereads": str(rereads)}
+
+
+def _key(batch: str, changes: list[QuantityChange]) -> str:
+    """The @idempotent key: the same change set (with the same compare values) gets the same key."""
+    text = batch + "|" + ";".join(f"{c.inventory_item_id}:{c.quantity}:{c.change_from}" for c in changes)
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+def build(ctx: FlowContext, http: httpx.Client | None = None) -> StockToShopify:
+    doc = ctx.secrets.get_json(secret_id(ctx.stage, SHOPIFY_ADMIN))
+    return StockToShopify(ctx, ShopifyAdmin(ShopifySettings.from_secret(doc), http))
