@@ -1,9 +1,10 @@
 """Every integration Junction runs. Add one line here when you add a folder under functions/."""
 
+from functions.erp_stock_to_channels.declaration import INTEGRATION as ERP_STOCK_TO_CHANNELS
 from functions.shop_orders_to_erp.declaration import INTEGRATION as SHOP_ORDERS_TO_ERP
 from shared.declaration import Integration
 
-INTEGRATIONS: tuple[Integration, ...] = (SHOP_ORDERS_TO_ERP,)
+INTEGRATIONS: tuple[Integration, ...] = (SHOP_ORDERS_TO_ERP, ERP_STOCK_TO_CHANNELS)
 
 
 def get(name: str) -> Integration:
