@@ -11,18 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import httpx
 from botocore.exceptions import ClientError
 
 from functions.shop_orders_to_erp.declaration import INTEGRATION
-from functions.shop_orders_to_erp.flow import build
 from junction_local.events import LambdaContext, sqs_event
 from junction_local.standins.erp import ErpStandIn
 from shared import state_keys
-from shared.parameters import Secrets
 from shared.processing import BatchProcessor
-from tests.component.harness import REGION, STAGE, FaultyClient, Pipeline
+from tests.component.harness import REGION, TARGET, FaultyClient, Pipeline, flow_for, processor_for
 
 
 class Crash(BaseException):
@@ -100,21 +97,9 @@ class ErpWork:
 def second_processor(pipeline: Pipeline) -> tuple[BatchProcessor, httpx.Client]:
     """Another execution environment of the same processor: its own flow and ERP session, the
     same queues, tables, clock and fault injection as ``pipeline.processor``."""
-    env = pipeline.resources.function_env(INTEGRATION)
     http = httpx.Client(timeout=httpx.Timeout(1.0, connect=1.0))
-    flow = build(Secrets(boto3.client("secretsmanager", region_name=REGION)), STAGE, http=http)
-    processor = BatchProcessor(
-        INTEGRATION,
-        flow,
-        sqs=pipeline.sqs,
-        ddb=pipeline.ddb,
-        queue_url=env["JUNCTION_QUEUE_URL"],
-        dlq_url=env["JUNCTION_DLQ_URL"],
-        idempotency_table=env["JUNCTION_IDEMPOTENCY_TABLE"],
-        state_table=env["JUNCTION_STATE_TABLE"],
-        clock=pipeline.clock,
-    )
-    return processor, http
+    flow = flow_for(pipeline.resources, pipeline.ddb, pipeline.clock, http)
+    return processor_for(pipeline.resources, flow, pipeline.sqs, pipeline.ddb, pipeline.clock), http
 
 
 @dataclass
@@ -130,9 +115,9 @@ def receive(pipeline: Pipeline, max_messages: int = 10) -> list[dict[str, Any]]:
 
 
 def invoke(pipeline: Pipeline, processor: BatchProcessor, received: list[dict[str, Any]]) -> Invocation:
-    arn = pipeline.resources.queues[INTEGRATION.name].arn
+    arn = pipeline.resources.queue(INTEGRATION, TARGET).arn
     event = sqs_event(received, queue_arn=arn, region=REGION)
-    context = LambdaContext("processor", INTEGRATION.processor.timeout_seconds)
+    context = LambdaContext("processor", TARGET.processor.timeout_seconds)
     try:
         response = processor.process(event, context)
     except Crash:
@@ -219,5 +204,5 @@ def empty_queue(pipeline: Pipeline, url: str) -> None:
 
 
 def reset_breaker(pipeline: Pipeline) -> None:
-    pk, sk = state_keys.breaker(INTEGRATION.name, INTEGRATION.target)
+    pk, sk = state_keys.breaker(INTEGRATION.name, TARGET.name)
     pipeline.boto_ddb.delete_item(TableName=pipeline.resources.state_table, Key={"pk": {"S": pk}, "sk": {"S": sk}})

@@ -1,6 +1,6 @@
 """Runs the shop-orders-to-erp pipeline the way AWS does, with time under the test's control.
 
-Webhooks go through the real ingress code into a moto SQS queue; batches are received the way
+Webhooks go through the real ingress code into the ERP target's moto SQS queue; batches are received the way
 Lambda's SQS event source receives them and handed to the real processor; Lambda's rules then
 apply (delete what succeeded, leave the reported failures). Waiting out a visibility timeout is
 fast-forwarded: the delay the processor asked for is recorded and the message made visible.
@@ -29,10 +29,12 @@ from shared.aws import SecretCache, s3_client, secretsmanager_client, sqs_client
 from shared.envelope import CARRIED_ATTRIBUTES
 from shared.ingress import Ingress
 from shared.parameters import Secrets
-from shared.processing import BatchProcessor
+from shared.processing import BatchProcessor, FlowContext
 
 STAGE = "test"
 REGION = "eu-central-1"
+TARGET = INTEGRATION.target("erp")  # the integration's one target: its queue, retry, breaker, processor
+PROCESSOR = f"{TARGET.name}-processor"  # the function role whose environment the processor gets
 SHOPIFY = source(INTEGRATION.source)  # the source's local stand-in: its secret, samples and sender
 SHOP_SECRET = SHOPIFY.signing_secret
 SHOP_OLD_SECRET = "shpss_previous_secret_0000"  # rotated out, still accepted: the tests' own
@@ -140,10 +142,19 @@ def claiming(params: dict[str, Any]) -> bool:
     return "claim_token = :token, expires_at" in str(params.get("UpdateExpression", ""))
 
 
+def flow_for(resources: Resources, ddb: Any, clock: Clock, http: httpx.Client) -> Any:
+    """The target's flow as the generic processor builds it (``make_sqs_handler``): its secrets
+    read from the AWS stand-in (re-read on a refused login), its HTTP client the test's."""
+    secrets = Secrets(boto3.client("secretsmanager", region_name=REGION))
+    return build(FlowContext(INTEGRATION, TARGET, STAGE, secrets, ddb, resources.state_table, clock), http=http)
+
+
 def processor_for(resources: Resources, flow: Any, sqs: Any, ddb: Any, clock: Clock, **kw: Any) -> BatchProcessor:
-    env = resources.function_env(INTEGRATION)
+    env = resources.function_env(INTEGRATION, PROCESSOR)
+    assert env["JUNCTION_TARGET"] == TARGET.name
     return BatchProcessor(
         INTEGRATION,
+        TARGET,
         flow,
         sqs=sqs,
         ddb=ddb,
@@ -189,15 +200,15 @@ class Pipeline:
         resources = provision_local(
             (INTEGRATION,),
             stage=STAGE,
-            target_urls={INTEGRATION.target: erp.root_url},
+            target_urls={TARGET.name: erp.root_url},
             secret_overrides={SHOPIFY.fills: SHOPIFY.secret_value(SHOP_OLD_SECRET)},
         )
-        env = resources.function_env(INTEGRATION)
+        env = resources.function_env(INTEGRATION, "ingress")
         clock = Clock()
         ingress = Ingress(
             INTEGRATION,
             stage=STAGE,
-            queue_url=env["JUNCTION_QUEUE_URL"],
+            queue_urls=env["JUNCTION_QUEUE_URLS"].split(","),
             sqs=sqs_client(),
             secrets=SecretCache(secretsmanager_client()),
             clock=clock,
@@ -207,23 +218,23 @@ class Pipeline:
         # A short read timeout keeps the "target hangs" cases fast; everything else is production
         # code, the flow and its secrets (read from the AWS stand-in, re-read on a refused login).
         erp_http = httpx.Client(timeout=httpx.Timeout(1.0, connect=1.0))
-        flow = build(Secrets(boto3.client("secretsmanager", region_name=REGION)), STAGE, http=erp_http)
         sqs = RecordingSqs(boto3.client("sqs", region_name=REGION))
         ddb = FlakyDynamo(boto3.client("dynamodb", region_name=REGION))
+        flow = flow_for(resources, ddb, clock, erp_http)
         processor = processor_for(resources, flow, sqs, ddb, clock)
         return cls(erp, resources, ingress, processor, sqs, ddb, clock, boto_sqs, boto_ddb, erp_http)
 
     def another_processor(self, http: httpx.Client | None = None, **kw: Any) -> BatchProcessor:
         """A second execution environment of the same processor (its own clients and flow)."""
-        flow = build(Secrets(boto3.client("secretsmanager", region_name=REGION)), STAGE, http=http or self.erp_http)
+        flow = flow_for(self.resources, self.ddb, self.clock, http or self.erp_http)
         return processor_for(self.resources, flow, self.sqs, self.ddb, self.clock, **kw)
 
     def invoke(
         self, processor: BatchProcessor, messages: list[dict[str, Any]], timeout_seconds: float
     ) -> dict[str, Any]:
         """Run ``processor`` on received ``messages`` as an invocation with ``timeout_seconds`` left."""
-        arn = self.resources.queues[INTEGRATION.name].arn
-        context = LambdaContext("processor", INTEGRATION.processor.timeout_seconds)
+        arn = self.resources.queue(INTEGRATION, TARGET).arn
+        context = LambdaContext("processor", TARGET.processor.timeout_seconds)
         context._deadline = time.monotonic() + timeout_seconds
         return processor.process(sqs_event(messages, queue_arn=arn, region=REGION), context)
 
@@ -270,11 +281,11 @@ class Pipeline:
 
     @property
     def queue_url(self) -> str:
-        return self.resources.queues[INTEGRATION.name].url
+        return self.resources.queue(INTEGRATION, TARGET).url
 
     @property
     def dlq_url(self) -> str:
-        return self.resources.queues[INTEGRATION.name].dlq_url
+        return self.resources.queue(INTEGRATION, TARGET).dlq_url
 
     # -- the webhook side --------------------------------------------------------------------
     def post(self, body: bytes, headers: dict[str, str], *, base64_body: bool = False) -> tuple[int, dict[str, Any]]:
@@ -302,9 +313,9 @@ class Pipeline:
         received = self.receive(max_messages)
         if not received:
             return None
-        arn = self.resources.queues[INTEGRATION.name].arn
+        arn = self.resources.queue(INTEGRATION, TARGET).arn
         event = sqs_event(received, queue_arn=arn, region=REGION)
-        context = LambdaContext("processor", INTEGRATION.processor.timeout_seconds)
+        context = LambdaContext("processor", TARGET.processor.timeout_seconds)
         asked = len(self.sqs.delays)
         response = self.processor.process(event, context)
         if self.auto_advance and len(self.sqs.delays) > asked:  # time passes until the first comes back

@@ -20,7 +20,7 @@ from functions.shop_orders_to_erp.declaration import ERP_CREDENTIALS, INTEGRATIO
 from shared import processing, state_keys
 from shared.declaration import secret_id
 from shared.processing import MIN_START_SECONDS, RESERVE_SECONDS
-from tests.component.harness import REGION, STAGE, Pipeline, completing
+from tests.component.harness import REGION, STAGE, TARGET, Pipeline, completing
 from tests.sample import shopify_order
 
 ORDER_ID = 820982911946154508
@@ -82,7 +82,7 @@ def test_a_second_message_on_its_first_receive_looks_before_creating(pipeline: P
     while not messages:
         messages = [m for m in pipeline.receive() if "webhook-2" in m["Body"]]
     assert messages[0]["Attributes"]["ApproximateReceiveCount"] == "1"
-    pipeline.clock.advance(INTEGRATION.retry.settle_seconds)
+    pipeline.clock.advance(TARGET.retry.settle_seconds)
     response = pipeline.invoke(pipeline.processor, messages, 30)
     assert response["batchItemFailures"] == []
     assert orders_for(pipeline) == 1
@@ -101,7 +101,7 @@ def test_a_retry_before_a_slow_erp_commits_waits_for_the_settle_time(pipeline: P
         run = pipeline.run_batch()
         assert run is not None and len(run.failures) == 1
     wait_for(lambda: orders_for(pipeline) == 1)  # the first attempt commits late
-    pipeline.clock.advance(INTEGRATION.retry.settle_seconds)
+    pipeline.clock.advance(TARGET.retry.settle_seconds)
     pipeline.auto_advance = True
     pipeline.drain()
     assert orders_for(pipeline) == 1
@@ -130,7 +130,7 @@ def test_an_attempt_that_failed_before_creating_needs_no_settle_time(pipeline: P
     pipeline.send_order(shopify_order())
     pipeline.drain()
     assert len(pipeline.erp.orders()) == 1
-    assert all(d < INTEGRATION.retry.settle_seconds for d in pipeline.sqs.delays)
+    assert all(d < TARGET.retry.settle_seconds for d in pipeline.sqs.delays)
 
 
 # -- 4. outages longer than the old receive-count horizon ------------------------------------
@@ -143,30 +143,30 @@ def test_a_24_hour_erp_outage_loses_nothing_and_delivers_each_order_once(pipelin
     batches = 0
     while pipeline.clock() - started < DAY:
         assert pipeline.run_batch() is not None, "a message left the queue during the outage"
-        pipeline.clock.advance(INTEGRATION.breaker.max_open_seconds)  # at least the longest wait
+        pipeline.clock.advance(TARGET.breaker.max_open_seconds)  # at least the longest wait
         batches += 1
     calls_during_outage = pipeline.erp.state()["rejected_by_behaviour"]
     # The breaker keeps the ERP quiet: far fewer calls than a day of per-message retries.
-    assert calls_during_outage < 2 * DAY / INTEGRATION.breaker.max_open_seconds + 10
-    breaker = pipeline.state_item(*state_keys.breaker(INTEGRATION.name, INTEGRATION.target))
+    assert calls_during_outage < 2 * DAY / TARGET.breaker.max_open_seconds + 10
+    breaker = pipeline.state_item(*state_keys.breaker(INTEGRATION.name, TARGET.name))
     assert breaker is not None and breaker["state"] in ("open", "half_open")
     assert pipeline.dlq() == []
     pipeline.erp.set_behaviour("ok")
     pipeline.drain(max_batches=200)
     assert sorted(o["NumAtCard"] for o in pipeline.erp.orders()) == [f"shopify:{n}" for n in ids]
     assert pipeline.dlq() == []
-    breaker = pipeline.state_item(*state_keys.breaker(INTEGRATION.name, INTEGRATION.target))
+    breaker = pipeline.state_item(*state_keys.breaker(INTEGRATION.name, TARGET.name))
     assert breaker is not None and breaker["state"] == "closed"
     assert pipeline.sqs.sent_again > 0  # messages near maxReceiveCount were sent again, not redriven by SQS
 
 
 def test_the_breaker_is_shared_by_concurrent_invocations(pipeline: Pipeline) -> None:
     pipeline.erp.set_behaviour("down")
-    for n in range(INTEGRATION.breaker.failure_threshold):
+    for n in range(TARGET.breaker.failure_threshold):
         pipeline.send_order(shopify_order(id=9300 + n, name=f"#{9300 + n}"))
     pipeline.auto_advance = False
     pipeline.run_batch()  # one execution environment sees the failures and opens the breaker
-    assert pipeline.state_item(*state_keys.breaker(INTEGRATION.name, INTEGRATION.target))["state"] == "open"  # type: ignore[index]
+    assert pipeline.state_item(*state_keys.breaker(INTEGRATION.name, TARGET.name))["state"] == "open"  # type: ignore[index]
     seen = pipeline.erp.requests_seen()
     other = pipeline.another_processor()
     pipeline.send_order(shopify_order(id=9400, name="#9400"))
@@ -177,18 +177,18 @@ def test_the_breaker_is_shared_by_concurrent_invocations(pipeline: Pipeline) -> 
 
 
 def test_the_open_breaker_lets_one_probe_through_then_closes(pipeline: Pipeline) -> None:
-    pipeline.erp.set_behaviour("down", count=INTEGRATION.breaker.failure_threshold)
-    for n in range(INTEGRATION.breaker.failure_threshold + 3):
+    pipeline.erp.set_behaviour("down", count=TARGET.breaker.failure_threshold)
+    for n in range(TARGET.breaker.failure_threshold + 3):
         pipeline.send_order(shopify_order(id=9500 + n, name=f"#{9500 + n}"))
     pipeline.drain()
-    assert len(pipeline.erp.orders()) == INTEGRATION.breaker.failure_threshold + 3
-    breaker = pipeline.state_item(*state_keys.breaker(INTEGRATION.name, INTEGRATION.target))
+    assert len(pipeline.erp.orders()) == TARGET.breaker.failure_threshold + 3
+    breaker = pipeline.state_item(*state_keys.breaker(INTEGRATION.name, TARGET.name))
     assert breaker is not None and breaker["state"] == "closed" and breaker["failures"] == 0
 
 
 def test_waiting_behind_an_open_breaker_does_not_count_towards_the_backoff(pipeline: Pipeline) -> None:
     pipeline.erp.set_behaviour("down")
-    for n in range(INTEGRATION.breaker.failure_threshold):
+    for n in range(TARGET.breaker.failure_threshold):
         pipeline.send_order(shopify_order(id=9600 + n, name=f"#{9600 + n}"))
     pipeline.run_batch()
     before = pipeline.erp.state()["rejected_by_behaviour"]
@@ -285,7 +285,7 @@ def test_the_backoff_grows_with_each_attempt(pipeline: Pipeline) -> None:
     pipeline.erp.set_behaviour("down", count=4)
     pipeline.send_order(shopify_order())
     pipeline.drain()
-    base = INTEGRATION.retry.base_delay_seconds
+    base = TARGET.retry.base_delay_seconds
     assert pipeline.sqs.delays[:4] == [base, 2 * base, 4 * base, 8 * base]
     assert len(pipeline.erp.orders()) == 1
 
@@ -360,18 +360,25 @@ def _emf(out: str) -> list[dict[str, Any]]:
     return docs
 
 
-def test_metrics_are_emf_with_the_integration_as_their_only_dimension(pipeline: Pipeline, capfd: Any) -> None:
+def test_metrics_are_emf_per_integration_and_for_processors_per_target(pipeline: Pipeline, capfd: Any) -> None:
     pipeline.erp.set_behaviour("down")
-    for n in range(INTEGRATION.breaker.failure_threshold):
+    for n in range(TARGET.breaker.failure_threshold):
         pipeline.send_order(shopify_order(id=9950 + n, name=f"#{9950 + n}"))
+    ingress_docs = _emf(capfd.readouterr().out)
     pipeline.auto_advance = False
     pipeline.run_batch()
     docs = _emf(capfd.readouterr().out)
-    assert docs, "no EMF record"
+    assert ingress_docs and docs, "no EMF record"
+    # What the alarms watch: the ingress's series per integration, the processor's per integration
+    # and target (each target its own queue, breaker and DLQ).
+    for doc in ingress_docs:
+        assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Junction"
+        assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Integration"]]
+        assert doc["Integration"] == INTEGRATION.name and "Target" not in doc
     for doc in docs:
         assert doc["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Junction"
-        assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Integration"]]  # what the alarms watch
-        assert doc["Integration"] == INTEGRATION.name
+        assert doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Integration", "Target"]]
+        assert doc["Integration"] == INTEGRATION.name and doc["Target"] == TARGET.name
     merged = {k: v for d in docs for k, v in d.items()}
     assert merged.get("Breaker_opened") in (1, [1], 1.0)
     assert merged.get("Message_retry_scheduled") is not None

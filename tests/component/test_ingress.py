@@ -6,6 +6,7 @@ import copy
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -13,11 +14,12 @@ import pytest
 
 from functions.shop_orders_to_erp.declaration import INTEGRATION
 from shared import claim_check
-from shared.aws import SecretCache, s3_client, secretsmanager_client, sqs_client
+from shared.aws import AwsError, SecretCache, s3_client, secretsmanager_client, sqs_client
+from shared.declaration import Target, queue_name
 from shared.envelope import SQS_MAX_MESSAGE_BYTES, Envelope
-from shared.ingress import Ingress
+from shared.ingress import Ingress, QueueSender
 from shared.webhooks import shopify
-from tests.component.harness import REGION, SHOP_OLD_SECRET, SHOP_SECRET, STAGE, Pipeline, shopify_headers
+from tests.component.harness import REGION, SHOP_OLD_SECRET, SHOP_SECRET, STAGE, TARGET, Pipeline, shopify_headers
 from tests.sample import body as serialise
 from tests.sample import shopify_order
 
@@ -128,6 +130,76 @@ def test_a_queue_that_cannot_be_reached_is_a_503_so_the_sender_retries(pipeline:
     assert status == 503 and "retry" in answer["error"]
 
 
+# -- several targets: every target's queue gets each delivery ------------------------------------
+class QueueOutage:
+    """The ingress's SQS client, with chosen queues that cannot be reached."""
+
+    def __init__(self, inner: QueueSender) -> None:
+        self.inner = inner
+        self.down: set[str] = set()
+
+    def call(self, action: str, payload: dict[str, Any], *, deadline: float | None = None) -> dict[str, Any]:
+        if action == "SendMessage" and payload.get("QueueUrl") in self.down:
+            raise AwsError("sqs", action, 0, "ConnectTimeout", "injected: the queue cannot be reached")
+        return self.inner.call(action, payload, deadline=deadline)
+
+
+@pytest.fixture
+def two_targets(pipeline: Pipeline) -> tuple[Ingress, QueueOutage, str]:
+    """The real ingress of the integration with a second target ("wms") whose queue is made here;
+    its first target's queue is the pipeline's, drained by the pipeline's real processor."""
+    integration = replace(INTEGRATION, targets=(TARGET, Target("wms")))
+    wms = pipeline.boto_sqs.create_queue(QueueName=queue_name(STAGE, integration, integration.target("wms")))
+    sqs = QueueOutage(sqs_client())
+    ingress = Ingress(
+        integration,
+        stage=STAGE,
+        queue_urls=[pipeline.queue_url, wms["QueueUrl"]],
+        sqs=sqs,
+        secrets=SecretCache(secretsmanager_client()),
+        s3=s3_client(),
+        payload_bucket=pipeline.resources.payload_bucket,
+    )
+    return ingress, sqs, wms["QueueUrl"]
+
+
+def on_queue(pipeline: Pipeline, url: str) -> list[dict[str, Any]]:
+    got = pipeline.boto_sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
+    return list(got.get("Messages", []))
+
+
+def test_two_targets_each_get_every_accepted_delivery(
+    pipeline: Pipeline, two_targets: tuple[Ingress, QueueOutage, str]
+) -> None:
+    ingress, _, wms = two_targets
+    assert _post(ingress, BODY, "d-two")[0] == 202
+    [erp_message] = on_queue(pipeline, pipeline.queue_url)
+    [wms_message] = on_queue(pipeline, wms)
+    assert erp_message["Body"] == wms_message["Body"]
+    assert Envelope.from_json(erp_message["Body"]).raw_body == BODY
+    for message in (erp_message, wms_message):
+        assert message["MessageAttributes"]["junction-idempotency-key"]["StringValue"] == "shop-orders-to-erp:d-two"
+
+
+def test_a_failed_send_to_the_second_target_is_a_503_and_the_retry_is_absorbed_by_the_first(
+    pipeline: Pipeline, two_targets: tuple[Ingress, QueueOutage, str]
+) -> None:
+    ingress, sqs, wms = two_targets
+    sqs.down.add(wms)
+    status, answer = _post(ingress, BODY, "d-half")
+    assert status == 503 and "retry" in answer["error"]  # the sender retries the delivery
+    assert pipeline.queue_depth() == 1  # the first target has it already
+    sqs.down.clear()
+    assert _post(ingress, BODY, "d-half")[0] == 202  # the sender's retry: the same delivery id
+    assert len(on_queue(pipeline, wms)) == 1
+    assert pipeline.queue_depth() == 2
+    pipeline.drain()  # the first target's processor sees the delivery twice ...
+    assert len(pipeline.erp.orders()) == 1  # ... and its idempotency makes one sales order
+    hops = pipeline.trace(f"shopify-order:{shopify_order()['id']}")
+    assert sorted(h["outcome"] for h in hops) == ["delivered", "duplicate"]
+    assert pipeline.dlq() == []
+
+
 def test_an_unreadable_secret_is_a_503_not_a_401(pipeline: Pipeline) -> None:
     sm = boto3.client("secretsmanager", region_name=REGION)
     sm.delete_secret(SecretId="junction/test/shopify-webhook", ForceDeleteWithoutRecovery=True)
@@ -154,7 +226,7 @@ def ingress(pipeline: Pipeline, s3: Any) -> Iterator[Ingress]:
     yield Ingress(
         INTEGRATION,
         stage=STAGE,
-        queue_url=pipeline.queue_url,
+        queue_urls=[pipeline.queue_url],
         sqs=sqs_client(),
         secrets=SecretCache(secretsmanager_client()),
         s3=s3_client(),

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from functions.shop_orders_to_erp.declaration import INTEGRATION
-from tests.component.harness import Pipeline, attempted, claiming, completing
+from shared import state_keys
+from tests.component.harness import TARGET, Pipeline, attempted, claiming, completing
 from tests.sample import shopify_order
 
 ORDER_ID = 820982911946154508
@@ -38,6 +39,12 @@ def test_a_signed_order_becomes_one_erp_sales_order(pipeline: Pipeline) -> None:
     hops = pipeline.trace(f"shopify-order:{ORDER_ID}")
     assert [h["outcome"] for h in hops] == ["delivered"]
     assert hops[0]["target_ids"]["erp_doc_entry"] == str(order["DocEntry"])
+    # The hop names its integration and target; the record is the target's own idempotency scope.
+    assert hops[0]["target"] == TARGET.name
+    assert f"#{INTEGRATION.name}/{TARGET.name}#delivered#" in hops[0]["sk"]
+    assert hops[0]["record_key"] == f"{INTEGRATION.name}#{TARGET.name}#order:{ORDER_ID}"
+    assert pipeline.processor.store.get(hops[0]["record_key"]) is not None
+    assert pipeline.state_item(*state_keys.last_success(INTEGRATION.name, TARGET.name)) is not None
 
 
 def test_redelivered_webhook_in_the_same_batch_is_delivered_once(pipeline: Pipeline) -> None:
@@ -144,8 +151,8 @@ def test_target_down_for_good_ends_in_the_dlq_once_the_retry_horizon_has_passed(
     attrs = dlq[0]["MessageAttributes"]
     assert attrs["junction-last-reason"]["StringValue"] == "target_unavailable"
     # Not after a number of receives: only once the declared horizon has passed.
-    assert pipeline.clock() - started >= INTEGRATION.retry.horizon_seconds
-    assert int(attrs["junction-attempts"]["StringValue"]) > INTEGRATION.queue.max_receive_count
+    assert pipeline.clock() - started >= TARGET.retry.horizon_seconds
+    assert int(attrs["junction-attempts"]["StringValue"]) > TARGET.queue.max_receive_count
     assert pipeline.erp.orders() == []
 
 
@@ -177,7 +184,7 @@ def test_crash_that_leaves_the_claim_held_waits_for_it_then_looks_before_creatin
     second = pipeline.run_batch()  # the claim is still held: this one waits
     assert second is not None and len(second.failures) == 1
     assert pipeline.erp.requests_seen() == 4  # login, customer lookup, customer, order: nothing more
-    pipeline.clock.advance(2 * INTEGRATION.processor.timeout_seconds)  # the held claim lapses
+    pipeline.clock.advance(2 * TARGET.processor.timeout_seconds)  # the held claim lapses
     pipeline.drain()
     assert len(pipeline.erp.orders()) == 1
     assert pipeline.dlq() == []

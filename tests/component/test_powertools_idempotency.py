@@ -28,7 +28,7 @@ from shared.connectors import shopify
 from shared.connectors.erp import ErpClient, ErpSettings
 from shared.errors import TransientError
 from shared.idempotency import ATTEMPTED, COMPLETED
-from tests.component.harness import REGION, Pipeline
+from tests.component.harness import REGION, TARGET, Pipeline
 from tests.sample import shopify_order
 
 TABLE = "powertools-idempotency"
@@ -57,7 +57,7 @@ def test_powertools_forgets_an_attempt_that_reached_the_erp_so_its_retry_makes_a
     )
     persistence = DynamoDBPersistenceLayer(table_name=TABLE, key_attr="id", boto3_client=ddb)
     config = IdempotencyConfig(expires_after_seconds=3600)
-    context: Any = LambdaContext("processor", INTEGRATION.processor.timeout_seconds)  # Lambda's context, duck-typed
+    context: Any = LambdaContext("processor", TARGET.processor.timeout_seconds)  # Lambda's context, duck-typed
     config.register_lambda_context(context)
     http = httpx.Client(timeout=httpx.Timeout(1.0, connect=1.0))
     client = ErpClient(ErpSettings(erp.url, erp.company_db, erp.username, erp.password), http)
@@ -94,7 +94,7 @@ def test_powertools_forgets_an_attempt_that_reached_the_erp_so_its_retry_makes_a
     first_run = pipeline.run_batch()
     assert first_run is not None and len(first_run.failures) == 1  # timed out: retried later
     assert erp_orders(pipeline, 6200) == 1
-    key = f"{INTEGRATION.name}#{shopify.order_from_webhook(ours).business_key}"
+    key = f"{INTEGRATION.name}#{TARGET.name}#{shopify.order_from_webhook(ours).business_key}"
     record = pipeline.processor.store.get(key)
     assert record is not None and record["status"] == ATTEMPTED  # kept: this attempt may have reached the ERP
     pipeline.drain()  # the retry looks the order up by its reference before creating
