@@ -30,6 +30,7 @@ from .declaration import SHOPIFY_ADMIN
 from .stock import Mapped, StockTarget, wait_within
 
 SET_COST = 10.0  # a mutation's calculated cost
+SET_ROUNDS = 3  # compare-and-set attempts per chunk within one delivery
 
 
 class StockToShopify(StockTarget):
@@ -44,11 +45,9 @@ class StockToShopify(StockTarget):
     def _pace(self, attempt: Attempt, cost: float) -> None:
         if self.budget is not None:
             self.budget.acquire(1, max_wait=max(0.0, attempt.deadline - time.monotonic() - 10))
-        throttle = self.client.last_throttle
-        if throttle is not None:
-            wait = throttle.wait_seconds(cost)
-            if wait > 0 and not wait_within(attempt, wait):
-                raise RateLimited("Shopify's cost bucket is empty", retry_after=wait)
+        wait = self.client.wait_seconds(cost)
+        if wait > 0 and not wait_within(attempt, wait):
+            raise RateLimited("Shopify's cost bucket is empty", retry_after=wait)
 
     def _call(self, attempt: Attempt, cost: float, fn: Any, *args: Any, **kw: Any) -> Any:
         self._pace(attempt, cost)
@@ -60,50 +59,52 @@ class StockToShopify(StockTarget):
                 self.budget.hold(exc.retry_after)
             raise
 
+    def _read(self, attempt: Attempt, target_ids: list[str]) -> dict[str, int | None]:
+        found: dict[str, int | None] = self._call(attempt, 0.0, self.client.read_available, target_ids, self.location)
+        return found
+
     def push(self, mapped: list[Mapped], attempt: Attempt, ids: dict[str, str]) -> dict[str, str]:
-        calls = 0
-        rereads = 0
+        batch = ids.get("batch", "")
+        calls = rereads = 0
         for start in range(0, len(mapped), MAX_QUANTITIES):
             chunk = mapped[start : start + MAX_QUANTITIES]
-            current = {m.target_id: m.previous for m in chunk}
-            unknown = [m.target_id for m in chunk if m.previous is None]
-            if unknown:
-                current.update(
-                    self._call(attempt, float(len(unknown)), self.client.read_available, unknown, self.location)
-                )
+            # What we last let through is what Shopify should hold; what we never pushed is read.
+            current: dict[str, int | None] = {m.target_id: m.previous for m in chunk if m.previous is not None}
+            unread = [m.target_id for m in chunk if m.previous is None]
+            if unread:
+                current.update(self._read(attempt, unread))
                 rereads += 1
-            for round_ in range(2):
+            for _ in range(SET_ROUNDS):
                 changes = [
                     QuantityChange(m.target_id, self.location, m.level.quantity, current.get(m.target_id))
                     for m in chunk
                 ]
-                key = _key(ids.get("batch", ""), changes)
                 attempt.creating()
-                result = self._call(attempt, SET_COST, self.client.set_quantities, changes, idempotency_key=key)
+                result = self._call(
+                    attempt, SET_COST, self.client.set_quantities, changes, idempotency_key=_key(batch, changes)
+                )
                 calls += 1
-                for target_id in result.unknown:
-                    gone = next(m for m in chunk if m.target_id == target_id)
-                    attempt.reject(
-                        gone.level.sku,
-                        gone.level.item,
-                        "unmapped_sku",
-                        f"Shopify has no inventory item {target_id} for SKU {gone.level.sku}: refresh the ID map",
-                    )
-                if result.unknown:
-                    chunk = [m for m in chunk if m.target_id not in set(result.unknown)]
-                    if not chunk:
-                        break
-                    continue
                 if result.applied:
                     break
-                # Compare mismatch: a sale (or another writer) moved these since; read and set again.
-                fresh = self._call(
-                    attempt, float(len(result.mismatched)), self.client.read_available, result.mismatched, self.location
-                )
-                current.update(fresh)
-                rereads += 1
-                if round_ == 1:
-                    raise OutcomeUnsettled("Shopify levels keep moving under the compare-and-set", retry_after=5)
+                gone = set(result.unknown) | set(result.not_stocked)
+                for m in (m for m in chunk if m.target_id in gone):
+                    attempt.reject(
+                        m.level.sku,
+                        m.level.item,
+                        "unmapped_sku",
+                        f"Shopify has no stocked inventory item {m.target_id} for SKU {m.level.sku} at the location",
+                    )
+                chunk = [m for m in chunk if m.target_id not in gone]
+                if not chunk:
+                    break
+                # A compare mismatch (a sale in the shop, another writer) changed nothing: read the
+                # levels again and set them with what Shopify holds now (a new key: new content).
+                stale = result.mismatched or ([m.target_id for m in chunk] if result.retry_with_new_key else [])
+                if stale:
+                    current.update(self._read(attempt, stale))
+                    rereads += 1
+            else:
+                raise OutcomeUnsettled("Shopify levels kept moving under the compare-and-set", retry_after=5)
         return {"shopify_calls": str(calls), "shopify_rereads": str(rereads)}
 
 
@@ -114,5 +115,9 @@ def _key(batch: str, changes: list[QuantityChange]) -> str:
 
 
 def build(ctx: FlowContext, http: httpx.Client | None = None) -> StockToShopify:
-    doc = ctx.secrets.get_json(secret_id(ctx.stage, SHOPIFY_ADMIN))
-    return StockToShopify(ctx, ShopifyAdmin(ShopifySettings.from_secret(doc), http))
+    """Credentials read on first use, and again when Shopify refuses the token (rotation)."""
+
+    def settings(refresh: bool) -> ShopifySettings:
+        return ShopifySettings.from_secret(ctx.secrets.get_json(secret_id(ctx.stage, SHOPIFY_ADMIN), refresh=refresh))
+
+    return StockToShopify(ctx, ShopifyAdmin(settings, http))
