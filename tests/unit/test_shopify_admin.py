@@ -251,8 +251,12 @@ def test_a_key_still_being_applied_is_in_progress_elsewhere(shop: ShopifyAdminSt
     attempt = threading.Thread(target=lambda: first.append(admin(shop).set_quantities(change, idempotency_key="k")))
     attempt.start()
     try:
-        while shop.in_progress() != ["k"]:
+        for _ in range(1000):  # until the first attempt holds the key (a bound, not a timing)
+            if shop.in_progress() == ["k"]:
+                break
             time.sleep(0.01)
+        else:
+            pytest.fail("the first attempt never took its key")
         with pytest.raises(InProgressElsewhere):
             admin(shop).set_quantities(change, idempotency_key="k")
     finally:
