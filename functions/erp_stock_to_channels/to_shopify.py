@@ -1,7 +1,7 @@
 """Stock to Shopify: Admin GraphQL ``inventorySetQuantities``, compare-and-set, up to 250 per call.
 
 - ``changeFromQuantity`` (mandatory from API 2026-04) is the quantity we last let through the gate
-  for the SKU; where we know none, the current levels are read first. A mismatch (a sale in the
+  for the SKU; where we know none it is null (no compare: the ERP's level wins). A mismatch (a sale in the
   shop since) fails the whole call and changes nothing: the mismatched levels are read again and
   the call is made again with what Shopify holds, once; the ERP's level wins, since the ERP
   already counts the sale or will, and the next poll pushes that.
@@ -68,20 +68,19 @@ class StockToShopify(StockTarget):
         calls = rereads = 0
         for start in range(0, len(mapped), MAX_QUANTITIES):
             chunk = mapped[start : start + MAX_QUANTITIES]
-            # What we last let through is what Shopify should hold; what we never pushed is read.
-            current: dict[str, int | None] = {m.target_id: m.previous for m in chunk if m.previous is not None}
-            unread = [m.target_id for m in chunk if m.previous is None]
-            if unread:
-                current.update(self._read(attempt, unread))
-                rereads += 1
-            for _ in range(SET_ROUNDS):
+            # What we last let through is what Shopify should hold. A SKU we never pushed is set
+            # without a compare (``changeFromQuantity: null``): the ERP's level wins either way, and
+            # reading 250 levels first costs 75 times the set (750 points against 10).
+            current: dict[str, int | None] = {m.target_id: m.previous for m in chunk}
+            salt = ""
+            for round_ in range(SET_ROUNDS):
                 changes = [
                     QuantityChange(m.target_id, self.location, m.level.quantity, current.get(m.target_id))
                     for m in chunk
                 ]
                 attempt.creating()
                 result = self._call(
-                    attempt, SET_COST, self.client.set_quantities, changes, idempotency_key=_key(batch, changes)
+                    attempt, SET_COST, self.client.set_quantities, changes, idempotency_key=_key(batch + salt, changes)
                 )
                 calls += 1
                 if result.applied:
@@ -99,6 +98,8 @@ class StockToShopify(StockTarget):
                     break
                 # A compare mismatch (a sale in the shop, another writer) changed nothing: read the
                 # levels again and set them with what Shopify holds now (a new key: new content).
+                if result.retry_with_new_key:  # the key's earlier attempt failed: Shopify wants a new one
+                    salt = f"#{round_ + 1}"
                 stale = result.mismatched or ([m.target_id for m in chunk] if result.retry_with_new_key else [])
                 if stale:
                     current.update(self._read(attempt, stale))

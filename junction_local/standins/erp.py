@@ -254,8 +254,8 @@ class ErpStandIn:
         warehouses: Iterable[str] = DEFAULT_WAREHOUSES,
         seed: int = 1,
     ) -> int:
-        """Create ``count`` items ``f"{prefix}{n:06d}"`` with pseudo-random stock (InStock 0..200,
-        Committed 0..10 per warehouse) drawn from ``seed``: the same call makes the same catalogue.
+        """Create ``count`` items ``f"{prefix}{n:06d}"`` (n from 1, as the channel stand-ins number
+        theirs) with pseudo-random stock (InStock 0..200, Committed 0..10 per warehouse) drawn from ``seed``: the same call makes the same catalogue.
         An existing item of the same code is replaced. Returns how many items the ERP now holds."""
         if isinstance(warehouses, str):
             raise ValueError("warehouses must be a list of codes")
@@ -274,7 +274,7 @@ class ErpStandIn:
             day, clock = self._stamp()
             fresh: list[str] = []
             items = self._items
-            for n in range(count):
+            for n in range(1, count + 1):
                 code = f"{prefix}{n:06d}"
                 if code not in items:
                     fresh.append(code)
