@@ -256,7 +256,8 @@ class ErpStandIn:
     ) -> int:
         """Create ``count`` items ``f"{prefix}{n:06d}"`` (n from 1, as the channel stand-ins number
         theirs) with pseudo-random stock (InStock 0..200, Committed 0..10 per warehouse) drawn
-        from ``seed``: the same call makes the same catalogue. An existing item of the same code is replaced. Returns how many items the ERP now holds."""
+        from ``seed``: the same call makes the same catalogue. An existing item of the same code
+        is replaced. Returns how many items the ERP now holds."""
         if isinstance(warehouses, str):
             raise ValueError("warehouses must be a list of codes")
         whs = list(warehouses)
