@@ -1,12 +1,16 @@
 """Cold start of every Junction function: fresh interpreter -> first response, median of N runs.
 
 For each integration in ``functions.registry.INTEGRATIONS`` this runs the ingress handler (when the
-integration has a webhook) and the processor handler in a brand-new ``python -c`` process, on a
-sample event, against local stand-ins only (127.0.0.1), booted by the local runtime's one boot
-without its function hosts (``LocalRuntime(functions=False)``): moto, the local SQS + DynamoDB
-stand-in and each declared target's stand-in. The events, their signed headers and the check that
-they arrived come from the stand-ins' declarations (``junction_local.standins``): the benchmark
-names no provider, and a new integration needs nothing here.
+integration has a webhook) and, for each of its targets, the generic processor handler
+(``PROCESSOR_HANDLER``, told its integration and target by ``JUNCTION_INTEGRATION`` and
+``JUNCTION_TARGET`` as deployed) in a brand-new ``python -c`` process, on a sample event, against
+local stand-ins only (127.0.0.1), booted by the local runtime's one boot without its function hosts
+(``LocalRuntime(functions=False)``): moto, the local SQS + DynamoDB stand-in and each declared
+target's stand-in. The events, their signed headers and the check that they arrived come from the
+stand-ins' declarations (``junction_local.standins``): the benchmark names no provider, and a new
+integration needs nothing here. A scheduled integration's processors are not measured (reported
+as such): a sample message for them needs a change at the polled source, which no stand-in
+declaration makes generically yet.
 
 Measured per run:
 
@@ -26,7 +30,8 @@ asset's own files. ``--checkout`` runs the checkout with this interpreter instea
 bundled, ``python -S``, see ``interpreter`` and ``absent_modules``, bytecode cached by a warm-up
 round); ``--whole-venv`` and ``--no-bytecode`` change that. Every response is checked (ingress:
 202; processor: no batch item failures and exactly one new effect in the target's stand-in); anything else
-ends the benchmark with exit status 2.
+ends the benchmark with exit status 2. Processors are reported as
+``<integration>/<target>-processor`` (the role in the deployed function's name).
 
 Usage: ``make bench-coldstart`` or ``python benchmarks/coldstart.py [--runs 7] [--json] [--check]``;
 ``--imports`` also measures the import cost of reference libraries. See docs/coldstart.md.
@@ -61,7 +66,7 @@ if str(REPO) not in sys.path:  # run as a script: make the repository importable
 
 from functions.registry import INTEGRATIONS  # noqa: E402
 from junction_local.runtime import STAGE  # noqa: E402 - the local runtime's stage: its resources' names
-from shared.declaration import Integration  # noqa: E402
+from shared.declaration import PROCESSOR_HANDLER, Integration, Target, function_name  # noqa: E402
 
 if TYPE_CHECKING:
     from junction_local.runtime import LocalRuntime
@@ -147,10 +152,13 @@ IMPORT_SNIPPETS: tuple[tuple[str, str], ...] = (
 )
 IMPORT_SNIPPETS += tuple(
     (module, f"import {module}")
-    for integration in INTEGRATIONS
-    for handler in (integration.ingress_handler, integration.processor_handler)
-    if handler is not None
-    for module in [handler.rsplit(".", 1)[0]]
+    for module in dict.fromkeys(
+        [
+            *(i.ingress_handler.rsplit(".", 1)[0] for i in INTEGRATIONS if i.ingress_handler is not None),
+            PROCESSOR_HANDLER.rsplit(".", 1)[0],
+            *(i.flow_module(t) for i in INTEGRATIONS for t in i.targets),
+        ]
+    )
 )
 IMPORT_CHILD = (
     NOT_BUNDLED
@@ -241,18 +249,18 @@ def absent_modules(kind: str) -> list[str]:
 @dataclass(frozen=True)
 class Sample:
     """A delivery for an integration as its source system makes it, from the stand-ins'
-    declarations (junction_local.standins): the source's event for business entity ``n``, the
-    headers its sender signs it with, and the target whose stand-in shows it arrived."""
+    declarations (junction_local.standins): the source's event for business entity ``n`` and the
+    headers its sender signs it with. Ingress puts it on every target's queue; each target's
+    stand-in shows it arrived there."""
 
     event: Callable[[int], dict[str, Any]]  # n -> payload of a distinct business entity
     sender: Sender  # signs and dates a body as the source does
-    target: str  # the integration's target system
 
     @classmethod
     def of(cls, integration: Integration, sender: Sender) -> Sample:
         from junction_local.standins import source
 
-        return cls(source(integration.source).event, sender, integration.target)
+        return cls(source(integration.source).event, sender)
 
     def body(self, n: int) -> bytes:
         """The raw body, serialised as the source sends it (compact JSON)."""
@@ -273,13 +281,15 @@ def effects(runtime: LocalRuntime, system: str) -> int:
 
 
 def _check_declared(integrations: tuple[Integration, ...]) -> None:
-    """Every integration's source and target has a local stand-in (junction_local/standins)."""
+    """Every measured integration's source and targets have a local stand-in (junction_local/standins)."""
     from junction_local.standins import source, target
 
     for integration in integrations:
         try:
-            source(integration.source)
-            target(integration.target)
+            if integration.webhook is not None:
+                source(integration.source)
+            for t in integration.targets:
+                target(t.name)
         except (KeyError, TypeError) as exc:
             raise BenchmarkError(f"{integration.name}: {exc}") from None
 
@@ -304,6 +314,7 @@ class FunctionResult:
     kind: str  # "ingress" | "processor"
     handler: str
     budget_ms: float
+    target: str | None = None  # a processor's target
     runs: list[Run] = field(default_factory=list)
 
     @staticmethod
@@ -313,7 +324,9 @@ class FunctionResult:
 
     @property
     def name(self) -> str:
-        return f"{self.integration}/{self.kind}"
+        """``<integration>/ingress`` or ``<integration>/<target>-processor``: the deployed function's role."""
+        role = f"{self.target}-{self.kind}" if self.target else self.kind
+        return f"{self.integration}/{role}"
 
     def median(self, attribute: str) -> float:
         return float(statistics.median(getattr(r, attribute) for r in self.runs))
@@ -328,6 +341,7 @@ class FunctionResult:
             "function": self.name,
             "integration": self.integration,
             "kind": self.kind,
+            "target": self.target,
             "handler": self.handler,
             "runs": len(self.runs),
             "cold_start_ms": {
@@ -455,10 +469,13 @@ class Stack:
     paths: dict[str, str] = field(default_factory=dict)  # kind -> PYTHONPATH (as deployed: the asset)
     cwd: Path = REPO  # the children's working directory
 
-    def function_env(self, integration: Integration, kind: str) -> dict[str, str]:
+    def function_env(self, integration: Integration, role: str) -> dict[str, str]:
+        """The environment of the integration's function ``role`` ("ingress", "<target>-processor"),
+        as the stack sets it (junction_local.provision), in the asset of its kind."""
+        kind = "ingress" if role == "ingress" else "processor"
         env = {
             **self.env,
-            **self.resources.function_env(integration),
+            **self.resources.function_env(integration, role),
             "JUNCTION_COLDSTART_ABSENT": self.absent[kind],
         }
         if kind in self.paths:
@@ -609,7 +626,7 @@ def ingress_run(integration: Integration, sample: Sample, stack: Stack) -> Run:
         integration.ingress_handler,
         apigw_event("POST", integration.webhook.path, headers, body, stage=STAGE),
         stack.function_env(integration, "ingress"),
-        name=f"junction-{STAGE}-{integration.name}-ingress",
+        name=function_name(STAGE, integration, "ingress"),
         timeout=integration.ingress.timeout_seconds,
         memory=integration.ingress.memory_mb,
         cwd=stack.cwd,
@@ -634,7 +651,7 @@ class Enqueuer:
         self.ingress = Ingress(
             integration,
             stage=STAGE,
-            queue_url=stack.resources.queues[integration.name].url,
+            queue_urls=stack.resources.queue_urls(integration),
             sqs=sqs_client(),
             secrets=SecretCache(),
         )
@@ -649,14 +666,21 @@ class Enqueuer:
             raise BenchmarkError(f"{self.ingress.integration.name}: could not enqueue the sample: {answer!r}")
 
 
-def processor_run(integration: Integration, sample: Sample, stack: Stack, enqueuer: Enqueuer, n: int) -> Run:
-    """One cold processor on a batch of one new delivery (business entity ``n``), which must reach the target."""
+def processor_run(
+    integration: Integration, target: Target, sample: Sample, stack: Stack, enqueuer: Enqueuer, n: int
+) -> Run:
+    """One cold processor of ``target`` on a batch of one new delivery (business entity ``n``),
+    which must reach the target. Ingress puts the delivery on every target's queue; only this
+    target's copy is processed, the others are drained before their own target's run."""
     from junction_local.events import sqs_event
+    from junction_local.provision import processor_role
 
-    name = f"{integration.name}/processor"
-    pair = stack.resources.queues[integration.name]
-    _drain(stack.sqs, pair.url)  # what earlier ingress runs left
-    before = effects(stack.runtime, sample.target)
+    role = processor_role(target)
+    name = f"{integration.name}/{role}"
+    pair = stack.resources.queue(integration, target)
+    for url in stack.resources.queue_urls(integration):
+        _drain(stack.sqs, url)  # what earlier ingress and other targets' runs left
+    before = effects(stack.runtime, target.name)
     body = sample.body(n)
     delivery_id = f"bench-processor-{uuid.uuid4()}"
     enqueuer.send(body, sample.headers(body, delivery_id))
@@ -671,24 +695,24 @@ def processor_run(integration: Integration, sample: Sample, stack: Stack, enqueu
         raise BenchmarkError(f"{name}: the sample message did not come back from the queue: {messages!r}")
     run, response = run_child(
         stack.python,
-        integration.processor_handler,
+        PROCESSOR_HANDLER,
         sqs_event(messages, queue_arn=pair.arn, region=REGION),
-        stack.function_env(integration, "processor"),
-        name=f"junction-{STAGE}-{integration.name}-processor",
-        timeout=integration.processor.timeout_seconds,
-        memory=integration.processor.memory_mb,
+        stack.function_env(integration, role),
+        name=function_name(STAGE, integration, role),
+        timeout=target.processor.timeout_seconds,
+        memory=target.processor.memory_mb,
         cwd=stack.cwd,
     )
     if response != {"batchItemFailures": []}:
         raise BenchmarkError(f"{name}: expected no batch item failures, got {response!r}")
-    after = effects(stack.runtime, sample.target)
+    after = effects(stack.runtime, target.name)
     if after != before + 1:
         raise BenchmarkError(
-            f"{name}: the processor answered, but the {sample.target} stand-in has {after - before} new effects, not 1"
+            f"{name}: the processor answered, but the {target.name} stand-in has {after - before} new effects, not 1"
         )
     # What Lambda's event source does after a successful batch.
     stack.sqs.delete_message(QueueUrl=pair.url, ReceiptHandle=messages[0]["ReceiptHandle"])
-    run.outcome = f"{sample.target} effect {after}"
+    run.outcome = f"{target.name} effect {after}"
     return run
 
 
@@ -696,8 +720,18 @@ def _ingress_round(integration: Integration, sample: Sample, stack: Stack, round
     return ingress_run(integration, sample, stack)
 
 
-def _processor_round(integration: Integration, sample: Sample, stack: Stack, enqueuer: Enqueuer, round_: int) -> Run:
-    return processor_run(integration, sample, stack, enqueuer, round_ + 1)  # entity 0 is the ingress's sample
+def _processor_round(
+    integration: Integration, k: int, sample: Sample, stack: Stack, enqueuer: Enqueuer, round_: int
+) -> Run:
+    """Target ``k``'s run of a round, on an entity no run has sent before (entity 0 is the ingress's sample)."""
+    n = 1 + round_ * len(integration.targets) + k
+    return processor_run(integration, integration.targets[k], sample, stack, enqueuer, n)
+
+
+def not_measured(integrations: tuple[Integration, ...]) -> list[str]:
+    """Processors without a sample: a scheduled integration's messages come from its poller, after a
+    change at the polled source, and no stand-in declaration makes such a change generically yet."""
+    return [f"{i.name}/{t.name}-processor" for i in integrations if i.webhook is None for t in i.targets]
 
 
 def bench(
@@ -711,7 +745,8 @@ def bench(
 
 
 def _bench(runs: int, warmup: int, *, bytecode: bool, as_bundled: bool, runtime: Deployed | None) -> dict[str, Any]:
-    _check_declared(INTEGRATIONS)
+    measurable = tuple(i for i in INTEGRATIONS if i.webhook is not None)
+    _check_declared(measurable)
     load_before = os.getloadavg()[0]
     python = runtime.python if runtime else sys.executable
     with local_stack(INTEGRATIONS, as_bundled=as_bundled, runtime=runtime) as stack:
@@ -721,16 +756,19 @@ def _bench(runs: int, warmup: int, *, bytecode: bool, as_bundled: bool, runtime:
             "python -S -c pass": ([python, "-S", "-c", "pass"], []),
         }
         measured: list[tuple[FunctionResult, Callable[[int], Run]]] = []
-        for integration in INTEGRATIONS:
+        for integration in measurable:
+            assert integration.ingress_handler is not None
             sample = Sample.of(integration, stack.runtime.sender(integration.name))
-            if integration.ingress_handler is not None:
-                ingress = FunctionResult(integration.name, "ingress", integration.ingress_handler, BUDGET_MS["ingress"])
-                measured.append((ingress, functools.partial(_ingress_round, integration, sample, stack)))
+            ingress = FunctionResult(integration.name, "ingress", integration.ingress_handler, BUDGET_MS["ingress"])
+            measured.append((ingress, functools.partial(_ingress_round, integration, sample, stack)))
             enqueuer = Enqueuer(integration, stack)
-            processor = FunctionResult(
-                integration.name, "processor", integration.processor_handler, BUDGET_MS["processor"]
-            )
-            measured.append((processor, functools.partial(_processor_round, integration, sample, stack, enqueuer)))
+            for k, target in enumerate(integration.targets):
+                processor = FunctionResult(
+                    integration.name, "processor", PROCESSOR_HANDLER, BUDGET_MS["processor"], target=target.name
+                )
+                measured.append(
+                    (processor, functools.partial(_processor_round, integration, k, sample, stack, enqueuer))
+                )
         for round_ in range(warmup + runs):
             if round_ == warmup and not bytecode and runtime is None:
                 drop_asset_bytecode(stack.pycache, stack.env, plain)
@@ -767,6 +805,7 @@ def _bench(runs: int, warmup: int, *, bytecode: bool, as_bundled: bool, runtime:
         "baseline_python_pass_ms": summary(baselines["python -c pass"][1]),
         "baseline_python_no_site_pass_ms": summary(baselines["python -S -c pass"][1]),
         "functions": [result.as_dict() for result, _ in measured],
+        "not_measured": not_measured(INTEGRATIONS),
     }
 
 
@@ -873,6 +912,11 @@ def render(report: dict[str, Any]) -> str:
     lines.append("")
     for f in report["functions"]:
         lines.append(f"{f['function']} imports: {', '.join(f.get('imports', [])) or '(standard library only)'}")
+    if report.get("not_measured"):
+        lines.append(
+            f"Not measured (scheduled: no sample message without a change at the polled source): "
+            f"{', '.join(report['not_measured'])}"
+        )
     if "imports" in report:
         lines += ["", "Import cost in a fresh interpreter (median):", ""]
         iw = max(len(i["snippet"]) for i in report["imports"])

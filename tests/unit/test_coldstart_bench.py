@@ -8,13 +8,14 @@ import re
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from functions.registry import INTEGRATIONS
-from shared.declaration import Integration
+from shared.declaration import PROCESSOR_HANDLER, Integration, ScheduleTrigger
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,9 +39,16 @@ def test_benchmark_reports_every_function_with_checked_responses() -> None:
     assert report["python"].startswith("3.13.")
     assert report["bytecode"] == "as shipped"
 
-    expected = {f"{i.name}/ingress" for i in INTEGRATIONS if i.webhook} | {f"{i.name}/processor" for i in INTEGRATIONS}
+    # Every webhook integration's ingress, and the processor of each of its targets.
+    webhooks = [i for i in INTEGRATIONS if i.webhook]
+    expected = {f"{i.name}/ingress" for i in webhooks}
+    expected |= {f"{i.name}/{t.name}-processor" for i in webhooks for t in i.targets}
     functions = {f["function"]: f for f in report["functions"]}
     assert set(functions) == expected
+    # A scheduled integration's processors are named as not measured, never silently left out.
+    assert report["not_measured"] == [
+        f"{i.name}/{t.name}-processor" for i in INTEGRATIONS if not i.webhook for t in i.targets
+    ]
     assert report["baseline_python_pass_ms"]["median"] > 0
     for name, figures in functions.items():
         assert figures["runs"] == 1
@@ -57,18 +65,22 @@ def test_benchmark_reports_every_function_with_checked_responses() -> None:
             assert figures["budget_ms"] == 150
         else:
             integration = next(i for i in INTEGRATIONS if i.name == figures["integration"])
+            target = integration.target(figures["target"])
+            assert figures["handler"] == PROCESSOR_HANDLER
             assert len(figures["outcomes"]) == 1
-            assert figures["outcomes"][0].startswith(f"{integration.target} effect ")
+            assert figures["outcomes"][0].startswith(f"{target.name} effect ")
             assert figures["budget_ms"] == 600
 
 
 def _stack() -> Any:
     from benchmarks import coldstart
-    from junction_local.provision import QueuePair, Resources
+    from junction_local.provision import QueuePair, Resources, queue_key
 
     resources = Resources("bench", idempotency_table="idem", state_table="state")
     for integration in INTEGRATIONS:
-        resources.queues[integration.name] = QueuePair("q", "arn:q", "dlq", "arn:dlq")
+        for target in integration.targets:
+            key = queue_key(integration, target)
+            resources.queues[key] = QueuePair(f"q:{key}", f"arn:q:{key}", f"dlq:{key}", f"arn:dlq:{key}")
     absent = {"ingress": "", "processor": ""}
     return coldstart.Stack(resources, runtime=None, sqs=None, python=[sys.executable], env={}, absent=absent)
 
@@ -97,7 +109,6 @@ def test_samples_come_from_the_source_declaration_and_verify(integration: Integr
         headers = Headers(sample.headers(body, f"delivery-{n}"))
         verified = verifier.verify(headers, body, ["local-secret"], now=time.time(), tolerance=300)
         assert verified.delivery_id == f"delivery-{n}"
-    assert sample.target == integration.target
 
 
 def test_the_benchmark_names_no_provider() -> None:
@@ -105,7 +116,7 @@ def test_the_benchmark_names_no_provider() -> None:
     from junction_local.standins import _MODULES
 
     code = (REPO / "benchmarks" / "coldstart.py").read_text(encoding="utf-8").lower()
-    systems = set(_MODULES) | {i.source for i in INTEGRATIONS} | {i.target for i in INTEGRATIONS}
+    systems = set(_MODULES) | {i.source for i in INTEGRATIONS} | {t.name for i in INTEGRATIONS for t in i.targets}
     named = sorted(system for system in systems if re.search(rf"\b{re.escape(system.lower())}\b", code))
     assert named == []
     assert "tests/events" not in code
@@ -116,7 +127,8 @@ def test_every_declared_target_counts_its_effects() -> None:
     from junction_local.standins import target
 
     for integration in INTEGRATIONS:
-        assert target(integration.target).effect_count, integration.target
+        for t in integration.targets:
+            assert target(t.name).effect_count, t.name
 
 
 def test_a_target_without_a_new_effect_stops_the_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,7 +152,14 @@ def test_a_target_without_a_new_effect_stops_the_benchmark(monkeypatch: pytest.M
     stack.sqs = Sqs()
     integration = next(i for i in INTEGRATIONS if i.webhook)
     with pytest.raises(coldstart.BenchmarkError, match="0 new effects, not 1"):
-        coldstart.processor_run(integration, _sample(integration), stack, Enqueuer(), 1)  # type: ignore[arg-type]
+        coldstart.processor_run(
+            integration,
+            integration.targets[0],
+            _sample(integration),
+            stack,
+            Enqueuer(),  # type: ignore[arg-type]
+            1,
+        )
 
 
 def test_a_wrong_ingress_response_stops_the_benchmark(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,3 +231,111 @@ def test_verdict_compares_the_median_with_the_budget(median: float, budget: floa
         result.runs.append(coldstart.Run(cold, 10.0, 100.0, 10.0, 20_000, "202"))
     assert result.verdict == verdict
     assert result.as_dict()["verdict"] == verdict
+
+
+def test_each_target_runs_the_generic_processor_on_its_own_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The child imports PROCESSOR_HANDLER and learns its integration and target from the
+    environment, as deployed; the batch comes from that target's queue, the effect from its stand-in."""
+    from benchmarks import coldstart
+    from junction_local.provision import QueuePair, queue_key
+    from junction_local.runtime import STAGE
+
+    webhook = next(i for i in INTEGRATIONS if i.webhook)
+    first = webhook.targets[0]
+    two = replace(webhook, targets=(first, replace(first, name="second", max_concurrency=2)))
+    stack = _stack()
+    for t in two.targets:
+        key = queue_key(two, t)
+        stack.resources.queues[key] = QueuePair(f"q:{key}", f"arn:q:{key}", f"dlq:{key}", f"arn:dlq:{key}")
+    received: list[str] = []
+    children: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+
+    class Sqs:
+        def receive_message(self, **params: Any) -> dict[str, Any]:
+            if not params.get("WaitTimeSeconds"):
+                return {}
+            received.append(params["QueueUrl"])
+            return {"Messages": [{"MessageId": "m", "Body": sent[-1], "ReceiptHandle": "r"}]}
+
+        def delete_message(self, **params: Any) -> None:
+            pass
+
+    class Enqueuer:
+        def send(self, body: bytes, headers: dict[str, str]) -> None:
+            sent.append(json.dumps(headers))
+
+    def child(python: list[str], handler: str, event: dict[str, Any], env: dict[str, str], **kw: Any) -> Any:
+        children.append({"handler": handler, "env": env, **kw})
+        counts[env["JUNCTION_TARGET"]] = counts.get(env["JUNCTION_TARGET"], 0) + 1
+        return coldstart.Run(1.0, 1.0, 1.0, 1.0, 1, ""), {"batchItemFailures": []}
+
+    sent: list[str] = []
+    stack.sqs = Sqs()
+    monkeypatch.setattr(coldstart, "run_child", child)
+    monkeypatch.setattr(coldstart, "effects", lambda runtime, system: counts.get(system, 0))
+    for k, target in enumerate(two.targets):
+        run = coldstart._processor_round(two, k, _sample(two), stack, Enqueuer(), 0)  # type: ignore[arg-type]
+        assert run.outcome == f"{target.name} effect 1"
+    assert received == [f"q:{queue_key(two, t)}" for t in two.targets]
+    for target, called in zip(two.targets, children, strict=True):
+        assert called["handler"] == PROCESSOR_HANDLER
+        assert called["env"]["JUNCTION_INTEGRATION"] == two.name
+        assert called["env"]["JUNCTION_TARGET"] == target.name
+        assert called["env"]["JUNCTION_QUEUE_URL"] == f"q:{queue_key(two, target)}"
+        assert called["name"] == f"junction-{STAGE}-{two.name}-{target.name}-processor"
+        assert called["timeout"] == target.processor.timeout_seconds
+        assert called["memory"] == target.processor.memory_mb
+
+
+def test_every_processor_run_sends_a_new_entity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Targets share the ingress's deliveries: a run never re-sends an entity an earlier run of any
+    target sent (its effect might already exist), and entity 0 is the ingress's."""
+    from benchmarks import coldstart
+
+    seen: list[tuple[str, int]] = []
+
+    def run(integration: Integration, target: Any, sample: Any, stack: Any, enqueuer: Any, n: int) -> Any:
+        seen.append((target.name, n))
+        return coldstart.Run(1.0, 1.0, 1.0, 1.0, 1, "")
+
+    monkeypatch.setattr(coldstart, "processor_run", run)
+    webhook = next(i for i in INTEGRATIONS if i.webhook)
+    two = replace(webhook, targets=(webhook.targets[0], replace(webhook.targets[0], name="second")))
+    for round_ in range(3):
+        for k in range(len(two.targets)):
+            coldstart._processor_round(two, k, None, None, None, round_)  # type: ignore[arg-type]
+    assert [n for _, n in seen] == list(range(1, 7))
+    assert [t for t, _ in seen] == [webhook.targets[0].name, "second"] * 3
+
+
+def test_scheduled_processors_are_reported_as_not_measured() -> None:
+    from benchmarks import coldstart
+
+    webhook = next(i for i in INTEGRATIONS if i.webhook)
+    scheduled = replace(
+        webhook,
+        name="polled",
+        trigger=ScheduleTrigger("rate(5 minutes)"),
+        targets=(webhook.targets[0], replace(webhook.targets[0], name="second")),
+    )
+    assert coldstart.not_measured((webhook, scheduled)) == [
+        f"polled/{webhook.targets[0].name}-processor",
+        "polled/second-processor",
+    ]
+    report = {
+        "runs": 1,
+        "warmup": 0,
+        "bytecode": "cached",
+        "packages": "as bundled",
+        "interpreter": "python -S -c",
+        "python": "3",
+        "cpus": 2,
+        "load_average_1m": {"before": 0.0, "after": 0.0},
+        "baseline_python_pass_ms": {"median": 30.0, "min": 30.0, "max": 30.0},
+        "baseline_python_no_site_pass_ms": {"median": 10.0, "min": 10.0, "max": 10.0},
+        "functions": [],
+        "not_measured": coldstart.not_measured((scheduled,)),
+    }
+    assert "Not measured" in coldstart.render(report) and "polled/second-processor" in coldstart.render(report)
+    assert "Not measured" not in coldstart.render({**report, "not_measured": []})
