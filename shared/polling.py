@@ -387,9 +387,12 @@ class Poller:
         for change in fresh:
             seen[change.key] = [_norm(change.stamp), change.fingerprint]
         newest = max(filter(None, (cursor.position, high)), default=None)
-        seen = self._window(seen, newest)
         if page.next is not None:
+            # The pass's later pages are still read from the window of the position it started
+            # at: keep that window's keys until the pass ends.
+            seen = self._window(seen, cursor.position or newest)
             return replace(cursor, next=page.next, pass_high=high, seen=seen)
+        seen = self._window(seen, newest)
         return replace(cursor, position=newest, next=None, pass_high=None, seen=seen, caught_up_at=started)
 
     def _window(self, seen: dict[str, list[str]], newest: str | None) -> dict[str, list[str]]:
