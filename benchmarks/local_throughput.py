@@ -2,12 +2,14 @@
 
 Starts the embedded default (``junction_local.runtime.LocalRuntime``), sends ``--events`` signed
 webhooks of the integration's source (events made by its stand-in from the sample payloads) at
-``--rate`` per second from ``--senders`` threads over keep-alive HTTP, and waits until the target
-stand-in holds every one and the queue has nothing left to deliver. Prints:
-- sustained events/s end to end (first webhook sent -> last event received by the target);
+``--rate`` per second from ``--senders`` threads over keep-alive HTTP, and waits until every
+target stand-in of the integration holds every one and the target queues have nothing left to
+deliver. Prints:
+- sustained events/s end to end (first webhook sent -> last event received by the slowest target);
 - webhook acknowledgement latency p50 / p99 / max (the sender's view, HTTP round trip);
 - loss (events accepted but never received) and duplicates (received more than once).
-The target stand-in ignores Idempotency-Key (as SAP Business One does), so a duplicate would show.
+The target stand-ins count unique references next to their effects, and the ERP's ignores
+Idempotency-Key (as SAP Business One does), so a duplicate would show.
 API Gateway throttling is switched off: the declared 50 req/s route throttle would otherwise
 be what is measured. Exit status 1 if anything was lost or duplicated.
 """
@@ -23,6 +25,9 @@ from pathlib import Path
 
 from functions.registry import get
 from junction_local.runtime import LocalRuntime, wait_for
+from junction_local.standins import target as target_standin
+
+UNIQUE = "unique_references"  # the count a target stand-in's summary keeps of distinct events
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -39,6 +44,10 @@ def main() -> int:
     parser.add_argument("--integration", default="shop-orders-to-erp")
     args = parser.parse_args()
     integration = get(args.integration)
+    if integration.webhook is None:
+        parser.error(f"{integration.name} has no webhook: this benchmark sends webhooks")
+    systems = [t.name for t in integration.targets]
+    counts = {system: target_standin(system).effect_count for system in systems}
 
     state_dir = Path(".junction") / "bench"
     print(f"starting the local runtime ({state_dir}) ...", flush=True)
@@ -82,37 +91,45 @@ def main() -> int:
         accepted = statuses.get(202, 0)
         print(f"sent {args.events} webhooks in {sent_in:.1f}s; answers: {dict(sorted(statuses.items()))}", flush=True)
 
-        summary = runtime.target_summary(integration.target)
         deadline = started + args.timeout
-        while summary["unique_references"] < accepted and time.monotonic() < deadline:
+        for system in systems:
+            if UNIQUE not in runtime.target_summary(system):
+                print(f"the {system} stand-in's summary has no {UNIQUE!r}: duplicates could not be told")
+                return 1
+        while (
+            min(runtime.target_summary(system)[UNIQUE] for system in systems) < accepted and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
-            summary = runtime.target_summary(integration.target)
         finished = time.monotonic() - started
         # A duplicate could still come from a message in hand or waiting out a retry: count only
-        # once the queue has nothing left to deliver.
+        # once the queues have nothing left to deliver.
         wait_for(lambda: runtime.settled(integration.name), timeout=max(1.0, deadline - time.monotonic()))
-        summary = runtime.target_summary(integration.target)
+        summaries = {system: runtime.target_summary(system) for system in systems}
         cpu = {name: _cpu_seconds(p.pid) for name, p in runtime.processes.items()}
         calls = runtime.aws_calls()
         batches = sum(
-            int(runtime.host_state(host)["invocations"][integration.name])
+            int(count)
             for host in runtime.state["hosts"]
             if host.startswith("workers-")
+            for count in runtime.host_state(host)["invocations"].values()
         )
         cpu["load generator"] = time.process_time() - cpu_before
 
     if not acks:
         print(f"no webhook was answered: see {state_dir}/logs/")
         return 1
-    delivered, unique = summary["orders"], summary["unique_references"]
-    lost = accepted - unique
-    duplicates = delivered - unique
+    delivered = sum(summaries[system][counts[system]] for system in systems)
+    unique = min(summaries[system][UNIQUE] for system in systems)
+    lost = sum(accepted - summaries[system][UNIQUE] for system in systems)
+    duplicates = sum(summaries[system][counts[system]] - summaries[system][UNIQUE] for system in systems)
     throughput = unique / finished if finished else 0.0
+    names = ", ".join(systems)
     print()
-    print(f"Junction local runtime, end to end (webhook -> ingress -> SQS -> processor -> {integration.target})")
+    print(f"Junction local runtime, end to end (webhook -> ingress -> SQS -> processor -> {names})")
     print(f"  events offered      {args.events} at {args.rate:.0f}/s from {args.senders} senders")
     print(f"  accepted (202)      {accepted}")
-    print(f"  delivered           {unique} unique events to the {integration.target} in {finished:.2f}s")
+    for system in systems:
+        print(f"  delivered           {summaries[system][UNIQUE]} unique events to the {system} in {finished:.2f}s")
     print(f"  sustained           {throughput:.0f} events/s end to end")
     print(
         f"  ack latency         p50 {percentile(acks, 50):.1f} ms   p99 {percentile(acks, 99):.1f} ms   "

@@ -36,10 +36,11 @@ from junction_local.standins.shop import ShopStandIn, make_order
 from shared.webhooks import shopify
 
 INTEGRATION = "shop-orders-to-erp"
+ERP = get(INTEGRATION).target("erp")  # the integration's one target: its queue and retry policy
 POISON_SKU = "GHOST-MUG"
 TIME_SCALE = 1 / 30
 # What the receive-count policy this replaced did: dead-letter at the queue's maxReceiveCount.
-OLD_MAX_RECEIVES = get(INTEGRATION).queue.max_receive_count
+OLD_MAX_RECEIVES = ERP.queue.max_receive_count
 console = Console()
 
 
@@ -188,7 +189,7 @@ class Demo:
         console.print(
             f"The old policy gave up on a message at its {OLD_MAX_RECEIVES}th receive (about 5.5 minutes at deployed "
             f"speed; here, with the policy {1 / TIME_SCALE:.0f}x faster, about a minute). Now the declared horizon "
-            f"counts: {get(INTEGRATION).retry.horizon_seconds // 3600} h from the first attempt."
+            f"counts: {ERP.retry.horizon_seconds // 3600} h from the first attempt."
         )
         ids = [1040 + n for n in range(4)]
         for order_id in ids:

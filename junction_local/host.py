@@ -375,6 +375,24 @@ def share(target: Target, k: int, n: int) -> int:
     return base + (1 if k < extra else 0)
 
 
+def event_sources(state: dict[str, Any], k: int, n: int) -> list[EventSource]:
+    """Worker process ``k`` of ``n``'s share of every event source mapping: one per target queue
+    of every integration, invoking that target's processor. A poller has none (its schedule
+    invokes it)."""
+    return [
+        EventSource(
+            i,
+            t,
+            state["functions"][i.name][processor_role(t)],
+            state["queues"][queue_key(i, t)]["arn"],
+            state["region"],
+            share(t, k, n),
+        )
+        for i in INTEGRATIONS
+        for t in i.targets
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Host the integrations' functions locally")
     parser.add_argument("--role", choices=["gateway", "workers"], required=True)
@@ -411,18 +429,7 @@ def main() -> None:
         gateway.server.shutdown()
         return
     k, n = (int(x) for x in args.share.split("/"))
-    sources = [
-        EventSource(
-            i,
-            t,
-            state["functions"][i.name][processor_role(t)],
-            state["queues"][queue_key(i, t)]["arn"],
-            state["region"],
-            share(t, k, n),
-        )
-        for i in INTEGRATIONS
-        for t in i.targets
-    ]
+    sources = event_sources(state, k, n)
     scheduler = Scheduler(state, state["region"], enabled=k == 0)  # each schedule fires in one process only
     for source in sources:
         source.start()

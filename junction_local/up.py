@@ -42,11 +42,19 @@ def main() -> int:
     try:
         console.print("[bold green]Junction is running locally.[/bold green]")
         for integration in INTEGRATIONS:
+            targets = ", ".join(t.name for t in integration.targets)
             if integration.webhook:
-                console.print(f"  {integration.name}: POST {runtime.webhook_url(integration.name)}")
+                console.print(f"  {integration.name} (to {targets}): POST {runtime.webhook_url(integration.name)}")
                 console.print(f"    {integration.source} webhook secret: {runtime.webhook_secret(integration.name)}")
-        for system in runtime.state["targets"]:
-            console.print(f"  {system} stand-in: {runtime.target_url(system)}/_standin/state (what it received)")
+            if integration.schedule:
+                console.print(
+                    f"  {integration.name} ({integration.source} to {targets}): polled on "
+                    f"{integration.schedule.expression}; poll now: "
+                    f"curl -X POST {runtime.state['workers']}/_local/schedules/{integration.name}",
+                    soft_wrap=True,
+                )
+        for system, urls in runtime.state["targets"].items():
+            console.print(f"  {system} stand-in: {urls['control_url']}/state (what it holds)")
         for integration in INTEGRATIONS:
             if integration.webhook:
                 _example(runtime, integration.name)

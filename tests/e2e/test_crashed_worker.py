@@ -23,7 +23,8 @@ ORDERS = 40
 VISIBILITY_TIMEOUT = 10  # longer than a batch takes here, far shorter than 6x 30 s
 # An attempt cut off mid-call has an unknown outcome: the processor may wait the settle time
 # before it trusts a lookup that finds nothing.
-PATIENCE = VISIBILITY_TIMEOUT + get(INTEGRATION).retry.settle_seconds + 60
+PATIENCE = VISIBILITY_TIMEOUT + get(INTEGRATION).target("erp").retry.settle_seconds + 60
+QUEUE = f"{INTEGRATION}/erp"  # how the hosts name the target's event source
 
 
 def test_a_worker_killed_mid_batch_is_replaced_and_every_order_lands_exactly_once(tmp_path: Path) -> None:
@@ -41,7 +42,7 @@ def test_a_worker_killed_mid_batch_is_replaced_and_every_order_lands_exactly_onc
 
         def a_worker_holds_a_batch() -> bool:
             for name in workers:
-                count = int(local.host_state(name)["in_hand"][INTEGRATION])
+                count = int(local.host_state(name)["in_hand"][QUEUE])
                 if count > 0:
                     in_hand[name] = count
                     return True

@@ -22,7 +22,7 @@ from shared.webhooks import shopify
 INTEGRATION = "shop-orders-to-erp"
 # After an attempt whose outcome is unknown, the processor trusts a lookup that finds nothing
 # only once the settle time has passed: recovery after an outage (or a redrive) may take that long.
-AFTER_SETTLE = get(INTEGRATION).retry.settle_seconds + 60
+AFTER_SETTLE = get(INTEGRATION).target("erp").retry.settle_seconds + 60
 
 
 def erp_refs(runtime: LocalRuntime) -> Counter[str]:
@@ -198,7 +198,8 @@ def test_the_claim_check_bucket_exists_and_every_function_knows_it(runtime: Loca
 
     bucket = runtime.state["payload_bucket"]
     assert bucket == "junction-local-payloads"
-    assert {env["JUNCTION_PAYLOAD_BUCKET"] for env in runtime.state["functions"].values()} == {bucket}
+    envs = [env for roles in runtime.state["functions"].values() for env in roles.values()]
+    assert {env["JUNCTION_PAYLOAD_BUCKET"] for env in envs} == {bucket}
     s3 = boto3.client(
         "s3",
         endpoint_url=runtime.state["endpoints"]["default"],
