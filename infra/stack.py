@@ -221,8 +221,9 @@ def poll_event_age_seconds(integration: Integration) -> int:
 
 
 def poll_lag_threshold_seconds(integration: Integration) -> int:
-    """The cursor lag (``Poll_lag_seconds``) that alarms: three schedule periods, at least 15 minutes,
-    so one slow or skipped run does not page anyone; a cron schedule (no fixed period): 1 hour."""
+    """The cursor lag (``Poll_lag_seconds``: how long ago a run last read the source to its end) that
+    alarms: three schedule periods, at least 15 minutes, so one slow or skipped run does not page
+    anyone; a cron schedule (no fixed period): 1 hour."""
     assert integration.schedule is not None
     interval = schedule_interval_seconds(integration.schedule.expression)
     return 3600 if interval is None else max(3 * interval, POLL_LAG_FLOOR_SECONDS)
@@ -943,8 +944,8 @@ class JunctionStack(Stack):
         self._alarm(
             f"{cid}PollLag",
             f"{prefix}-lag",
-            f"{i.name}: the newest change read from {i.source} is more than {threshold // 60} minutes old: "
-            "the poller is falling behind its source, or not running.",
+            f"{i.name}: the poller last read {i.source} to its end more than {threshold // 60} minutes ago: "
+            "it is falling behind (a backlog longer than its runs) or its runs keep failing.",
             self._junction_metric(i, "Poll_lag_seconds", Duration.minutes(15), statistic="Maximum"),
             threshold=threshold,
             above=True,
