@@ -49,7 +49,7 @@ class Secrets:
 
     def put_json(self, secret_id: str, value: dict[str, Any]) -> None:
         """Write a new version of a secret (a rotated OAuth refresh token) through Powertools
-        (UpdateSecret), and keep it cached as the current value."""
+        (PutSecretValue), and keep it cached as the current value."""
         try:
             self.provider.set(secret_id, value)
         except Exception as exc:  # Powertools re-raises the SDK's errors as they come
