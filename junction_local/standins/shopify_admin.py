@@ -31,7 +31,7 @@ from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -50,6 +50,9 @@ from graphql import (
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    TypeInfo,
+    TypeInfoVisitor,
+    Visitor,
     build_schema,
     execute_sync,
     get_named_type,
@@ -59,6 +62,7 @@ from graphql import (
     is_list_type,
     parse,
     validate,
+    visit,
 )
 from graphql.execution.values import VariableValues, get_argument_values, get_variable_values
 from graphql.utilities import get_operation_ast
@@ -121,6 +125,21 @@ DEFAULT_LOCATION_NAME = "Warehouse PL"
 VARIANT_BASE = 44_000_000_000  # variant and inventory item numbers never coincide, as in a real shop
 ITEM_BASE = 46_000_000_000
 UNAUTHORIZED = "[API] Invalid API key or access token (unrecognized login or wrong password)"
+# Bulk query operations (sources in docs/shopify-contract.md): from 2026-01 five may run at a time
+# per app and shop; results are kept for a week; a query has 10 days to complete. The processing
+# rate is the stand-in's own (Shopify states none): 100,000 variants in about two seconds.
+MAX_BULK_QUERIES = 5
+BULK_URL_TTL = 7 * 24 * 3600.0
+BULK_QUERY_MAX_SECONDS = 10 * 24 * 3600.0
+BULK_OBJECTS_PER_SECOND = 50_000.0
+MAX_BULK_CONNECTIONS = 5
+MAX_BULK_CONNECTION_DEPTH = 3  # a top-level connection and two levels nested under it
+BULK_ERROR_CODES = ("ACCESS_DENIED", "INTERNAL_SERVER_ERROR", "TIMEOUT")
+BULK_MODES = {
+    "ok": "bulk queries run at `objects_per_second`",
+    "hold": "bulk queries make no progress (they stay RUNNING) until the mode changes",
+    "fail": "bulk queries fail with `error_code` once `fail_after` objects are processed",
+}
 TOO_MANY = "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service."
 DOCS_RATE_LIMITS = "https://shopify.dev/api/usage/rate-limits"
 
@@ -136,6 +155,7 @@ _API_PATH = re.compile(r"^/admin/api/(?P<version>[^/]+)/graphql\.json$")
 _GID = re.compile(r"^gid://shopify/(?P<type>[A-Za-z]+)/(?P<number>[0-9]+)(?:\?.*)?$")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:.+$")
 _RELEASE = re.compile(r"^[0-9]{4}-(01|04|07|10)$")
+_BULK_FILE = re.compile(r"^/_standin/bulk/(?P<number>[0-9]+)(?P<partial>-partial)?\.jsonl$")
 
 
 # -- the schema subset ---------------------------------------------------------------------------
@@ -212,6 +232,20 @@ input InventorySetQuantitiesInput {{
   name: String! reason: String! referenceDocumentUri: String quantities: [InventoryQuantityInput!]!
   {"ignoreCompareQuantity: Boolean = false" if legacy else ""}
 }}
+scalar UnsignedInt64
+enum BulkOperationStatus {{ CANCELED CANCELING COMPLETED CREATED EXPIRED FAILED RUNNING }}
+enum BulkOperationErrorCode {{ {" ".join(BULK_ERROR_CODES)} }}
+enum BulkOperationType {{ MUTATION QUERY }}
+enum BulkOperationUserErrorCode {{ INVALID LIMIT_REACHED OPERATION_IN_PROGRESS }}
+type BulkOperation implements Node {{
+  completedAt: DateTime createdAt: DateTime! errorCode: BulkOperationErrorCode fileSize: UnsignedInt64 id: ID!
+  objectCount: UnsignedInt64! partialDataUrl: URL query: String! rootObjectCount: UnsignedInt64!
+  status: BulkOperationStatus! type: BulkOperationType! url: URL
+}}
+type BulkOperationUserError {{ code: BulkOperationUserErrorCode field: [String!] message: String! }}
+type UserError {{ field: [String!] message: String! }}
+type BulkOperationRunQueryPayload {{ bulkOperation: BulkOperation userErrors: [BulkOperationUserError!]! }}
+type BulkOperationCancelPayload {{ bulkOperation: BulkOperation userErrors: [UserError!]! }}
 type Query {{
   node(id: ID!): Node
   nodes(ids: [ID!]!): [Node]!
@@ -221,8 +255,15 @@ type Query {{
   productVariants({page_args}): ProductVariantConnection!
   location(id: ID): Location
   locations({page_args}, includeInactive: Boolean = false): LocationConnection!
+  bulkOperation(id: ID!): BulkOperation
+  currentBulkOperation(type: BulkOperationType = QUERY): BulkOperation
+    @deprecated(reason: "Use `bulkOperation(id:)` or `bulkOperations` instead.")
 }}
-type Mutation {{ inventorySetQuantities(input: InventorySetQuantitiesInput!): InventorySetQuantitiesPayload }}
+type Mutation {{
+  inventorySetQuantities(input: InventorySetQuantitiesInput!): InventorySetQuantitiesPayload
+  bulkOperationRunQuery(query: String!, groupObjects: Boolean! = false): BulkOperationRunQueryPayload
+  bulkOperationCancel(id: ID!): BulkOperationCancelPayload
+}}
 """
 
 
@@ -338,6 +379,52 @@ class _Request:
 
     version: str
     hold: float = 0.0
+    token: str = ""  # the app: buckets and bulk operations are per app and shop
+
+
+@dataclass
+class BulkBehaviour:
+    mode: str = "ok"  # see BULK_MODES
+    error_code: str = "INTERNAL_SERVER_ERROR"
+    fail_after: int = 0  # fail: objects processed before the operation fails
+
+
+@dataclass
+class _BulkOperation:
+    number: int
+    token: str
+    query: str
+    created: float  # the stand-in's clock
+    created_wall: datetime
+    total: int  # objects the query selects (taken when it is created)
+    lines: list[bytes] | None = None  # the JSONL file's lines, once prepared
+    status: str = "CREATED"
+    progress: float = 0.0  # objects processed
+    progress_at: float = 0.0
+    finished_at: float | None = None
+    error_code: str | None = None
+    _body: bytes | None = None
+
+    def body(self, partial: bool) -> bytes:
+        lines = self.lines or []
+        if partial:
+            return b"".join(lines[: int(self.progress)])
+        if self._body is None:
+            self._body = b"".join(lines)
+        return self._body
+
+
+# A bulk query's node, projected to a JSONL line: (response key, value of (variant, sku, item)).
+_Projection = list[tuple[str, Callable[[int, "str | None", int], Any]]]
+
+
+@dataclass
+class _BulkPlan:
+    """What a bulk query over ``productVariants`` asks for: the search, the order and the fields."""
+
+    search: str | None
+    reverse: bool
+    fields: _Projection
 
 
 @dataclass
@@ -358,10 +445,12 @@ class ShopifyAdminStandIn:
         maximum_available: float = MAXIMUM_AVAILABLE,
         restore_rate: float = RESTORE_RATE,
         location_name: str = DEFAULT_LOCATION_NAME,
+        bulk_objects_per_second: float = BULK_OBJECTS_PER_SECOND,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if maximum_available <= 0 or restore_rate <= 0:
-            raise ValueError("maximum_available and restore_rate must be positive")
+        if maximum_available <= 0 or restore_rate <= 0 or bulk_objects_per_second <= 0:
+            raise ValueError("maximum_available, restore_rate and bulk_objects_per_second must be positive")
+        self.bulk_objects_per_second = float(bulk_objects_per_second)
         self.access_token = access_token
         self.maximum_available = float(maximum_available)
         self.restore_rate = float(restore_rate)
@@ -419,6 +508,9 @@ class ShopifyAdminStandIn:
             self._groups = itertools.count(1)
             self._flaky = random.Random(0)
             self.behaviour = Behaviour()
+            self.bulk_behaviour = BulkBehaviour()
+            self._bulk: dict[int, _BulkOperation] = {}
+            self._bulk_numbers = itertools.count(1)
             self._counts = dict.fromkeys(
                 (
                     "requests",
@@ -431,6 +523,9 @@ class ShopifyAdminStandIn:
                     "quantities_set",
                     "rejected_by_behaviour",
                     "graphql_errors",
+                    "bulk_operations",
+                    "bulk_refused",
+                    "bulk_downloads",
                 ),
                 0,
             )
@@ -558,8 +653,73 @@ class ShopifyAdminStandIn:
         with self._lock:
             return [key for key, record in self._keys.items() if record.state == "in_progress"]
 
+    def lookup(self, skus: Sequence[str], *, location_id: str = DEFAULT_LOCATION_ID) -> dict[str, Any]:
+        """Available per sku at the location (None: not stocked there), and the skus the shop
+        does not know: a point read for benchmarks and tests, cheap on a large catalogue."""
+        with self._lock:
+            location = self._location_number(location_id)
+            found: dict[str, int | None] = {}
+            unknown: list[str] = []
+            for sku in skus:
+                variants = self._by_sku.get(sku)
+                if variants is None:
+                    unknown.append(sku)
+                else:
+                    found[sku] = self._levels.get((self._variants[variants[0]].item, location))
+            return {"quantities": found, "unknown": unknown}
+
+    def set_bulk_behaviour(
+        self,
+        mode: str = "ok",
+        *,
+        error_code: str = "INTERNAL_SERVER_ERROR",
+        fail_after: int = 0,
+        objects_per_second: float | None = None,
+    ) -> None:
+        """How bulk queries progress from now on (running ones too): see BULK_MODES."""
+        if mode not in BULK_MODES:
+            raise ValueError(f"unknown bulk mode {mode!r}; one of {sorted(BULK_MODES)}")
+        if error_code not in BULK_ERROR_CODES:
+            raise ValueError(f"error_code must be one of {', '.join(BULK_ERROR_CODES)}")
+        if fail_after < 0 or (objects_per_second is not None and objects_per_second <= 0):
+            raise ValueError("fail_after must not be negative and objects_per_second must be positive")
+        with self._lock:
+            now = self.now()
+            for operation in self._bulk.values():  # progress so far counts at the old pace
+                self._advance_bulk(operation, now)
+            self.bulk_behaviour = BulkBehaviour(mode, error_code, fail_after)
+            if objects_per_second is not None:
+                self.bulk_objects_per_second = float(objects_per_second)
+
+    def bulk_operations(self) -> list[dict[str, Any]]:
+        """Every bulk operation as it stands now, oldest first."""
+        with self._lock:
+            now = self.now()
+            found = []
+            for number, operation in sorted(self._bulk.items()):
+                self._advance_bulk(operation, now)
+                found.append(
+                    {
+                        "id": gid("BulkOperation", number),
+                        "status": operation.status,
+                        "objectCount": int(operation.progress),
+                        "total": operation.total,
+                        "errorCode": operation.error_code,
+                    }
+                )
+            return found
+
     def limits(self) -> dict[str, float]:
         return {"maximum_available": self.maximum_available, "restore_rate": self.restore_rate}
+
+    def bulk_limits(self) -> dict[str, Any]:
+        return {
+            "max_bulk_queries": MAX_BULK_QUERIES,
+            "objects_per_second": self.bulk_objects_per_second,
+            "url_ttl_seconds": BULK_URL_TTL,
+            "max_query_seconds": BULK_QUERY_MAX_SECONDS,
+            "behaviour": dict(self.bulk_behaviour.__dict__),
+        }
 
     def summary(self) -> dict[str, Any]:
         """Counts only: cheap enough to poll while a large catalogue is synchronised."""
@@ -570,6 +730,7 @@ class ShopifyAdminStandIn:
                 "locations": len(self._locations),
                 "idempotency_keys": len(self._keys),
                 "limits": self.limits(),
+                "bulk": self.bulk_limits(),
             }
 
     def state(self) -> dict[str, Any]:
@@ -581,6 +742,7 @@ class ShopifyAdminStandIn:
                 "behaviour": dict(self.behaviour.__dict__),
                 "limits": self.limits(),
                 "counts": dict(self._counts),
+                "bulk_operations": self.bulk_operations(),
             }
 
     def _count(self, name: str, by: int = 1) -> None:
@@ -619,6 +781,9 @@ class ShopifyAdminStandIn:
     def handle(
         self, method: str, path: str, headers: Mapping[str, str], raw: bytes
     ) -> tuple[int, dict[str, str], bytes]:
+        download = _BULK_FILE.match(path)
+        if download:
+            return self._download(method, int(download.group("number")), bool(download.group("partial")))
         if path.startswith("/_standin/"):
             status, payload = self._control(method, path, raw)
             return status, {}, json.dumps(payload).encode()
@@ -762,7 +927,7 @@ class ShopifyAdminStandIn:
             schema,
             document,
             root_value=root,
-            context_value=_Request(version, hold if is_mutation else 0.0),
+            context_value=_Request(version, hold if is_mutation else 0.0, token),
             variable_values=variables,
             operation_name=operation_name,
         )
@@ -856,13 +1021,15 @@ class ShopifyAdminStandIn:
             "quantities": quantities,
         }
 
-    def _node(self, value: str) -> dict[str, Any] | None:
+    def _node(self, value: str, token: str = "") -> dict[str, Any] | None:
         match = _GID.match(value)
         if not match:
             raise GraphQLError(f"Invalid global id '{value}'", extensions={"code": "argumentLiteralsIncompatible"})
         number = int(match.group("number"))
         with self._lock:
             kind = match.group("type")
+            if kind == "BulkOperation":
+                return self._bulk_node(number, token)
             if kind == "ProductVariant":
                 return self._variant_obj(number)
             if kind == "InventoryItem":
@@ -899,9 +1066,27 @@ class ShopifyAdminStandIn:
             with self._lock:
                 return self._location_obj(1 if id is None else (gid_number(id, "Location") or 0))
 
+        def bulk_operation(info: Any, id: str) -> dict[str, Any] | None:
+            number = gid_number(id, "BulkOperation")
+            if number is None:
+                if not _GID.match(id):
+                    raise GraphQLError(f"Invalid global id '{id}'", extensions={"code": "argumentLiteralsIncompatible"})
+                return None
+            with self._lock:
+                return self._bulk_node(number, info.context.token)
+
+        def current_bulk_operation(info: Any, type: str = "QUERY") -> dict[str, Any] | None:
+            if type != "QUERY":
+                return None  # the stand-in runs no bulk mutations
+            with self._lock:
+                mine = [n for n, op in self._bulk.items() if op.token == info.context.token]
+                return self._bulk_node(max(mine), info.context.token) if mine else None
+
         return {
-            "node": lambda _info, id: self._node(id),
-            "nodes": lambda _info, ids: [self._node(i) for i in ids],
+            "node": lambda info, id: self._node(id, info.context.token),
+            "nodes": lambda info, ids: [self._node(i, info.context.token) for i in ids],
+            "bulkOperation": bulk_operation,
+            "currentBulkOperation": current_bulk_operation,
             "inventoryItem": lambda _info, id: self._node_of(id, "InventoryItem", self._item_obj),
             "productVariant": lambda _info, id: self._node_of(id, "ProductVariant", self._variant_obj),
             "productVariants": variants,
@@ -1000,7 +1185,11 @@ class ShopifyAdminStandIn:
 
     # -- the mutation --------------------------------------------------------------------------
     def _mutation_root(self) -> dict[str, Any]:
-        return {"inventorySetQuantities": self._set_quantities_field}
+        return {
+            "inventorySetQuantities": self._set_quantities_field,
+            "bulkOperationRunQuery": self._run_bulk_query,
+            "bulkOperationCancel": self._cancel_bulk,
+        }
 
     def _set_quantities_field(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
         request: _Request = info.context
@@ -1218,6 +1407,148 @@ class ShopifyAdminStandIn:
             )
         return None
 
+    # -- bulk query operations -------------------------------------------------------------------
+    def _run_bulk_query(self, info: Any, query: str, groupObjects: bool = False) -> dict[str, Any]:
+        """Validate the query, take one of the app's bulk slots and start the operation; the
+        JSONL lines are prepared before the answer, the file appears as the operation completes."""
+        token: str = info.context.token
+        plan = _bulk_plan(info.schema, query)
+        if isinstance(plan, list):
+            self._count("bulk_refused")
+            return {"bulkOperation": None, "userErrors": [_user_error("INVALID", ["query"], m) for m in plan]}
+        with self._lock:
+            now = self.now()
+            running = []
+            for number, operation in sorted(self._bulk.items()):
+                if operation.token == token:
+                    self._advance_bulk(operation, now)
+                    if operation.status in ("CREATED", "RUNNING", "CANCELING"):
+                        running.append(gid("BulkOperation", number))
+            if len(running) >= MAX_BULK_QUERIES:
+                self._counts["bulk_refused"] += 1
+                message = f"A bulk query operation for this app and shop is already in progress: {', '.join(running)}."
+                return {"bulkOperation": None, "userErrors": [_user_error("OPERATION_IN_PROGRESS", None, message)]}
+            try:
+                numbers = self._filter(plan.search, self._variant_numbers, self._variants_by_term)
+            except GraphQLError as exc:
+                self._counts["bulk_refused"] += 1
+                return {"bulkOperation": None, "userErrors": [_user_error("INVALID", ["query"], exc.message)]}
+            if plan.reverse:
+                numbers = numbers[::-1]
+            rows = [(n, self._variants[n].sku, self._variants[n].item) for n in numbers]
+            number = next(self._bulk_numbers)
+            operation = _BulkOperation(number, token, query, now, datetime.now(UTC), len(rows), progress_at=now)
+            self._bulk[number] = operation
+            self._counts["bulk_operations"] += 1
+        lines = [_jsonl_line(plan.fields, *row) for row in rows]  # outside the lock: 100k lines take a while
+        with self._lock:
+            operation.lines = lines
+            operation.progress_at = max(operation.progress_at, self.now())
+            return {"bulkOperation": self._bulk_obj(operation), "userErrors": []}
+
+    def _cancel_bulk(self, info: Any, id: str) -> dict[str, Any]:
+        number = gid_number(id, "BulkOperation")
+        with self._lock:
+            operation = self._bulk.get(number) if number is not None else None
+            if operation is None or operation.token != info.context.token:
+                return {
+                    "bulkOperation": None,
+                    "userErrors": [{"field": ["id"], "message": "Bulk operation not found."}],
+                }
+            self._advance_bulk(operation, self.now())
+            if operation.status not in ("CREATED", "RUNNING"):
+                message = f"A bulk operation cannot be canceled when it is {operation.status.lower()}."
+                return {"bulkOperation": self._bulk_obj(operation), "userErrors": [{"field": None, "message": message}]}
+            operation.status = "CANCELING"  # canceled by the next look at it
+            return {"bulkOperation": self._bulk_obj(operation), "userErrors": []}
+
+    def _advance_bulk(self, op: _BulkOperation, now: float) -> None:
+        """Bring an operation up to ``now`` (under the lock): objects processed at the declared
+        rate, then COMPLETED, FAILED (behaviour ``fail``, or 10 days gone) or EXPIRED a week on."""
+        if op.status == "COMPLETED" and op.finished_at is not None and now >= op.finished_at + BULK_URL_TTL:
+            op.status = "EXPIRED"
+        if op.status in ("COMPLETED", "EXPIRED", "FAILED", "CANCELED"):
+            return
+        if op.status == "CANCELING":
+            op.status, op.finished_at = "CANCELED", now
+            return
+        if op.lines is None:
+            return  # still being prepared
+        op.status = "RUNNING"
+        behaviour = self.bulk_behaviour
+        rate = 0.0 if behaviour.mode == "hold" else self.bulk_objects_per_second
+        deadline = op.created + BULK_QUERY_MAX_SECONDS
+        goal = float(op.total if behaviour.mode != "fail" else min(op.total, behaviour.fail_after))
+        if rate > 0 and op.progress + (min(now, deadline) - op.progress_at) * rate >= goal:
+            op.finished_at = op.progress_at + max(0.0, goal - op.progress) / rate
+            op.progress = goal
+            if behaviour.mode == "fail":
+                op.status, op.error_code = "FAILED", behaviour.error_code
+            else:
+                op.status = "COMPLETED"
+        elif now >= deadline:
+            op.progress += max(0.0, deadline - op.progress_at) * rate
+            op.status, op.error_code, op.finished_at = "FAILED", "TIMEOUT", deadline
+        else:
+            op.progress = min(float(op.total), op.progress + max(0.0, now - op.progress_at) * rate)
+            op.progress_at = now
+
+    def _bulk_node(self, number: int, token: str) -> dict[str, Any] | None:
+        operation = self._bulk.get(number)
+        if operation is None or operation.token != token:
+            return None
+        self._advance_bulk(operation, self.now())
+        return self._bulk_obj(operation)
+
+    def _bulk_url(self, operation: _BulkOperation, partial: bool) -> str:
+        return f"{self.root_url}/_standin/bulk/{operation.number}{'-partial' if partial else ''}.jsonl"
+
+    def _bulk_obj(self, op: _BulkOperation) -> dict[str, Any]:
+        """The operation as the API shows it (under the lock, after ``_advance_bulk``)."""
+        count = int(op.progress)
+        url = self._bulk_url(op, False) if op.status in ("COMPLETED", "EXPIRED") and op.total else None
+        partial = self._bulk_url(op, True) if op.status == "FAILED" and count else None
+        finished = None
+        if op.finished_at is not None and op.status in ("COMPLETED", "EXPIRED"):
+            finished = (op.created_wall + timedelta(seconds=op.finished_at - op.created)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "__typename": "BulkOperation",
+            "id": gid("BulkOperation", op.number),
+            "status": op.status,
+            "errorCode": op.error_code,
+            "createdAt": op.created_wall.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "completedAt": finished,
+            "objectCount": str(count),
+            "rootObjectCount": str(count),
+            "fileSize": str(len(op.body(False))) if url else None,
+            "url": url,
+            "partialDataUrl": partial,
+            "query": op.query,
+            "type": "QUERY",
+        }
+
+    def _download(self, method: str, number: int, partial: bool) -> tuple[int, dict[str, str], bytes]:
+        """A result file, as the storage behind Shopify's signed URLs serves it: no access token,
+        gone a week after the operation finished (``ExpiredToken``)."""
+        if method != "GET":
+            return 405, {"Allow": "GET", "Content-Type": "application/xml"}, _storage_error("MethodNotAllowed")
+        with self._lock:
+            operation = self._bulk.get(number)
+            if operation is not None:
+                self._advance_bulk(operation, self.now())
+            finished = operation.finished_at if operation is not None else None
+            ready = operation is not None and (
+                (partial and operation.status == "FAILED" and int(operation.progress) > 0)
+                or (not partial and operation.status in ("COMPLETED", "EXPIRED") and operation.total > 0)
+            )
+            if operation is None or finished is None or not ready:
+                return 404, {"Content-Type": "application/xml"}, _storage_error("NoSuchKey")
+            if self.now() >= finished + BULK_URL_TTL:
+                return 400, {"Content-Type": "application/xml"}, _storage_error("ExpiredToken")
+            body = operation.body(partial)
+            self._counts["bulk_downloads"] += 1
+        return 200, {"Content-Type": "application/jsonl"}, body
+
     # -- control ---------------------------------------------------------------------------------
     def _control(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:
         if method == "GET" and path == "/_standin/state":
@@ -1274,6 +1605,20 @@ class ShopifyAdminStandIn:
         if path == "/_standin/access-token":
             self.set_access_token(str(body["access_token"]))
             return 200, {"rotated": True}
+        if path == "/_standin/lookup":
+            skus = body.get("skus")
+            if not isinstance(skus, list) or not all(isinstance(s, str) for s in skus):
+                raise ValueError("skus must be a list of strings")
+            return 200, self.lookup(skus, location_id=str(body.get("location_id", DEFAULT_LOCATION_ID)))
+        if path == "/_standin/bulk/behaviour":
+            rate = body.get("objects_per_second")
+            self.set_bulk_behaviour(
+                str(body.get("mode", "ok")),
+                error_code=str(body.get("error_code", "INTERNAL_SERVER_ERROR")),
+                fail_after=_strict_int(body.get("fail_after", 0), "fail_after"),
+                objects_per_second=None if rate is None else float(rate),
+            )
+            return 200, self.bulk_limits()
         return 404, {"error": "unknown control endpoint"}
 
 
@@ -1483,6 +1828,166 @@ class _Analyser:
         return False
 
 
+# -- bulk queries: what Shopify checks before it runs one, and the stand-in's export ----------------
+_VARIANT_FIELDS: dict[str, Callable[[int, str | None, int], Any]] = {
+    "__typename": lambda _v, _sku, _item: "ProductVariant",
+    "id": lambda v, _sku, _item: gid("ProductVariant", v),
+    "sku": lambda _v, sku, _item: sku,
+    "title": lambda _v, _sku, _item: "Default Title",
+    "displayName": lambda _v, sku, _item: f"{sku or 'Untitled'} - Default Title",
+}
+_ITEM_FIELDS: dict[str, Callable[[int, str | None, int], Any]] = {
+    "__typename": lambda _v, _sku, _item: "InventoryItem",
+    "id": lambda _v, _sku, item: gid("InventoryItem", item),
+    "sku": lambda _v, sku, _item: sku,
+    "tracked": lambda _v, _sku, _item: True,
+}
+
+
+class _Connections(Visitor):
+    """Counts a document's connection fields and how deep they nest."""
+
+    def __init__(self, type_info: TypeInfo) -> None:
+        super().__init__()
+        self.type_info = type_info
+        self.count = 0
+        self.depth = 0
+        self.deepest = 0
+        self._stack: list[bool] = []
+
+    def enter_field(self, *_: Any) -> None:
+        field_type = self.type_info.get_type()
+        named = get_named_type(field_type) if field_type is not None else None
+        is_connection = named is not None and named.name.endswith("Connection")
+        self._stack.append(is_connection)
+        if is_connection:
+            self.count += 1
+            self.depth += 1
+            self.deepest = max(self.deepest, self.depth)
+
+    def leave_field(self, *_: Any) -> None:
+        if self._stack.pop():
+            self.depth -= 1
+
+
+def _selected(
+    selection_set: SelectionSetNode | None, fragments: Mapping[str, FragmentDefinitionNode]
+) -> list[FieldNode]:
+    """The fields of a selection, through its fragments (validation has checked they apply)."""
+    found: list[FieldNode] = []
+    for selection in selection_set.selections if selection_set else ():
+        if isinstance(selection, FieldNode):
+            found.append(selection)
+        elif isinstance(selection, InlineFragmentNode):
+            found.extend(_selected(selection.selection_set, fragments))
+        elif isinstance(selection, FragmentSpreadNode) and selection.name.value in fragments:
+            found.extend(_selected(fragments[selection.name.value].selection_set, fragments))
+    return found
+
+
+def _nested(inner: _Projection) -> Callable[[int, str | None, int], Any]:
+    def make(variant: int, sku: str | None, item: int) -> dict[str, Any]:
+        return {key: value(variant, sku, item) for key, value in inner}
+
+    return make
+
+
+def _projection(
+    selection_set: SelectionSetNode | None,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    known: Mapping[str, Callable[[int, str | None, int], Any]],
+    problems: list[str],
+) -> _Projection:
+    fields: _Projection = []
+    for node in _selected(selection_set, fragments):
+        name = node.name.value
+        key = node.alias.value if node.alias else name
+        if name in known:
+            fields.append((key, known[name]))
+        elif name == "inventoryItem" and known is _VARIANT_FIELDS:
+            inner = _projection(node.selection_set, fragments, _ITEM_FIELDS, problems)
+            fields.append((key, _nested(inner)))
+        else:
+            problems.append(f"The stand-in's bulk export of productVariants does not include the field {name}.")
+    return fields
+
+
+def _bulk_plan(schema: GraphQLSchema, query: str) -> _BulkPlan | list[str]:
+    """The plan of a bulk query, or why it is refused (messages for ``userErrors``): Shopify's
+    rules (a single query operation, one top-level field that is not node/nodes, one to five
+    connections nested at most two levels), then the shape the stand-in exports."""
+    try:
+        document = parse(query)
+    except GraphQLError as exc:
+        return [f"Invalid bulk query: {exc.message}"]
+    problems = validate(schema, document)
+    if problems:
+        return [f"Invalid bulk query: {e.message}" for e in problems]
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if len(operations) != 1 or operations[0].operation != OperationType.QUERY:
+        return ["A bulk query must hold exactly one query operation."]
+    operation = operations[0]
+    if operation.variable_definitions:
+        return ["A bulk query cannot take variables."]
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    top = [f for f in _selected(operation.selection_set, fragments) if f.name.value != "__typename"]
+    if len({f.alias.value if f.alias else f.name.value for f in top}) != 1:
+        return ["A bulk query must select a single top-level field."]
+    root = top[0]
+    if root.name.value in ("node", "nodes"):
+        return ["The top-level node and nodes fields can't be used in a bulk query."]
+    type_info = TypeInfo(schema)
+    connections = _Connections(type_info)
+    visit(document, TypeInfoVisitor(type_info, connections))
+    if connections.count == 0:
+        return ["A bulk query must contain at least one connection."]
+    if connections.count > MAX_BULK_CONNECTIONS:
+        return [f"A bulk query can contain at most {MAX_BULK_CONNECTIONS} connections."]
+    if connections.deepest > MAX_BULK_CONNECTION_DEPTH:
+        return ["A bulk query can nest connections at most two levels deep."]
+    if root.name.value != "productVariants":
+        return [f"The stand-in runs bulk queries over productVariants, not {root.name.value}."]
+    field = schema.query_type.fields["productVariants"] if schema.query_type else None
+    if field is None:
+        return ["The stand-in runs bulk queries over productVariants only."]
+    args = get_argument_values(field, root, None)
+    if args.get("after") is not None or args.get("before") is not None:
+        return ["The stand-in's bulk queries read every variant: after and before are not supported."]
+    problems_found: list[str] = []
+    node_selections: list[SelectionSetNode | None] = []
+    for part in _selected(root.selection_set, fragments):
+        if part.name.value == "nodes":
+            node_selections.append(part.selection_set)
+        elif part.name.value == "edges":
+            node_selections.extend(
+                e.selection_set for e in _selected(part.selection_set, fragments) if e.name.value == "node"
+            )
+    fields: _Projection = []
+    for selection in node_selections:  # cursor and pageInfo are ignored, as Shopify ignores them
+        fields.extend(_projection(selection, fragments, _VARIANT_FIELDS, problems_found))
+    if problems_found:
+        return problems_found
+    if not fields:
+        return ["A bulk query over productVariants must select fields of the variants."]
+    return _BulkPlan(args.get("query"), bool(args.get("reverse")), list(dict(fields).items()))
+
+
+def _jsonl_line(fields: _Projection, variant: int, sku: str | None, item: int) -> bytes:
+    doc = {key: make(variant, sku, item) for key, make in fields}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def _storage_error(code: str) -> bytes:
+    messages = {
+        "NoSuchKey": "The specified key does not exist.",
+        "ExpiredToken": "Invalid argument.",
+        "MethodNotAllowed": "The specified method is not allowed against this resource.",
+    }
+    return (
+        f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{messages[code]}</Message></Error>"
+    ).encode()
+
+
 def _actual_cost(analysis: _Analysis, data: dict[str, Any] | None) -> int:
     """What a request really cost: connections and lists priced by what they returned."""
     if data is None:
@@ -1574,6 +2079,9 @@ def main() -> None:
     parser.add_argument("--maximum-available", type=float, default=MAXIMUM_AVAILABLE, help="bucket size (points)")
     parser.add_argument("--restore-rate", type=float, default=RESTORE_RATE, help="points restored per second")
     parser.add_argument("--location-name", default=DEFAULT_LOCATION_NAME)
+    parser.add_argument(
+        "--bulk-objects-per-second", type=float, default=BULK_OBJECTS_PER_SECOND, help="bulk query processing rate"
+    )
     parser.add_argument("--seed", type=int, default=0, help="variants to create at start (skus SKU-000001...)")
     args = parser.parse_args()
     sys.setswitchinterval(0.0005)
@@ -1583,6 +2091,7 @@ def main() -> None:
         maximum_available=args.maximum_available,
         restore_rate=args.restore_rate,
         location_name=args.location_name,
+        bulk_objects_per_second=args.bulk_objects_per_second,
     )
     if args.seed:
         standin.seed_catalogue(args.seed)
