@@ -796,15 +796,18 @@ def status_command(
 ) -> None:
     """Each poller's cursor, lag, last run, lease and failed runs in the last hour."""
     chosen = scheduled(integration)
+    if not chosen:
+        if as_json:
+            typer.echo("[]")
+        else:
+            out().print("no scheduled integrations", markup=False)
+        return
     options = global_options(ctx)
     stack, clients = options.target, options.clients
     now = time.time()
     rows = [sync_status(clients.dynamodb, stack.stage, i, now=now) for i in chosen]
     if as_json:
         typer.echo(json.dumps([r.as_json() for r in rows], indent=2, default=str))
-        return
-    if not rows:
-        out().print("no scheduled integrations", markup=False)
         return
     table = Table(title=f"Sync ({stack.kind}, stage {stack.stage})")
     for column in ("integration", "cursor", "version", "lag", "last run", "outcome", "pages", "changes", "error"):

@@ -591,3 +591,9 @@ def test_backfill_on_aws_invokes_the_poller_asynchronously(stack: Stack, monkeyp
     assert json.loads(calls[0]["Payload"])["detail"]["integration"] == STOCK.name
     assert "invoked asynchronously (request req-1)" in text
     assert stack.cursor().position == "2024-04-01T12:00:00"
+
+
+def test_status_without_scheduled_integrations_needs_no_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "INTEGRATIONS", (WEBHOOK_INTEGRATION,))
+    assert "no scheduled integrations" in ok(cli("status", env={"JUNCTION_STAGE": None}))
+    assert json.loads(ok(cli("status", "--json", env={"JUNCTION_STAGE": None}))) == []
