@@ -965,7 +965,6 @@ def backfill_command(
     console = out()
     queues = Queues(clients.sqs, stack.stage, chosen)
     dlq_before = queues.dead_letters() if wait and not dry_run else {}
-    started = time.time()  # runs from here on are the backfill's (one holding the lease now is refused)
     what = f"from {position}" if position else "from the start (every key)"
     moved = _move_cursor(
         ctx,
@@ -980,6 +979,7 @@ def backfill_command(
     if moved is None:
         return
     change, who = moved
+    started = time.time()  # runs from the cursor write on are the backfill's
     console.print(pacing(chosen), markup=False, soft_wrap=True)
     schedule = chosen.schedule
     assert schedule is not None
