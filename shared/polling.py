@@ -85,6 +85,12 @@ class Rejected:
     error: str
     item: Any
     key: str | None = None
+    stamp: str | None = None  # the source's change stamp, when it could be read
+
+    def marker(self, fallback_stamp: str) -> Change:
+        """The rejection as a change of its own key, so that a timestamp cursor's lookback does not
+        dead-letter the same bad item again on every run that re-reads it."""
+        return Change(f"!rejected:{self.key or ''}", self.stamp or fallback_stamp, {"item": self.item})
 
 
 @dataclass(frozen=True)
@@ -326,9 +332,10 @@ class Poller:
                     cursor, self.schedule.page_size, lookback, timeout=min(30.0, seconds_left() - 10)
                 )
                 fresh, skipped = self._fresh(cursor, page.changes) if timestamped else (page.changes, 0)
-                self._send(run_id, result.pages, fresh, page.rejected, read_at)
+                rejected, markers = self._fresh_rejected(cursor, page.rejected) if timestamped else (page.rejected, [])
+                self._send(run_id, result.pages, fresh, rejected, read_at)
                 new = (
-                    self._advance(cursor, page, fresh, started)
+                    self._advance(cursor, page, fresh + markers, started)
                     if timestamped
                     else self._advance_token(cursor, page, started)
                 )
@@ -339,7 +346,7 @@ class Poller:
                 cursor = replace(new, version=cursor.version + 1)
                 result.pages += 1
                 result.changes += len(fresh)
-                result.rejected += len(page.rejected)
+                result.rejected += len(rejected)
                 result.skipped += skipped
                 if page.next is None:
                     result.outcome = "caught_up"
@@ -377,6 +384,14 @@ class Poller:
             batch_seen[change.key] = change.fingerprint
             fresh.append(change)
         return fresh, skipped
+
+    def _fresh_rejected(self, cursor: CursorState, rejected: list[Rejected]) -> tuple[list[Rejected], list[Change]]:
+        """The rejections not already sent within the window, and their markers for the cursor."""
+        fallback = cursor.position or "1970-01-01T00:00:00"
+        markers = [r.marker(fallback) for r in rejected]
+        kept_markers, _ = self._fresh(cursor, markers)
+        kept = {id(m) for m in kept_markers}
+        return [r for r, m in zip(rejected, markers, strict=True) if id(m) in kept], kept_markers
 
     def _advance(self, cursor: CursorState, page: Page, fresh: list[Change], started: float) -> CursorState:
         seen = dict(cursor.seen)

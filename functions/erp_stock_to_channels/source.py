@@ -41,8 +41,15 @@ class ErpStockSource:
                 changes.append(stock_change(item))
             except ValidationFailed as exc:
                 key = item.get("ItemCode") if isinstance(item, dict) else None
-                rejected.append(Rejected("malformed_item", exc.message, item, str(key) if key else None))
+                rejected.append(Rejected("malformed_item", exc.message, item, str(key) if key else None, _stamp(item)))
         return Page(changes, rejected, next=page.next_link)
+
+
+def _stamp(item: Any) -> str | None:
+    try:
+        return item_version(item)
+    except ValidationFailed:
+        return None
 
 
 def stock_change(item: dict[str, Any]) -> Change:

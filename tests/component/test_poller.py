@@ -387,13 +387,6 @@ def test_a_malformed_item_is_rejected_to_every_target_and_the_rest_go_on(make_ri
     assert rig.cursor().position is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a rejected item carries no stamp, so the poller cannot tell a re-read from a new "
-    "rejection: the date-only filter re-reads it, and it is dead-lettered again, on every run of "
-    "its day. Needs the source to stamp Rejected (item_version when readable) and the poller to "
-    "window and deduplicate rejected items like changes.",
-)
 def test_a_malformed_item_is_rejected_once_not_on_every_run_that_re_reads_it(make_rig: MakeRig) -> None:
     # Each rejected message goes straight to the target's DLQ: one a minute per bad item all
     # day floods the DLQ that pages the operator.
