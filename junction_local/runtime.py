@@ -454,7 +454,10 @@ class LocalRuntime:
         failed or the integration has no schedule."""
         if get(integration_name).schedule is None:
             raise ValueError(f"{integration_name} has no schedule")
-        url = f"{self.state['hosts']['workers-0']}/_local/schedules/{integration_name}"
+        workers = self.state["hosts"].get("workers-0")
+        if not workers:
+            raise RuntimeError("no function hosts run (LocalRuntime(functions=False)): nothing can poll")
+        url = f"{workers}/_local/schedules/{integration_name}"
         request = urllib.request.Request(url, data=b"", method="POST")  # noqa: S310 - 127.0.0.1 only
         try:
             with urllib.request.urlopen(request, timeout=self._poller_timeout(integration_name)) as response:  # noqa: S310
