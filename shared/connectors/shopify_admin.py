@@ -7,6 +7,9 @@
 - ``read_available``: ``nodes(ids:)`` for up to 250 inventory items per call, their
   ``available`` quantity at one location.
 - ``variants``: every (sku, inventory item id), paging ``productVariants`` with cursors.
+- ``bulk_variants``: the same from one bulk query operation: Shopify reads the catalogue
+  asynchronously and we stream the JSONL file it writes. A run, a few status polls and the
+  download cost some tens of points where paging 100,000 variants costs about 200,000.
 
 Cost throttling: every answer carries ``extensions.cost.throttleStatus``, kept as
 ``last_throttle`` so a pacer can wait before it is throttled; a ``THROTTLED`` answer raises
@@ -34,6 +37,7 @@ from shared.errors import (
     CredentialsRejected,
     IdempotencyConflict,
     InProgressElsewhere,
+    JunctionError,
     RateLimited,
     TargetRejected,
     TargetUnavailable,
@@ -62,6 +66,10 @@ CONCURRENT = "IDEMPOTENCY_CONCURRENT_REQUEST"
 KEY_MISMATCH = "IDEMPOTENCY_KEY_PARAMETER_MISMATCH"
 PREVIOUS_FAILED = "IDEMPOTENCY_PREVIOUS_ATTEMPT_FAILED"
 THROTTLED = "THROTTLED"
+# bulkOperationRunQuery's user error codes when the app's bulk query slots are taken (five from
+# 2026-01); which of the two Shopify answers then is not documented.
+BULK_BUSY = frozenset({"OPERATION_IN_PROGRESS", "LIMIT_REACHED"})
+BULK_RUNNING = frozenset({"CREATED", "RUNNING"})
 
 _VERSION = re.compile(r"^([0-9]{4}-(01|04|07|10)|unstable)$")
 _LOCATION = re.compile(r"^gid://shopify/Location/[0-9]+$")
@@ -91,6 +99,33 @@ query Variants($first: Int!, $after: String) {
   productVariants(first: $first, after: $after) {
     nodes { id sku inventoryItem { id } }
     pageInfo { hasNextPage endCursor }
+  }
+}
+"""
+
+# A bulk query: no page size (Shopify ignores one), one JSONL line per variant.
+BULK_VARIANTS = "{ productVariants { edges { node { id sku inventoryItem { id } } } } }"
+
+RUN_BULK_QUERY = """
+mutation RunBulkQuery($query: String!) {
+  bulkOperationRunQuery(query: $query) {
+    bulkOperation { id status }
+    userErrors { field message code }
+  }
+}
+"""
+
+BULK_OPERATION = """
+query BulkOperation($id: ID!) {
+  bulkOperation(id: $id) { id status errorCode objectCount url partialDataUrl }
+}
+"""
+
+CANCEL_BULK_OPERATION = """
+mutation CancelBulkOperation($id: ID!) {
+  bulkOperationCancel(id: $id) {
+    bulkOperation { id status }
+    userErrors { field message }
   }
 }
 """
@@ -233,12 +268,15 @@ class ShopifyAdmin:
         return self.last_throttle.wait_seconds(cost, time.monotonic() - self._throttle_at)
 
     # -- transport -------------------------------------------------------------------------
-    def _post(self, body: bytes, ids: dict[str, str]) -> httpx.Response:
+    def _timeout(self) -> httpx.Timeout:
         bound = getattr(self._local, "timeout", None)
         configured = self.http.timeout
         read = configured.read or 10.0
         seconds = bound(read) if bound else read
-        timeout = httpx.Timeout(seconds, connect=min(seconds, configured.connect or 3.0))
+        return httpx.Timeout(seconds, connect=min(seconds, configured.connect or 3.0))
+
+    def _post(self, body: bytes, ids: dict[str, str]) -> httpx.Response:
+        timeout = self._timeout()
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -450,6 +488,120 @@ class ShopifyAdmin:
             item = node.get("inventoryItem") or {}
             if isinstance(sku, str) and sku.strip() and isinstance(item.get("id"), str):
                 yield sku, item["id"]
+
+    def bulk_variants(self, *, poll_seconds: float = 1.0, timeout: float = 600.0) -> Iterator[tuple[str, str]]:
+        """(sku, inventory item id) of every variant that has a sku, read by one bulk query.
+
+        Iterating runs the query, polls it every ``poll_seconds`` until it completes and streams
+        the result file line by line. Raises ``InProgressElsewhere`` when the app's bulk query
+        slots are taken, ``TargetUnavailable`` when the operation fails, is canceled or expires,
+        or has not completed after ``timeout`` seconds (it is then canceled, freeing its slot),
+        ``CredentialsRejected`` when it fails for want of access scopes, ``TargetRejected`` when
+        Shopify refuses the query."""
+        if poll_seconds <= 0 or timeout <= 0:
+            raise ValueError("poll_seconds and timeout must be positive")
+        return self._bulk_variants(poll_seconds, timeout)
+
+    def _bulk_variants(self, poll_seconds: float, timeout: float) -> Iterator[tuple[str, str]]:
+        operation = self.start_bulk_query(BULK_VARIANTS)
+        url = self.wait_bulk_query(operation, poll_seconds=poll_seconds, timeout=timeout)
+        if url is None:
+            return  # the query selected nothing: Shopify writes no file
+        for doc in self.bulk_results(url):
+            sku = doc.get("sku")
+            item = doc.get("inventoryItem")
+            if isinstance(sku, str) and sku.strip() and isinstance(item, dict) and isinstance(item.get("id"), str):
+                yield sku, item["id"]
+
+    def start_bulk_query(self, query: str) -> str:
+        """Start a bulk query operation; its id. ``InProgressElsewhere`` when the app's bulk query
+        slots are taken (retry later), ``TargetRejected`` when Shopify refuses the query."""
+        data = self._paced(RUN_BULK_QUERY, {"query": query})
+        result = data.get("bulkOperationRunQuery")
+        if not isinstance(result, dict):
+            raise TargetUnavailable("Shopify answered without a bulk operation result", entity_ids={})
+        errors = [e for e in result.get("userErrors") or [] if isinstance(e, dict)]
+        codes = [str(e.get("code")) for e in errors]
+        details = {"target": TARGET, "codes": codes, "messages": [str(e.get("message")) for e in errors]}
+        if BULK_BUSY.intersection(codes):
+            raise InProgressElsewhere(
+                "Shopify is running as many bulk queries for this app as it allows", entity_ids={}, details=details
+            )
+        if errors:
+            raise TargetRejected(
+                "Shopify refused the bulk query: " + "; ".join(details["messages"]), entity_ids={}, details=details
+            )
+        operation = result.get("bulkOperation")
+        if not isinstance(operation, dict) or not isinstance(operation.get("id"), str):
+            raise TargetUnavailable("Shopify started no bulk operation and said why not", entity_ids={})
+        return str(operation["id"])
+
+    def wait_bulk_query(self, operation_id: str, *, poll_seconds: float = 1.0, timeout: float = 600.0) -> str | None:
+        """Poll ``bulkOperation(id:)`` until the operation completes: its result URL, or None when
+        it selected nothing. Errors as for ``bulk_variants``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            data = self._paced(BULK_OPERATION, {"id": operation_id})
+            operation = data.get("bulkOperation")
+            if not isinstance(operation, dict):
+                raise TargetUnavailable(
+                    "Shopify does not know the bulk operation", entity_ids={}, details={"operation": operation_id}
+                )
+            status = operation.get("status")
+            if status == "COMPLETED":
+                url = operation.get("url")
+                return url if isinstance(url, str) and url else None
+            details = {
+                "target": TARGET,
+                "operation": operation_id,
+                "status": status,
+                "error_code": operation.get("errorCode"),
+                "object_count": operation.get("objectCount"),
+            }
+            if status not in BULK_RUNNING:
+                if operation.get("errorCode") == "ACCESS_DENIED":
+                    raise CredentialsRejected(
+                        "Shopify's bulk query failed for want of access scopes: check the app's grants",
+                        entity_ids={},
+                        details=details,
+                    )
+                raise TargetUnavailable(f"Shopify's bulk query ended {status}", entity_ids={}, details=details)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._cancel_bulk_query(operation_id)
+                raise TargetUnavailable(
+                    f"Shopify's bulk query did not complete within {timeout:g} s", entity_ids={}, details=details
+                )
+            self._pause(min(poll_seconds, remaining))
+
+    def _cancel_bulk_query(self, operation_id: str) -> None:
+        """Free the slot of a bulk query we stopped waiting for; a failure here changes nothing
+        for the caller, who is told of the timeout either way."""
+        try:
+            self.graphql(CANCEL_BULK_OPERATION, {"id": operation_id})
+        except JunctionError:
+            pass
+
+    def bulk_results(self, url: str) -> Iterator[dict[str, Any]]:
+        """The objects of a bulk query's JSONL file, streamed a line at a time. The URL is signed:
+        no access token goes with it."""
+        try:
+            with self.http.stream("GET", url, headers={"Accept": "application/jsonl"}, timeout=self._timeout()) as got:
+                classify_response(got, entity_ids={}, target=TARGET)
+                for line in got.iter_lines():
+                    if not line.strip():
+                        continue
+                    try:
+                        doc = json.loads(line)
+                    except ValueError:
+                        doc = None
+                    if not isinstance(doc, dict):
+                        raise TargetUnavailable(
+                            "Shopify's bulk result holds a line that is not a JSON object", entity_ids={}
+                        )
+                    yield doc
+        except httpx.TransportError as exc:
+            raise transport_error(exc, entity_ids={}, target=TARGET) from exc
 
     def locations(self) -> list[tuple[str, str]]:
         """(location id, name) of every active location."""

@@ -17,11 +17,13 @@ from junction_local.standins.shopify_admin import (
     DEFAULT_LOCATION_ID,
     ITEM_BASE,
     LOCAL,
+    MAX_BULK_QUERIES,
     MAXIMUM_AVAILABLE,
     RESTORE_RATE,
     ShopifyAdminStandIn,
 )
 from shared.connectors.shopify_admin import (
+    BULK_VARIANTS,
     QuantityChange,
     SetResult,
     ShopifyAdmin,
@@ -431,6 +433,210 @@ def test_long_reads_wait_for_the_bucket_instead_of_being_throttled() -> None:
         assert set(client.read_available(ids, LOC).values()) == {3}  # 750 points per 250 items
 
         assert waits  # it waited for the bucket rather than give up halfway
+
+
+# -- bulk query operations ---------------------------------------------------------------------
+RUN_BULK = """
+mutation Run($query: String!) {
+  bulkOperationRunQuery(query: $query) { bulkOperation { id status } userErrors { field message code } }
+}
+"""
+BULK_STATUS = """
+query Status($id: ID!) {
+  bulkOperation(id: $id) { id status errorCode objectCount rootObjectCount fileSize url partialDataUrl completedAt }
+}
+"""
+
+
+def run_bulk(shop: ShopifyAdminStandIn, query: str = BULK_VARIANTS) -> dict[str, Any]:
+    return dict(post(shop, RUN_BULK, {"query": query}).json()["data"]["bulkOperationRunQuery"])
+
+
+def bulk_status(shop: ShopifyAdminStandIn, operation_id: str) -> dict[str, Any]:
+    """The operation once it has stopped running (a condition polled for, not a duration)."""
+    for _ in range(2000):
+        found = dict(post(shop, BULK_STATUS, {"id": operation_id}).json()["data"]["bulkOperation"])
+        if found["status"] not in ("CREATED", "RUNNING"):
+            return found
+        time.sleep(0.005)
+    raise AssertionError("the bulk operation did not finish")
+
+
+def test_a_bulk_read_returns_every_variant_with_a_sku_once(shop: ShopifyAdminStandIn) -> None:
+    shop.seed_catalogue(1200)
+    shop.add_variant(None)  # written to the file, skipped by the client
+    seen: list[httpx.Request] = []
+    client = ShopifyAdmin(settings(shop), httpx.Client(event_hooks={"request": [seen.append]}))
+
+    found = list(client.bulk_variants(poll_seconds=0.01))
+
+    assert len(found) == 1200 and len(set(found)) == 1200
+    assert dict(found) == {f"SKU-{n:06d}": shop.item_id(f"SKU-{n:06d}") for n in range(1, 1201)}
+    download = seen[-1]
+    assert (download.method, download.url.path) == ("GET", "/_standin/bulk/1.jsonl")
+    assert "X-Shopify-Access-Token" not in download.headers  # a signed URL: the token stays with the API
+    assert shop.bulk_operations() == [
+        {
+            "id": "gid://shopify/BulkOperation/1",
+            "status": "COMPLETED",
+            "objectCount": 1201,
+            "total": 1201,
+            "errorCode": None,
+        }
+    ]
+    assert (shop.summary()["bulk_operations"], shop.summary()["bulk_downloads"]) == (1, 1)
+
+
+def test_a_bulk_query_runs_asynchronously_and_writes_shopifys_jsonl(shop: ShopifyAdminStandIn) -> None:
+    shop.seed_catalogue(3)
+    started = post(shop, RUN_BULK, {"query": BULK_VARIANTS}).json()
+    operation = started["data"]["bulkOperationRunQuery"]["bulkOperation"]
+    assert operation["status"] == "CREATED" and operation["id"].startswith("gid://shopify/BulkOperation/")
+    assert started["extensions"]["cost"]["requestedQueryCost"] == 10  # a mutation, whatever it reads
+    polled = post(shop, BULK_STATUS, {"id": operation["id"]}).json()
+    assert polled["extensions"]["cost"]["requestedQueryCost"] == 1
+
+    done = bulk_status(shop, operation["id"])
+    body = httpx.get(done["url"])
+
+    assert done["status"] == "COMPLETED" and done["errorCode"] is None and done["partialDataUrl"] is None
+    assert (done["objectCount"], done["rootObjectCount"]) == ("3", "3")  # UnsignedInt64, as strings
+    assert done["fileSize"] == str(len(body.content))
+    assert body.status_code == 200
+    assert body.text.splitlines()[0] == (
+        '{"id":"gid://shopify/ProductVariant/44000000001","sku":"SKU-000001",'
+        '"inventoryItem":{"id":"gid://shopify/InventoryItem/46000000001"}}'
+    )
+    assert len(body.text.splitlines()) == 3
+    current = post(shop, "{ currentBulkOperation { id status } }").json()["data"]["currentBulkOperation"]
+    node_query = "query N($id: ID!) { node(id: $id) { ... on BulkOperation { status } } }"
+    node = post(shop, node_query, {"id": operation["id"]}).json()
+    assert current == {"id": operation["id"], "status": "COMPLETED"}
+    assert node["data"]["node"] == {"status": "COMPLETED"}
+
+    nothing = bulk_status(
+        shop, run_bulk(shop, '{ productVariants(query: "sku:NOPE") { nodes { id } } }')["bulkOperation"]["id"]
+    )
+    assert (nothing["status"], nothing["objectCount"], nothing["url"]) == ("COMPLETED", "0", None)  # no file
+
+
+def test_a_bulk_query_while_the_apps_slots_are_taken_is_in_progress_elsewhere(shop: ShopifyAdminStandIn) -> None:
+    shop.seed_catalogue(10)
+    shop.set_bulk_behaviour("hold")
+    client = admin(shop)
+    running = [client.start_bulk_query(BULK_VARIANTS) for _ in range(MAX_BULK_QUERIES)]  # five from 2026-01
+
+    with pytest.raises(InProgressElsewhere) as busy:
+        list(client.bulk_variants(poll_seconds=0.01))
+    refused = run_bulk(shop)
+
+    assert busy.value.details["codes"] == ["OPERATION_IN_PROGRESS"]
+    assert refused["bulkOperation"] is None
+    assert refused["userErrors"][0]["code"] == "OPERATION_IN_PROGRESS"
+    assert all(r in refused["userErrors"][0]["message"] for r in running)
+    assert [o["status"] for o in shop.bulk_operations()] == ["RUNNING"] * MAX_BULK_QUERIES
+
+    shop.set_bulk_behaviour("ok")
+    assert {bulk_status(shop, r)["status"] for r in running} == {"COMPLETED"}
+    assert len(list(client.bulk_variants(poll_seconds=0.01))) == 10  # a slot is free again
+
+
+def test_a_failed_bulk_query_is_unavailable_and_keeps_its_partial_data(shop: ShopifyAdminStandIn) -> None:
+    shop.seed_catalogue(1200)
+    shop.set_bulk_behaviour("fail", error_code="INTERNAL_SERVER_ERROR", fail_after=500)
+
+    with pytest.raises(TargetUnavailable) as failed:
+        list(admin(shop).bulk_variants(poll_seconds=0.01))
+
+    assert failed.value.details["status"] == "FAILED"
+    assert failed.value.details["error_code"] == "INTERNAL_SERVER_ERROR"
+    operation = bulk_status(shop, failed.value.details["operation"])
+    assert (operation["url"], operation["objectCount"]) == (None, "500")
+    partial = httpx.get(operation["partialDataUrl"])
+    assert partial.status_code == 200 and len(partial.text.splitlines()) == 500
+
+    shop.set_bulk_behaviour("fail", error_code="ACCESS_DENIED")
+    with pytest.raises(CredentialsRejected):  # missing access scopes: the app's grants need fixing
+        list(admin(shop).bulk_variants(poll_seconds=0.01))
+
+
+def test_a_bulk_query_not_done_in_time_is_canceled_and_unavailable(shop: ShopifyAdminStandIn) -> None:
+    shop.seed_catalogue(10)
+    shop.set_bulk_behaviour("hold")
+
+    with pytest.raises(TargetUnavailable) as late:
+        list(admin(shop).bulk_variants(poll_seconds=0.01, timeout=0.05))
+
+    assert late.value.details["status"] == "RUNNING"
+    assert [o["status"] for o in shop.bulk_operations()] == ["CANCELED"]  # its slot is free
+    with pytest.raises(ValueError):
+        admin(shop).bulk_variants(timeout=0)
+
+
+def test_bulk_queries_fail_after_ten_days_and_their_files_expire_after_a_week(shop: ShopifyAdminStandIn) -> None:
+    shop.seed_catalogue(5)
+    done = bulk_status(shop, run_bulk(shop)["bulkOperation"]["id"])
+    shop.set_bulk_behaviour("hold")
+    stuck = run_bulk(shop)["bulkOperation"]["id"]
+
+    shop.advance_clock(7 * 24 * 3600)
+
+    expired = httpx.get(done["url"])
+    assert expired.status_code == 400 and b"<Code>ExpiredToken</Code>" in expired.content
+    assert bulk_status(shop, done["id"])["status"] == "EXPIRED"
+    with pytest.raises(TargetRejected):
+        list(admin(shop).bulk_results(done["url"]))
+    assert httpx.get(f"{shop.root_url}/_standin/bulk/99.jsonl").status_code == 404
+
+    shop.advance_clock(3 * 24 * 3600)
+    timed_out = bulk_status(shop, stuck)
+    assert (timed_out["status"], timed_out["errorCode"]) == ("FAILED", "TIMEOUT")
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("{ productVariants { nodes { id price } } }", "Cannot query field 'price'"),  # validated like any query
+        ("{ productVariants { nodes { id } ", "Syntax Error"),
+        ('{ location(id: "gid://shopify/Location/1") { id } }', "at least one connection"),
+        ('{ nodes(ids: ["gid://shopify/ProductVariant/1"]) { id } }', "node and nodes"),
+        ("{ a: productVariants { nodes { id } } b: locations { nodes { id } } }", "single top-level field"),
+        ("mutation { bulkOperationCancel(id: 1) { userErrors { message } } }", "query operation"),
+        ("query V($q: String) { productVariants(query: $q) { nodes { id } } }", "variables"),
+        ("{ locations { nodes { id } } }", "productVariants, not locations"),  # beyond the stand-in
+        ("{ productVariants { nodes { id inventoryQuantity } } }", "does not include the field inventoryQuantity"),
+    ],
+)
+def test_a_bulk_query_shopify_would_refuse_is_an_invalid_user_error(
+    shop: ShopifyAdminStandIn, query: str, reason: str
+) -> None:
+    refused = run_bulk(shop, query)
+
+    assert refused["bulkOperation"] is None
+    assert [(e["code"], e["field"]) for e in refused["userErrors"]] == [("INVALID", ["query"])]
+    assert reason in refused["userErrors"][0]["message"]
+    with pytest.raises(TargetRejected) as rejected:
+        admin(shop).start_bulk_query(query)
+    assert rejected.value.details["codes"] == ["INVALID"]
+    assert shop.bulk_operations() == []
+
+
+def test_lookup_reads_quantities_by_sku(shop: ShopifyAdminStandIn) -> None:
+    shop.seed_catalogue(3, quantity=4)
+    shop.set_quantities({"SKU-000002": 9})
+    shop.add_variant("NOT-STOCKED", quantity=None)
+    lookup = f"{shop.root_url}/_standin/lookup"
+
+    found = httpx.post(lookup, json={"skus": ["SKU-000001", "SKU-000002", "NOT-STOCKED", "NOPE"]})
+
+    assert found.status_code == 200
+    assert found.json() == {
+        "quantities": {"SKU-000001": 4, "SKU-000002": 9, "NOT-STOCKED": None},
+        "unknown": ["NOPE"],
+    }
+    for body in ({}, {"skus": "SKU-000001"}, {"skus": [1]}, {"skus": [], "location_id": "gid://shopify/Location/9"}):
+        assert httpx.post(lookup, json=body).status_code == 400, body
+    assert shop.summary()["requests"] == 0  # not an API request: no cost, no behaviour
 
 
 # -- the target misbehaving --------------------------------------------------------------------
