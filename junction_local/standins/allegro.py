@@ -229,7 +229,7 @@ class AllegroStandIn:
             self._skew = 0.0
             self._offers: dict[str, Offer] = {}
             self._order: list[str] = []  # offer ids, ascending (Allegro lists them descending)
-            self._skus: set[str] = set()
+            self._by_sku: dict[str, str] = {}  # external id (the seller's SKU) -> offer id
             self._next_offer = 1
             self._commands: dict[str, dict[str, Command]] = {QUANTITY: {}, PUBLICATION: {}}
             self._queue: deque[Command] = deque()
@@ -278,7 +278,7 @@ class AllegroStandIn:
             raise ValueError(f"quantity must be an integer between 0 and {MAX_QUANTITY}")
         skus = [f"{prefix}{n:06d}" for n in range(1, count + 1)]
         with self._lock:
-            clash = next((s for s in skus if s in self._skus), None)
+            clash = next((s for s in skus if s in self._by_sku), None)
             if clash is not None:
                 raise ValueError(f"an offer with external id {clash!r} exists already")
             return [self._add(sku, quantity, "ACTIVE") for sku in skus]
@@ -288,7 +288,7 @@ class AllegroStandIn:
         if status not in ("ACTIVE", "ENDED"):
             raise ValueError("status must be ACTIVE or ENDED")
         with self._lock:
-            if sku is not None and sku in self._skus:
+            if sku is not None and sku in self._by_sku:
                 raise ValueError(f"an offer with external id {sku!r} exists already")
             return self._add(sku, quantity, status)
 
@@ -298,7 +298,7 @@ class AllegroStandIn:
         self._offers[offer_id] = Offer(offer_id, sku, quantity, status)
         self._order.append(offer_id)
         if sku is not None:
-            self._skus.add(sku)
+            self._by_sku[sku] = offer_id
         return offer_id
 
     def end_offers(self, skus: Iterable[str]) -> dict[str, Any]:
@@ -321,6 +321,24 @@ class AllegroStandIn:
     def quantities(self) -> dict[str, int]:
         with self._lock:
             return {o.sku: o.available for o in self._offers.values() if o.sku is not None}
+
+    def lookup(self, skus: Iterable[str]) -> dict[str, Any]:
+        """Available stock per SKU, which of them are ENDED, and the SKUs no offer carries: a
+        point read for benchmarks and tests, cheap on a large catalogue."""
+        quantities: dict[str, int] = {}
+        ended: list[str] = []
+        unknown: list[str] = []
+        with self._lock:
+            for sku in skus:
+                offer_id = self._by_sku.get(sku)
+                if offer_id is None:
+                    unknown.append(sku)
+                    continue
+                offer = self._offers[offer_id]
+                quantities[sku] = offer.available
+                if offer.status == "ENDED":
+                    ended.append(sku)
+        return {"quantities": quantities, "ended": ended, "unknown": unknown}
 
     def offer(self, offer_id: str) -> dict[str, Any] | None:
         with self._lock:
@@ -801,6 +819,11 @@ class AllegroStandIn:
             if not isinstance(skus, list) or not all(isinstance(s, str) for s in skus):
                 raise ValueError("skus must be a list of strings")
             return 200, {}, self.end_offers(skus)
+        if path == "/_standin/lookup":
+            skus = body.get("skus")
+            if not isinstance(skus, list) or not all(isinstance(s, str) for s in skus):
+                raise ValueError("skus must be a list of strings")
+            return 200, {}, self.lookup(skus)
         if path == "/_standin/tokens/expire":
             self.expire_tokens()
             return 200, {}, {"expired": True}

@@ -707,6 +707,27 @@ def test_control_endpoints_seed_end_and_report(standin: AllegroStandIn) -> None:
     assert httpx.post(control + "offers/seed", content=b"{").status_code == 400
 
 
+def test_lookup_reads_stock_and_ended_offers_by_sku(standin: AllegroStandIn) -> None:
+    standin.seed_offers(3, quantity=5)
+    standin.add_offer("ENDED-1", quantity=2, status="ENDED")
+    standin.add_offer(None)  # an offer without an external id is found by no sku
+    standin.end_offers(["SKU-000002"])
+    lookup = standin.url + "/_standin/lookup"
+
+    found = httpx.post(lookup, json={"skus": ["SKU-000001", "SKU-000002", "ENDED-1", "NOPE"]})
+
+    assert found.status_code == 200
+    assert found.json() == {
+        "quantities": {"SKU-000001": 5, "SKU-000002": 5, "ENDED-1": 2},
+        "ended": ["SKU-000002", "ENDED-1"],
+        "unknown": ["NOPE"],
+    }
+    assert standin.lookup([]) == {"quantities": {}, "ended": [], "unknown": []}
+    for body in ({}, {"skus": "SKU-000001"}, {"skus": [1]}):
+        assert httpx.post(lookup, json=body).status_code == 400, body
+    assert standin.summary()["requests"] == 0  # control calls are not API requests
+
+
 def test_the_stand_in_seeds_a_large_catalogue(standin: AllegroStandIn) -> None:
     offer_ids = standin.seed_offers(100_000)
     assert len(set(offer_ids)) == 100_000
