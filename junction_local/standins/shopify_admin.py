@@ -10,6 +10,9 @@ is short, ``MAX_COST_EXCEEDED`` above 1000 points, ``extensions.cost`` on every 
 ``inventorySetQuantities`` compares ``changeFromQuantity`` and fails whole on a mismatch, and
 ``@idempotent(key:)`` replays a key's first result for 24 hours. From API version 2026-04 both
 ``changeFromQuantity`` and ``@idempotent`` are mandatory, as Shopify made them.
+Bulk query operations (``bulkOperationRunQuery``) over ``productVariants`` run asynchronously at
+a declared rate, five at a time per app, and leave a JSONL file served under /_standin/bulk/ for
+a week, as Shopify's signed links are.
 
 It can be told to misbehave (down, slow, rate limited with Retry-After, flaky), and is driven
 over HTTP under /_standin/ too, so another process can seed a catalogue or play a shop sale.

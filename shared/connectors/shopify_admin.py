@@ -9,7 +9,7 @@
 - ``variants``: every (sku, inventory item id), paging ``productVariants`` with cursors.
 - ``bulk_variants``: the same from one bulk query operation: Shopify reads the catalogue
   asynchronously and we stream the JSONL file it writes. A run, a few status polls and the
-  download cost some tens of points where paging 100,000 variants costs about 200,000.
+  download cost 10 points and 1 per poll where paging 100,000 variants costs about 200,000.
 
 Cost throttling: every answer carries ``extensions.cost.throttleStatus``, kept as
 ``last_throttle`` so a pacer can wait before it is throttled; a ``THROTTLED`` answer raises
