@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from junction_local.process import LocalHandler
 from junction_local.standins import TargetStandIn
+from junction_local.standins.erp import DEFAULT_ITEMS
 
 MEDIA_TYPE = "application/vnd.allegro.public.v1+json"
 TOKEN_PATH = "/auth/oauth/token"  # noqa: S105 - a path, not a secret
@@ -1044,6 +1045,7 @@ def main() -> None:
     parser.add_argument("--seed-offers", type=int, default=0, help="create this many ACTIVE offers at start")
     parser.add_argument("--seed-prefix", default="SKU-")
     parser.add_argument("--seed-quantity", type=int, default=0)
+    parser.add_argument("--skus", default="", help="comma-separated SKUs the catalogue starts with")
     args = parser.parse_args()
     sys.setswitchinterval(0.0005)
     standin = AllegroStandIn(
@@ -1057,6 +1059,8 @@ def main() -> None:
     )
     if args.seed_offers:
         standin.seed_offers(args.seed_offers, args.seed_prefix, args.seed_quantity)
+    for sku in filter(None, args.skus.split(",")):
+        standin.add_offer(sku, quantity=1)
     standin.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -1084,6 +1088,8 @@ LOCAL = TargetStandIn(
     module="junction_local.standins.allegro",
     fills="allegro-api",
     credentials=_credentials,
+    # The local company sells on this channel what its ERP stocks (junction_local.standins.erp).
+    args=("--skus", ",".join(DEFAULT_ITEMS)),
     health_path="/_standin/summary",
     effect_count="tasks_done",
 )

@@ -73,6 +73,7 @@ from graphql.validation import specified_rules
 
 from junction_local.process import LocalHandler
 from junction_local.standins import TargetStandIn
+from junction_local.standins.erp import DEFAULT_ITEMS
 
 # -- the contract's numbers (sources in docs/shopify-contract.md) ------------------------------
 VERSIONS = ("2026-01", "2026-04", "2026-07", "2026-10")  # the supported releases played
@@ -2086,6 +2087,7 @@ def main() -> None:
         "--bulk-objects-per-second", type=float, default=BULK_OBJECTS_PER_SECOND, help="bulk query processing rate"
     )
     parser.add_argument("--seed", type=int, default=0, help="variants to create at start (skus SKU-000001...)")
+    parser.add_argument("--skus", default="", help="comma-separated SKUs the catalogue starts with")
     args = parser.parse_args()
     sys.setswitchinterval(0.0005)
     standin = ShopifyAdminStandIn(
@@ -2098,6 +2100,8 @@ def main() -> None:
     )
     if args.seed:
         standin.seed_catalogue(args.seed)
+    for sku in filter(None, args.skus.split(",")):
+        standin.add_variant(sku, quantity=0)
     standin.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -2124,6 +2128,8 @@ LOCAL = TargetStandIn(
     module="junction_local.standins.shopify_admin",
     fills="shopify-admin",
     credentials=_credentials,
+    # The local company sells on this channel what its ERP stocks (junction_local.standins.erp).
+    args=("--skus", ",".join(DEFAULT_ITEMS)),
     health_path="/_standin/summary",
     effect_count="quantities_set",
 )
