@@ -7,7 +7,7 @@ VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: setup test unit component infra-test e2e lint format synth deploy cfn-lint demo up bench-coldstart bench-local bench-fuzz clean
+.PHONY: setup test unit component infra-test e2e lint format synth deploy cfn-lint demo up bench-coldstart bench-local bench-fuzz bench-sync clean
 
 $(VENV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,10 @@ bench-local: setup
 ## The ingress fuzz properties at volume (make test runs a small budget): make bench-fuzz ARGS="--examples 100000"
 bench-fuzz: setup
 	$(PY) benchmarks/fuzz_ingress.py $(ARGS)
+
+## Stock sync at scale: 100,000 SKUs resynced to Shopify and Allegro, then 1,000 ERP changes a minute for 5 min (~20 min).
+bench-sync: setup
+	$(PY) benchmarks/sync_bench.py $(ARGS)
 
 clean:
 	rm -rf cdk.out .build .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
