@@ -23,6 +23,8 @@ Usage: ``make bench-sync`` (ARGS="--skus 20000 --minutes 2" for a shorter run).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import random
@@ -168,9 +170,13 @@ def poller_peak_mb(rt: LocalRuntime, skus: int) -> float:
         state_table=f"junction-{stage}-state",
         queue_urls=urls,
     )
+    from shared import polling
+
+    polling.logger.setLevel("WARNING")
     tracemalloc.start()
     deadline = time.monotonic() + 600
-    result = poller.run(lambda: deadline - time.monotonic())
+    with contextlib.redirect_stdout(io.StringIO()):  # its metrics line
+        result = poller.run(lambda: deadline - time.monotonic())
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     for url in urls:
