@@ -61,7 +61,9 @@ class StockTarget:
         self.clock = ctx.clock
         self.gate = VersionGate(ctx.ddb, ctx.state_table, ctx.integration.name, self.channel, clock=ctx.clock)
         self.id_map = IdMap(ctx.ddb, ctx.state_table, ctx.integration.name, self.channel)
-        self.budget = TokenBucket(ctx.ddb, ctx.state_table, ctx.target.rate) if ctx.target.rate else None
+        self.budget = (
+            TokenBucket(ctx.ddb, ctx.state_table, ctx.target.rate, clock=ctx.clock) if ctx.target.rate else None
+        )
         self.stale = 0
 
     # -- the channel's part ---------------------------------------------------------------------

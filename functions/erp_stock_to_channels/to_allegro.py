@@ -56,6 +56,7 @@ class StockToAllegro(StockTarget):
                 RateBudget(
                     f"{account}#{kind}-changes", (OFFER_CHANGES_PER_MINUTE - COMMAND_OFFERS) / 60, COMMAND_OFFERS
                 ),
+                clock=ctx.clock,
             )
             for kind in ("quantity", "publication")
         }
