@@ -136,27 +136,34 @@ class IdMap:
         return found
 
     def put_many(self, pairs: Mapping[str, str]) -> int:
+        """Write every pair, 25 to a BatchWriteItem, several batches at once (a 100,000-SKU
+        catalogue is 4,000 batches)."""
         items = list(pairs.items())
-        for start in range(0, len(items), BATCH_WRITE_LIMIT):
-            requests = []
-            for key, target_id in items[start : start + BATCH_WRITE_LIMIT]:
-                pk, sk = state_keys.id_map(self.integration, self.target, key)
-                requests.append(
-                    {"PutRequest": {"Item": {"pk": {"S": pk}, "sk": {"S": sk}, "target_id": {"S": target_id}}}}
-                )
-            pending: dict[str, Any] = {self.table: requests}
-            for _ in range(8):
-                try:
-                    answer = self.ddb.batch_write_item(RequestItems=pending)
-                except (ClientError, BotoCoreError) as exc:
-                    raise StoreUnavailable(f"id map write: {type(exc).__name__}") from exc
-                pending = answer.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-                time.sleep(0.05)
-            else:
-                raise StoreUnavailable("id map write: items left unprocessed")
+        batches = [items[i : i + BATCH_WRITE_LIMIT] for i in range(0, len(items), BATCH_WRITE_LIMIT)]
+        if len(batches) <= 1:
+            for batch in batches:
+                self._write(batch)
+        else:
+            with ThreadPoolExecutor(max_workers=min(GATE_THREADS, len(batches))) as pool:
+                list(pool.map(self._write, batches))
         return len(items)
+
+    def _write(self, batch: list[tuple[str, str]]) -> None:
+        requests = []
+        for key, target_id in batch:
+            pk, sk = state_keys.id_map(self.integration, self.target, key)
+            requests.append({"PutRequest": {"Item": {"pk": {"S": pk}, "sk": {"S": sk}, "target_id": {"S": target_id}}}})
+        pending: dict[str, Any] = {self.table: requests}
+        for attempt in range(8):
+            try:
+                answer = self.ddb.batch_write_item(RequestItems=pending)
+            except (ClientError, BotoCoreError) as exc:
+                raise StoreUnavailable(f"id map write: {type(exc).__name__}") from exc
+            pending = answer.get("UnprocessedItems") or {}
+            if not pending:
+                return
+            time.sleep(0.05 * 2**attempt)
+        raise StoreUnavailable("id map write: items left unprocessed")
 
 
 def _plain(item: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 from shared.declaration import (
     AlarmThresholds,
     CircuitBreakerSettings,
@@ -69,7 +71,9 @@ INTEGRATION = Integration(
             flow="to_allegro",
             secrets=(ALLEGRO_API,),
             writes_secrets=(ALLEGRO_API,),
-            queue=STOCK_QUEUE,
+            # One message per invocation: its 1,000 offers take ~7 s of Allegro's offer-change
+            # limit, so a batch of ten would outlast the invocation while waiting for the budget.
+            queue=replace(STOCK_QUEUE, batch_size=1),
             retry=STOCK_RETRY,
             breaker=CircuitBreakerSettings(failure_threshold=5, open_seconds=30, max_open_seconds=600),
             max_concurrency=4,

@@ -33,6 +33,7 @@ from .rules import RULES, sellable
 
 CATALOGUE_MAX_AGE_SECONDS = 6 * 3600
 CATALOGUE_RETRY_SECONDS = 60  # a missing SKU refreshes the catalogue at most this often
+CATALOGUE_POLL_SECONDS = 1.0
 CATALOGUE_MARKER = "#catalogue"  # the ID map's own bookkeeping item (no SKU starts with '#')
 
 
@@ -119,7 +120,7 @@ class StockTarget:
         for level in levels:
             if level.sku not in newest or level.version > newest[level.sku].version:
                 newest[level.sku] = level
-        found = self._ids(list(newest))
+        found = self._ids(list(newest), attempt)
         unmapped = [s for s in newest if s not in found]
         for sku in unmapped:
             level = newest.pop(sku)
@@ -143,11 +144,11 @@ class StockTarget:
         return {**result, "pushed": str(len(passed)), "stale": str(stale), "unmapped": str(len(unmapped))}
 
     # -- ID map ---------------------------------------------------------------------------------
-    def _ids(self, skus: list[str]) -> dict[str, str]:
+    def _ids(self, skus: list[str], attempt: Attempt) -> dict[str, str]:
         found = self.id_map.get_many(skus)
         missing = [s for s in skus if s not in found]
         stale_catalogue = missing or self._catalogue_age() > CATALOGUE_MAX_AGE_SECONDS
-        if stale_catalogue and self._refresh_catalogue(urgent=bool(missing)):
+        if stale_catalogue and self._refresh_catalogue(attempt, urgent=bool(missing)):
             found = self.id_map.get_many(skus)
         return found
 
@@ -163,7 +164,7 @@ class StockTarget:
         at = item.get("refreshed_at", {}).get("N")
         return self.clock() - float(at) if at else float("inf")
 
-    def _refresh_catalogue(self, *, urgent: bool) -> bool:
+    def _refresh_catalogue(self, attempt: Attempt, *, urgent: bool) -> bool:
         """Refresh the ID map from the channel's catalogue, if no other invocation did (or is
         doing) so within the last minute. True if this call refreshed it."""
         now = self.clock()
@@ -179,10 +180,13 @@ class StockTarget:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise StoreUnavailable(f"catalogue marker: {type(exc).__name__}") from exc
-            if self._catalogue_age() == float("inf"):
-                # The first refresh is running elsewhere: nothing can be mapped before it ends.
-                raise InProgressElsewhere("the channel catalogue is being read", retry_after=15) from None
-            return False
+            # The first refresh is running elsewhere: nothing can be mapped before it ends. Wait
+            # for it here (a queue retry's growing backoff would leave the message waiting long
+            # after the catalogue is in), as long as the invocation has time.
+            while self._catalogue_age() == float("inf"):
+                if not wait_within(attempt, CATALOGUE_POLL_SECONDS):
+                    raise InProgressElsewhere("the channel catalogue is being read", retry_after=15) from None
+            return True
         pairs = dict(self.catalogue())
         self.id_map.put_many(pairs)
         self.ctx.ddb.update_item(
