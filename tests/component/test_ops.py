@@ -34,6 +34,13 @@ BAD_ORDER = 2000
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def declared_as_deployed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI knows the integrations the test stack deploys: the pipeline's one (the tests of
+    several targets declare theirs)."""
+    monkeypatch.setattr(registry, "INTEGRATIONS", (INTEGRATION,))
+
+
 def junction(*args: str, env: dict[str, str | None] | None = None, input: str | None = None) -> Result:
     return runner.invoke(
         app,

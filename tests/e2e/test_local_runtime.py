@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from functions.registry import get
+from functions.registry import INTEGRATIONS, get
 from junction_local.runtime import LocalRuntime, wait_for
 from junction_local.standins import Sender
 from junction_local.standins.shop import make_order
@@ -75,7 +75,7 @@ def test_orders_are_delivered_once_whatever_the_duplicates(runtime: LocalRuntime
 )
 def test_bad_requests_get_their_answer_and_reach_nothing(runtime: LocalRuntime, case: str, status: int) -> None:
     sender = shop(runtime)
-    before = runtime.erp_state()["requests"]
+    before = _erp_effects(runtime)
     dead_before = runtime.queue_depth(INTEGRATION)["dead_letters"]
     body = json.dumps(make_order(910_001)).encode()
     headers = sender.headers(body, f"bad-{case}")
@@ -100,8 +100,18 @@ def test_bad_requests_get_their_answer_and_reach_nothing(runtime: LocalRuntime, 
     # enqueue); once the queue has nothing in hand, any effect it could have had has happened.
     assert wait_for(lambda: runtime.settled(INTEGRATION), timeout=60)
     assert runtime.queue_depth(INTEGRATION)["dead_letters"] == dead_before
-    assert runtime.erp_state()["requests"] == before
+    # Nothing written to the ERP (its request count also moves with the stock poller's reads),
+    # and no processor ever saw the request: it has no trace.
+    assert _erp_effects(runtime) == before
     assert "shopify:910001" not in erp_refs(runtime)
+    for entity in ("shopify-order:910001", "shopify-order:910002"):
+        assert "no trace" in junction(runtime, "trace", entity).stderr
+
+
+def _erp_effects(runtime: LocalRuntime) -> tuple[int, int]:
+    """What the shop's orders make in the ERP: sales orders and business partners."""
+    state = runtime.erp_state()
+    return len(state["orders"]), len(state["business_partners"])
 
 
 def test_erp_outage_then_recovery(runtime: LocalRuntime) -> None:
@@ -168,6 +178,32 @@ def test_status_shows_every_integration(runtime: LocalRuntime) -> None:
     result = junction(runtime, "status")
     assert result.returncode == 0, result.stderr
     assert INTEGRATION in result.stdout
+
+
+@pytest.mark.parametrize("name", [i.name for i in INTEGRATIONS if i.schedule], ids=str)
+def test_a_schedule_runs_the_poller_and_each_target_processes_its_own_copy(runtime: LocalRuntime, name: str) -> None:
+    """On demand as on its schedule: the poller runs (with no event source of its own), and what
+    it enqueues reaches every target's processor through that target's own queue."""
+    integration = get(name)
+    answer = runtime.fire_schedule(name)
+    assert answer["fired"] == name and isinstance(answer["response"], dict)
+    workers = [host for host in runtime.state["hosts"] if host.startswith("workers-")]
+    assert runtime.host_state(workers[0])["schedules"][name] >= 1
+
+    def invocations() -> dict[str, int]:
+        seen: dict[str, int] = {}
+        for host in workers:
+            for key, count in runtime.host_state(host)["invocations"].items():
+                seen[key] = seen.get(key, 0) + int(count)
+        return seen
+
+    # The first run (this one, or the schedule's own before it) reads the whole source.
+    keys = [f"{name}/{t.name}" for t in integration.targets]
+    assert wait_for(lambda: all(invocations().get(key, 0) >= 1 for key in keys), timeout=60), invocations()
+    assert f"{name}/poller" not in invocations()
+    assert wait_for(lambda: runtime.settled(name), timeout=60), runtime.queue_depth(name)
+    rows = [line for line in junction(runtime, "status", name).stdout.splitlines() if name in line]
+    assert [row.split("│")[2].strip() for row in rows] == [t.name for t in integration.targets]
 
 
 def test_cli_errors_are_one_line(runtime: LocalRuntime) -> None:
