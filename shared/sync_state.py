@@ -2,10 +2,13 @@
 
 **Version gate.** Every level a poller reads carries the version it was read at (the source's
 change stamp, then the read time). Per entity per target, the last version let through is kept,
-and a level passes only by a conditional write ``attribute_not_exists(v) OR v <= :v``: an older
-level never overwrites a newer one, even when an old DLQ message is redriven a day later, and no
-read-then-write window lets two invocations both pass with different versions in the wrong order.
-Equal passes, so a retry of the same message (its push failed) goes through again.
+and a newer level passes only by a conditional write ``attribute_not_exists(v) OR v < :v``: an
+older level never overwrites a newer one, even when an old DLQ message is redriven a day later, and
+no read-then-write window lets two invocations both pass with different versions in the wrong order.
+Equal passes (a consistent read finds it recorded), so a retry of the same message (its push
+failed) goes through again, and is told the value from before that version first passed (kept as
+``p_<field>``), not the value its own failed attempt recorded: a flow deciding from the previous
+level (Allegro ends an offer at 0 and activates it when stock returns) decides the same on a retry.
 
 **ID map.** An entity's id at a target (SKU -> Shopify inventory item, SKU -> Allegro offer), filled
 from the target's catalogue; a missing entry is a business error (``unmapped_sku``).
@@ -29,12 +32,13 @@ from shared.errors import StoreUnavailable
 BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem
 BATCH_WRITE_LIMIT = 25  # DynamoDB BatchWriteItem
 GATE_THREADS = 16
+PREVIOUS = "p_"  # a gate item's values from before its version passed first
 
 
 @dataclass(frozen=True)
 class GateResult:
     passed: bool
-    previous: dict[str, Any] | None  # the item before this write (its version and quantity)
+    previous: dict[str, Any] | None  # the values before this version first passed (None: none)
 
 
 class VersionGate:
@@ -51,30 +55,41 @@ class VersionGate:
         """Record ``version`` (and ``value``) for ``key`` if no newer version was recorded."""
         pk, sk = state_keys.version(self.integration, self.target, key)
         names = {"#v": "v"}
-        values: dict[str, Any] = {":v": {"S": version}, ":at": {"N": str(int(self.clock()))}}
+        values: dict[str, Any] = {":v": {"S": version}, ":at": {"N": str(int(self.clock()))}, ":none": {"NULL": True}}
         sets = ["#v = :v", "updated_at = :at"]
         for n, (field, raw) in enumerate(sorted(value.items())):
             names[f"#f{n}"] = field
+            names[f"#p{n}"] = PREVIOUS + field
             values[f":f{n}"] = {"N": str(raw)} if isinstance(raw, int | float) else {"S": str(raw)}
-            sets.append(f"#f{n} = :f{n}")
+            # DynamoDB reads every operand before the update: ``p_<field>`` gets the old value
+            # (written first, for stand-ins that apply the actions in order).
+            sets += [f"#p{n} = if_not_exists(#f{n}, :none)", f"#f{n} = :f{n}"]
         try:
             answer = self.ddb.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": pk}, "sk": {"S": sk}},
                 UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="attribute_not_exists(#v) OR #v <= :v",
+                ConditionExpression="attribute_not_exists(#v) OR #v < :v",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_OLD",
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return GateResult(False, None)
+                return self._again(key, version, list(value))
             raise StoreUnavailable(f"version gate: {exc.response.get('Error', {}).get('Code')}") from exc
         except BotoCoreError as exc:
             raise StoreUnavailable(f"version gate: {type(exc).__name__}") from exc
         old = answer.get("Attributes")
         return GateResult(True, _plain(old) if old else None)
+
+    def _again(self, key: str, version: str, fields: list[str]) -> GateResult:
+        """Not newer: the same version again passes (a retry), with the values from before that
+        version first passed; an older one is stale."""
+        item = self.current(key)
+        if item is None or item.get("v") != version:
+            return GateResult(False, None)
+        return GateResult(True, {f: item.get(PREVIOUS + f) for f in fields})
 
     def enter_many(self, entries: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list[GateResult]:
         """``enter`` for many keys, concurrently (one conditional write each: DynamoDB has no
