@@ -67,8 +67,9 @@ class StockToAllegro(StockTarget):
     def _max_wait(self, attempt: Attempt) -> float:
         return max(0.0, attempt.deadline - time.monotonic() - 10)
 
-    def _call(self, attempt: Attempt, fn: Any, *args: Any, **kw: Any) -> Any:
-        if self.budget is not None:
+    def _call(self, attempt: Attempt, fn: Any, *args: Any, spend: bool = True, **kw: Any) -> Any:
+        """One request; ``spend=False`` when its token was taken with its group's (``_send``)."""
+        if spend and self.budget is not None:
             self.budget.acquire(1, max_wait=self._max_wait(attempt))
         try:
             with self.client.bounded(attempt.timeout):
@@ -78,16 +79,41 @@ class StockToAllegro(StockTarget):
                 self.budget.hold(exc.retry_after or 60.0)
             raise
 
-    def _command(self, attempt: Attempt, kind: str, key: str, offers: list[Mapped], value: int | str) -> str:
-        command_id = derive_command_id(f"{key}:{kind}:{value}:{','.join(m.target_id for m in offers)}")
-        self.changes[kind].acquire(len(offers), max_wait=self._max_wait(attempt))
-        offer_ids = [m.target_id for m in offers]
-        if kind == "quantity":
-            attempt.creating()
-            self._call(attempt, self.client.change_quantity, command_id, offer_ids, int(value))
-        else:
-            self._call(attempt, self.client.change_publication, command_id, offer_ids, str(value))
-        return command_id
+    def _send(self, attempt: Attempt, kind: str, key: str, commands: list[tuple[int | str, list[Mapped]]]) -> list[str]:
+        """Send the commands, taking budget tokens for a group of them at once (up to one bucket
+        burst of offers): two DynamoDB calls per group instead of per request. Each command's two
+        requests (the command and its first status read) are paid for with it."""
+        sent: list[str] = []
+        group: list[tuple[int | str, list[Mapped]]] = []
+        offers = 0
+        for value, members in [*commands, (0, [])]:
+            if group and (not members or offers + len(members) > COMMAND_OFFERS):
+                self.changes[kind].acquire(offers, max_wait=self._max_wait(attempt))
+                if self.budget is not None:
+                    self.budget.acquire(2 * len(group), max_wait=self._max_wait(attempt))
+                for group_value, chunk in group:
+                    command_id = derive_command_id(f"{key}:{kind}:{group_value}:{','.join(m.target_id for m in chunk)}")
+                    offer_ids = [m.target_id for m in chunk]
+                    if kind == "quantity":
+                        attempt.creating()
+                        self._call(
+                            attempt, self.client.change_quantity, command_id, offer_ids, int(group_value), spend=False
+                        )
+                    else:
+                        self._call(
+                            attempt,
+                            self.client.change_publication,
+                            command_id,
+                            offer_ids,
+                            str(group_value),
+                            spend=False,
+                        )
+                    sent.append(command_id)
+                group, offers = [], 0
+            if members:
+                group.append((value, members))
+                offers += len(members)
+        return sent
 
     def push(self, mapped: list[Mapped], attempt: Attempt, ids: dict[str, str]) -> dict[str, str]:
         batch = ids.get("batch", "")
@@ -101,45 +127,52 @@ class StockToAllegro(StockTarget):
         for m in mapped:
             if m.level.quantity > 0:
                 groups.setdefault(min(m.level.quantity, MAX_QUANTITY), []).append(m)
-        sent: list[tuple[str, str]] = []  # (kind, command id)
-        for quantity, members in sorted(groups.items()):
-            for chunk in _chunks(members):
-                sent.append(("quantity", self._command(attempt, "quantity", batch, chunk, quantity)))
-        refused = self._results(attempt, sent, by_offer)
-        publications: list[tuple[str, str]] = []
-        for action, members in (("END", ending), ("ACTIVATE", [m for m in returning if m.level.sku not in refused])):
-            for chunk in _chunks(members):
-                publications.append(("publication", self._command(attempt, "publication", batch, chunk, action)))
-        refused |= self._results(attempt, publications, by_offer)
-        return {"allegro_commands": str(len(sent) + len(publications)), "allegro_refused": str(len(refused))}
+        quantities: list[tuple[int | str, list[Mapped]]] = [
+            (quantity, chunk) for quantity, members in sorted(groups.items()) for chunk in _chunks(members)
+        ]
+        sent = self._send(attempt, "quantity", batch, quantities)
+        refused = self._results(attempt, "quantity", sent, by_offer)
+        active = [m for m in returning if m.level.sku not in refused]
+        publications: list[tuple[int | str, list[Mapped]]] = [
+            (action, chunk) for action, members in (("END", ending), ("ACTIVATE", active)) for chunk in _chunks(members)
+        ]
+        published = self._send(attempt, "publication", batch, publications)
+        refused |= self._results(attempt, "publication", published, by_offer)
+        return {"allegro_commands": str(len(sent) + len(published)), "allegro_refused": str(len(refused))}
 
-    def _results(self, attempt: Attempt, commands: list[tuple[str, str]], by_offer: dict[str, Mapped]) -> set[str]:
+    def _results(self, attempt: Attempt, kind: str, commands: list[str], by_offer: dict[str, Mapped]) -> set[str]:
         """Follow the commands to their end; dead-letter each offer Allegro refused. The SKUs refused."""
         refused: set[str] = set()
-        for kind, command_id in commands:
-            status = self._follow(attempt, kind, command_id)
-            if not status.failed:
-                continue
-            reader = self.client.failed_publication_tasks if kind == "publication" else self.client.failed_tasks
-            for failure in self._call(attempt, reader, command_id):
-                offer = by_offer.get(failure.offer_id)
-                if offer is None or offer.level.sku in refused:
+        reader = self.client.publication if kind == "publication" else self.client.command
+        pending = list(commands)
+        first = True  # each command's first status read was paid for when it was sent
+        while pending:
+            still: list[str] = []
+            for command_id in pending:
+                status: CommandStatus = self._call(attempt, reader, command_id, spend=not first)
+                if not status.done:
+                    still.append(command_id)
                     continue
-                refused.add(offer.level.sku)
-                reason = f"{kind} change refused: {failure.code}: {failure.message}"[:500]
-                attempt.reject(offer.level.sku, offer.level.item, "offer_refused", reason)
+                if status.failed:
+                    refused |= self._refused(attempt, kind, command_id, by_offer, refused)
+            pending, first = still, False
+            if pending and not wait_within(attempt, FOLLOW_INTERVAL_SECONDS):
+                raise OutcomeUnsettled(f"{len(pending)} Allegro commands still running", retry_after=5)
         return refused
 
-    def _follow(self, attempt: Attempt, kind: str, command_id: str) -> CommandStatus:
-        """Wait for the command to finish, within the invocation; a command still running when the
-        time is up is followed again by the retry (re-sending it changes nothing)."""
-        reader = self.client.publication if kind == "publication" else self.client.command
-        while True:
-            status: CommandStatus = self._call(attempt, reader, command_id)
-            if status.done:
-                return status
-            if not wait_within(attempt, FOLLOW_INTERVAL_SECONDS):
-                raise OutcomeUnsettled(f"Allegro command {command_id} still running", retry_after=5)
+    def _refused(
+        self, attempt: Attempt, kind: str, command_id: str, by_offer: dict[str, Mapped], known: set[str]
+    ) -> set[str]:
+        reader = self.client.failed_publication_tasks if kind == "publication" else self.client.failed_tasks
+        refused: set[str] = set()
+        for failure in self._call(attempt, reader, command_id):
+            offer = by_offer.get(failure.offer_id)
+            if offer is None or offer.level.sku in known or offer.level.sku in refused:
+                continue
+            refused.add(offer.level.sku)
+            reason = f"{kind} change refused: {failure.code}: {failure.message}"[:500]
+            attempt.reject(offer.level.sku, offer.level.item, "offer_refused", reason)
+        return refused
 
 
 def _chunks(members: list[Mapped]) -> list[list[Mapped]]:
