@@ -139,7 +139,7 @@ def _global(
         bool | None,
         typer.Option(
             "--local/--aws",
-            help="Local stack (.junction/local.json) or AWS. Default: $JUNCTION_TARGET, else local if it runs.",
+            help="Local stack (.junction/local.json) or AWS. Default: $JUNCTION_OPS_ON, else local if it runs.",
         ),
     ] = None,
 ) -> None:

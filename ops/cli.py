@@ -22,6 +22,7 @@ from rich.text import Text
 from . import commands, dlq
 from .app import app, err, fmt_age, fmt_clip, fmt_ids, fmt_when, global_options, out
 from .context import OpsError
+from .sync import sync_app
 
 __all__ = ["app", "main"]
 
@@ -33,6 +34,7 @@ TargetOption = Annotated[
 # Command groups: each a Typer app of its own, registered here under its name.
 dlq_app = typer.Typer(help="Inspect and redrive dead-letter queues (one per target).", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(sync_app, name="sync")
 
 
 # -- integrations ------------------------------------------------------------------------------

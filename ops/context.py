@@ -1,6 +1,6 @@
 """Where the CLI points: the local stack or a deployed stage on AWS, and the boto3 clients for it.
 
-Resolution, in order: ``--local`` / ``--aws``; else the environment variable ``JUNCTION_TARGET``
+Resolution, in order: ``--local`` / ``--aws``; else the environment variable ``JUNCTION_OPS_ON``
 (``local`` or ``aws``); else local when the local stack's state file exists, AWS otherwise.
 
 - Local: the state file ``.junction/local.json`` (or ``$JUNCTION_LOCAL_STATE``) written by the
@@ -72,11 +72,11 @@ def resolve_target(
     if local is not None:
         kind = "local" if local else "aws"
     else:
-        wanted = (env.get("JUNCTION_TARGET") or "").strip().lower()
+        wanted = (env.get("JUNCTION_OPS_ON") or "").strip().lower()
         if wanted in ("local", "aws"):
             kind = "local" if wanted == "local" else "aws"
         elif wanted:
-            raise OpsError(f"JUNCTION_TARGET must be 'local' or 'aws', not {wanted!r}")
+            raise OpsError(f"JUNCTION_OPS_ON must be 'local' or 'aws', not {wanted!r}")
         else:
             kind = "local" if path.is_file() else "aws"
     if kind == "local":

@@ -2,7 +2,7 @@
 history the real poller writes, read back by ``status``; ``reset`` and ``backfill`` writing the
 cursor through the same versioned write, refused or failing cleanly when a run is in the way.
 
-The CLI runs as ``sync_app`` alone: the target comes from the environment (``JUNCTION_TARGET``,
+The CLI runs as ``sync_app`` alone: the target comes from the environment (``JUNCTION_OPS_ON``,
 ``JUNCTION_STAGE``, ``JUNCTION_LOCAL_STATE``). The local runtime's function host is a fake on
 127.0.0.1 that records the schedule firings (and, where a test says so, runs the real poller).
 """
@@ -181,7 +181,7 @@ def place_cursor(stack: Stack) -> CursorState:
 def cli(*args: str, env: dict[str, str | None] | None = None, input: str | None = None) -> Result:
     base: dict[str, str | None] = {
         "COLUMNS": "250",
-        "JUNCTION_TARGET": "aws",
+        "JUNCTION_OPS_ON": "aws",
         "JUNCTION_STAGE": STAGE,
         "JUNCTION_LOCAL_STATE": None,
     }
@@ -265,7 +265,7 @@ def local_env(tmp_path: Path, host: FakeHost) -> dict[str, str | None]:
     }
     path = tmp_path / "local.json"
     path.write_text(json.dumps(state))
-    return {"JUNCTION_TARGET": "local", "JUNCTION_LOCAL_STATE": str(path), "JUNCTION_STAGE": None}
+    return {"JUNCTION_OPS_ON": "local", "JUNCTION_LOCAL_STATE": str(path), "JUNCTION_STAGE": None}
 
 
 # -- status ----------------------------------------------------------------------------------------
