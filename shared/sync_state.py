@@ -2,13 +2,16 @@
 
 **Version gate.** Every level a poller reads carries the version it was read at (the source's
 change stamp, then the read time). Per entity per target, the last version let through is kept,
-and a newer level passes only by a conditional write ``attribute_not_exists(v) OR v < :v``: an
-older level never overwrites a newer one, even when an old DLQ message is redriven a day later, and
-no read-then-write window lets two invocations both pass with different versions in the wrong order.
-Equal passes (a consistent read finds it recorded), so a retry of the same message (its push
-failed) goes through again, and is told the value from before that version first passed (kept as
-``p_<field>``), not the value its own failed attempt recorded: a flow deciding from the previous
-level (Allegro ends an offer at 0 and activates it when stock returns) decides the same on a retry.
+and a level passes only by a conditional write ``attribute_not_exists(v) OR v <= :v``: an older
+level never overwrites a newer one, even when an old DLQ message is redriven a day later, and no
+read-then-write window lets two invocations both pass with different versions in the wrong order.
+Equal passes, so a retry of the same message (its push failed) goes through again.
+
+What passing tells the flow is the value the target last *took* (``confirm``, after a push
+succeeded; kept as ``c_v`` and ``c_<field>``), not the value last let through: a push that failed
+was never applied, so a retry of it, or a newer level that overtakes it during an outage, must
+decide from what the target holds (Allegro ends an offer at 0 and activates it when stock
+returns; Shopify compares with the level it expects).
 
 **ID map.** An entity's id at a target (SKU -> Shopify inventory item, SKU -> Allegro offer), filled
 from the target's catalogue; a missing entry is a business error (``unmapped_sku``).
@@ -32,13 +35,14 @@ from shared.errors import StoreUnavailable
 BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem
 BATCH_WRITE_LIMIT = 25  # DynamoDB BatchWriteItem
 GATE_THREADS = 16
-PREVIOUS = "p_"  # a gate item's values from before its version passed first
+CONFIRMED = "c_"  # a gate item's values as the target last took them (``confirm``)
+NOT_CONFIRMED = ""  # ``c_v`` of an entity the target has taken nothing of yet
 
 
 @dataclass(frozen=True)
 class GateResult:
     passed: bool
-    previous: dict[str, Any] | None  # the values before this version first passed (None: none)
+    previous: dict[str, Any] | None  # the values the target last took (``confirm``); None: none known
 
 
 class VersionGate:
@@ -54,42 +58,35 @@ class VersionGate:
     def enter(self, key: str, version: str, value: Mapping[str, Any]) -> GateResult:
         """Record ``version`` (and ``value``) for ``key`` if no newer version was recorded."""
         pk, sk = state_keys.version(self.integration, self.target, key)
-        names = {"#v": "v"}
-        values: dict[str, Any] = {":v": {"S": version}, ":at": {"N": str(int(self.clock()))}, ":none": {"NULL": True}}
-        sets = ["#v = :v", "updated_at = :at"]
+        names = {"#v": "v", "#cv": CONFIRMED + "v"}
+        values: dict[str, Any] = {
+            ":v": {"S": version},
+            ":at": {"N": str(int(self.clock()))},
+            ":none": {"S": NOT_CONFIRMED},
+        }
+        sets = ["#v = :v", "updated_at = :at", "#cv = if_not_exists(#cv, :none)"]
         for n, (field, raw) in enumerate(sorted(value.items())):
             names[f"#f{n}"] = field
-            names[f"#p{n}"] = PREVIOUS + field
-            values[f":f{n}"] = {"N": str(raw)} if isinstance(raw, int | float) else {"S": str(raw)}
-            # DynamoDB reads every operand before the update: ``p_<field>`` gets the old value
-            # (written first, for stand-ins that apply the actions in order).
-            sets += [f"#p{n} = if_not_exists(#f{n}, :none)", f"#f{n} = :f{n}"]
+            values[f":f{n}"] = _attr(raw)
+            sets.append(f"#f{n} = :f{n}")
         try:
             answer = self.ddb.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": pk}, "sk": {"S": sk}},
                 UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression="attribute_not_exists(#v) OR #v < :v",
+                ConditionExpression="attribute_not_exists(#v) OR #v <= :v",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_OLD",
             )
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return self._again(key, version, list(value))
+                return GateResult(False, None)
             raise StoreUnavailable(f"version gate: {exc.response.get('Error', {}).get('Code')}") from exc
         except BotoCoreError as exc:
             raise StoreUnavailable(f"version gate: {type(exc).__name__}") from exc
         old = answer.get("Attributes")
-        return GateResult(True, _plain(old) if old else None)
-
-    def _again(self, key: str, version: str, fields: list[str]) -> GateResult:
-        """Not newer: the same version again passes (a retry), with the values from before that
-        version first passed; an older one is stale."""
-        item = self.current(key)
-        if item is None or item.get("v") != version:
-            return GateResult(False, None)
-        return GateResult(True, {f: item.get(PREVIOUS + f) for f in fields})
+        return GateResult(True, _taken(_plain(old), list(value)) if old else None)
 
     def enter_many(self, entries: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list[GateResult]:
         """``enter`` for many keys, concurrently (one conditional write each: DynamoDB has no
@@ -98,6 +95,41 @@ class VersionGate:
             return [self.enter(*e) for e in entries]
         with ThreadPoolExecutor(max_workers=min(GATE_THREADS, len(entries))) as pool:
             return list(pool.map(lambda e: self.enter(*e), entries))
+
+    def confirm(self, key: str, version: str, value: Mapping[str, Any]) -> None:
+        """The target took ``value`` (of ``version``): what the next ``enter`` reports as previous.
+        An older version than one confirmed already changes nothing."""
+        pk, sk = state_keys.version(self.integration, self.target, key)
+        names = {"#cv": CONFIRMED + "v"}
+        values: dict[str, Any] = {":v": {"S": version}}
+        sets = ["#cv = :v"]
+        for n, (field, raw) in enumerate(sorted(value.items())):
+            names[f"#c{n}"] = CONFIRMED + field
+            values[f":f{n}"] = _attr(raw)
+            sets.append(f"#c{n} = :f{n}")
+        try:
+            self.ddb.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="attribute_not_exists(#cv) OR #cv <= :v",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return
+            raise StoreUnavailable(f"version gate confirm: {exc.response.get('Error', {}).get('Code')}") from exc
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"version gate confirm: {type(exc).__name__}") from exc
+
+    def confirm_many(self, entries: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
+        if len(entries) <= 1:
+            for e in entries:
+                self.confirm(*e)
+            return
+        with ThreadPoolExecutor(max_workers=min(GATE_THREADS, len(entries))) as pool:
+            list(pool.map(lambda e: self.confirm(*e), entries))
 
     def current(self, key: str) -> dict[str, Any] | None:
         pk, sk = state_keys.version(self.integration, self.target, key)
@@ -185,3 +217,18 @@ def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
     from shared.aws import item_from_ddb
 
     return item_from_ddb(dict(item))
+
+
+def _attr(raw: Any) -> dict[str, str]:
+    return {"N": str(raw)} if isinstance(raw, int | float) else {"S": str(raw)}
+
+
+def _taken(item: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any] | None:
+    """What the target last took, by the gate item; None when it took nothing yet. An item
+    written before confirmations existed has no ``c_v``: its last value stands in."""
+    confirmed = item.get(CONFIRMED + "v")
+    if confirmed is None:
+        return {f: item.get(f) for f in fields}
+    if confirmed == NOT_CONFIRMED:
+        return None
+    return {f: item.get(CONFIRMED + f) for f in fields}

@@ -5,7 +5,8 @@
 3. The SKU's id at the channel from the ID map; a SKU the channel's catalogue does not have, even
    after a refresh, is a business error: dead-lettered on its own as ``unmapped_sku``, never retried.
 4. The version gate: a level older than the last one let through for the SKU is dropped (stale).
-5. ``push`` (the channel's part) sends what passed.
+5. ``push`` (the channel's part) sends what passed, knowing the level the channel last took.
+6. What the channel took is confirmed to the gate (not what it refused).
 
 The catalogue (ID map) is refreshed when a SKU is missing (at most once a minute per target, by
 one invocation at a time) and at least every ``CATALOGUE_MAX_AGE_SECONDS``.
@@ -141,6 +142,12 @@ class StockTarget:
             passed.append(Mapped(level, found[level.sku], int(previous) if previous is not None else None))
         self.stale += stale
         result = self.push(passed, attempt, ids) if passed else {}
+        # What the channel took is what the next level is compared with (not what was let
+        # through: a push that fails is never applied, and a retry or a newer level decides anew).
+        refused = {r.key for r in attempt.rejected}
+        self.gate.confirm_many(
+            [(m.level.sku, m.level.version, {"q": m.level.quantity}) for m in passed if m.level.sku not in refused]
+        )
         return {**result, "pushed": str(len(passed)), "stale": str(stale), "unmapped": str(len(unmapped))}
 
     # -- ID map ---------------------------------------------------------------------------------
