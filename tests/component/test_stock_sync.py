@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from functions.erp_stock_to_channels import to_allegro
 from functions.erp_stock_to_channels.declaration import INTEGRATION
 from junction_local.standins.allegro import AllegroStandIn
 from junction_local.standins.erp import DEFAULT_ITEMS, ErpStandIn
@@ -35,9 +36,11 @@ MakeStock = Callable[..., StockPipeline]
 
 
 @pytest.fixture
-def make_stock(aws: str) -> Iterator[MakeStock]:
+def make_stock(aws: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakeStock]:
     """A pipeline over fresh stand-ins: 30 SKUs in the ERP and in both catalogues. Keyword
     arguments go to the channel stand-ins' constructors; ``stock`` sets ERP levels first."""
+    # The stand-in finishes a command within milliseconds: follow it at that pace.
+    monkeypatch.setattr(to_allegro, "FOLLOW_INTERVAL_SECONDS", 0.02)
     with ExitStack() as stack:
 
         def make(
@@ -180,6 +183,34 @@ def test_allegro_down_never_blocks_shopify_and_its_messages_wait_then_converge(m
     assert_converged(p)
     state = p.allegro.state()
     assert ending in state["ended"] and returning not in state["ended"]
+
+
+def test_levels_superseded_during_an_outage_still_end_and_reactivate_on_allegro(make_stock: MakeStock) -> None:
+    # Mutations caught: a flow told, as the previous level, what a failed (never applied) push
+    # recorded rather than what the channel last took: the newer level then skips the END (an
+    # offer left selling stock that is gone) or the ACTIVATE (restocked, but still ended).
+    ending, returning = "SKU-000001", "SKU-000002"
+    p = make_stock(stock={ending: {"wh01": (10, 0)}, returning: {"wh01": (1, 0)}})
+    converge(p)
+    p.allegro.set_behaviour("down")
+    set_stock(p.erp, ending, wh01=(2, 0))  # Allegro 8 -> 0
+    set_stock(p.erp, returning, wh01=(9, 0))  # Allegro 0 -> 7
+    p.poll()
+    p.drain("allegro")
+    set_stock(p.erp, ending, wh01=(1, 0))  # still nothing to sell
+    set_stock(p.erp, returning, wh01=(11, 0))  # 9
+    p.poll()
+    p.drain("allegro")
+    assert p.pending("allegro") == 2 and p.dead("allegro") == UNSOLD
+
+    p.allegro.set_behaviour("ok")
+    p.advance(INTEGRATION.target("allegro").retry.max_delay_seconds)
+    p.drain("allegro")
+    assert p.pending("allegro") == 0
+    state = p.allegro.state()
+    assert ending in state["ended"] and returning not in state["ended"]
+    assert p.allegro_quantities()[returning] == 9
+    assert p.mismatches("allegro") == {}
 
 
 # -- 3. a stale redrive ------------------------------------------------------------------------
