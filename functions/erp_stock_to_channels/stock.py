@@ -163,13 +163,33 @@ class StockTarget:
         pk, sk = state_keys.id_map(self.ctx.integration.name, self.channel, CATALOGUE_MARKER)
         return {"pk": {"S": pk}, "sk": {"S": sk}}
 
-    def _catalogue_age(self) -> float:
+    def _marker(self) -> dict[str, Any]:
         try:
-            item = self.ctx.ddb.get_item(TableName=self.ctx.state_table, Key=self._marker_key()).get("Item") or {}
+            item: dict[str, Any] = (
+                self.ctx.ddb.get_item(TableName=self.ctx.state_table, Key=self._marker_key()).get("Item") or {}
+            )
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailable(f"catalogue marker: {type(exc).__name__}") from exc
-        at = item.get("refreshed_at", {}).get("N")
+        return item
+
+    def _catalogue_age(self) -> float:
+        at = self._marker().get("refreshed_at", {}).get("N")
         return self.clock() - float(at) if at else float("inf")
+
+    def _release_marker(self, started: float) -> None:
+        """A failed catalogue read gives the marker back: the next delivery reads the catalogue at
+        once (and the target's failure reaches the breaker), instead of waiting for a reader that
+        is gone until the marker lapses."""
+        try:
+            self.ctx.ddb.update_item(
+                TableName=self.ctx.state_table,
+                Key=self._marker_key(),
+                UpdateExpression="REMOVE started_at",
+                ConditionExpression="started_at = :mine",
+                ExpressionAttributeValues={":mine": {"N": repr(started)}},
+            )
+        except (ClientError, BotoCoreError):
+            pass  # taken over meanwhile, or unreachable: it lapses after CATALOGUE_RETRY_SECONDS
 
     def _refresh_catalogue(self, attempt: Attempt, *, urgent: bool) -> bool:
         """Refresh the ID map from the channel's catalogue, if no other invocation did (or is
@@ -191,11 +211,17 @@ class StockTarget:
             # for it here (a queue retry's growing backoff would leave the message waiting long
             # after the catalogue is in), as long as the invocation has time.
             while self._catalogue_age() == float("inf"):
+                if "started_at" not in self._marker():  # its reader failed: read it on the retry
+                    raise InProgressElsewhere("the channel catalogue read failed elsewhere", retry_after=1) from None
                 if not wait_within(attempt, CATALOGUE_POLL_SECONDS):
                     raise InProgressElsewhere("the channel catalogue is being read", retry_after=15) from None
             return True
-        pairs = dict(self.catalogue())
-        self.id_map.put_many(pairs)
+        try:
+            pairs = dict(self.catalogue())
+            self.id_map.put_many(pairs)
+        except BaseException:
+            self._release_marker(now)
+            raise
         self.ctx.ddb.update_item(
             TableName=self.ctx.state_table,
             Key=self._marker_key(),
