@@ -213,6 +213,34 @@ def test_levels_superseded_during_an_outage_still_end_and_reactivate_on_allegro(
     assert p.mismatches("allegro") == {}
 
 
+def test_allegro_down_before_its_catalogue_was_ever_read_is_retried_behind_the_breaker(
+    make_stock: MakeStock,
+) -> None:
+    # Mutations caught: a failed catalogue read leaving its marker taken, so the next deliveries
+    # wait out their invocations for a reader that is gone (Allegro not called, the breaker never
+    # told); the unmapped SKUs dead-lettered before the catalogue could say what is unmapped.
+    p = make_stock()
+    p.allegro.set_behaviour("down")
+    p.poll()
+    p.drain("shopify")
+    assert p.mismatches("shopify") == {}
+    threshold = INTEGRATION.target("allegro").breaker.failure_threshold
+    for attempt in range(1, threshold + 1):
+        requests = p.allegro.summary()["requests"]
+        p.drain("allegro", seconds=20)
+        assert p.allegro.summary()["requests"] > requests, f"attempt {attempt} did not try Allegro"
+        assert p.pending("allegro") == 1 and p.dead("allegro") == []
+        p.advance_until_due("allegro")
+    assert p.breaker("allegro")["state"] == "open"
+
+    p.allegro.set_behaviour("ok")
+    p.advance(INTEGRATION.target("allegro").breaker.max_open_seconds)
+    p.drain("allegro")
+    assert p.pending("allegro") == 0
+    assert p.dead("allegro") == UNSOLD
+    assert_converged(p)
+
+
 # -- 3. a stale redrive ------------------------------------------------------------------------
 def test_a_stale_message_redriven_a_day_later_is_refused_by_the_version_gate(make_stock: MakeStock) -> None:
     # Mutations caught: the version gate letting an older version through (``<=`` turned ``>=``,
