@@ -30,12 +30,15 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from functions.erp_stock_to_channels.rules import RULES, sellable
 from functions.registry import get
-from junction_local.runtime import LocalRuntime, wait_for
+from junction_local.runtime import LocalRuntime, _json, wait_for
+from junction_local.standins.erp import DEFAULT_ITEMS
 from junction_local.standins.shop import ShopStandIn, make_order
 from shared.webhooks import shopify
 
 INTEGRATION = "shop-orders-to-erp"
+STOCK = "erp-stock-to-channels"
 ERP = get(INTEGRATION).target("erp")  # the integration's one target: its queue and retry policy
 POISON_SKU = "GHOST-MUG"
 TIME_SCALE = 1 / 30
@@ -54,7 +57,7 @@ class Demo:
         self.env = {
             **os.environ,
             "JUNCTION_LOCAL_STATE": str(runtime.state_file),
-            "JUNCTION_TARGET": "local",
+            "JUNCTION_OPS_ON": "local",
             "COLUMNS": str(max(console.width, 150)),
         }
 
@@ -296,6 +299,152 @@ class Demo:
         console.print(f"[dim]junction trace shopify-order:{self.poison_id}[/dim]")
         console.print(self.cli("trace", f"shopify-order:{self.poison_id}"))
 
+    # -- stock --------------------------------------------------------------------------------
+    def channels(self) -> dict[str, dict[str, int | None]]:
+        """What the ERP says each channel may sell, and what each channel sells, per ERP item."""
+        stock = _json(f"{self.runtime.target_url('erp')}/_standin/stock")
+        want = {
+            channel: {
+                sku: sellable(
+                    {
+                        w: {"in_stock": str(v["InStock"]), "committed": str(v["Committed"])}
+                        for w, v in stock[sku].items()
+                    },
+                    rule,
+                )
+                for sku in DEFAULT_ITEMS
+            }
+            for channel, rule in RULES.items()
+        }
+        skus = {"skus": list(DEFAULT_ITEMS)}
+        shop = _json(f"{self.runtime.target_url('shopify')}/_standin/lookup", skus)["quantities"]
+        market = _json(f"{self.runtime.target_url('allegro')}/_standin/lookup", skus)
+        ended = set(market["ended"])
+        held = {
+            "shopify": {s: shop.get(s) for s in DEFAULT_ITEMS},
+            "allegro": {s: 0 if s in ended else market["quantities"].get(s) for s in DEFAULT_ITEMS},
+        }
+        return {f"{c}:want": want[c] for c in want} | {f"{c}:held": held[c] for c in held}
+
+    def equal(self, channel: str) -> bool:
+        view = self.channels()
+        return view[f"{channel}:want"] == view[f"{channel}:held"]
+
+    def poll(self) -> dict[str, Any]:
+        """Run the stock poller now (as its schedule does every minute); a run refused because the
+        scheduled one holds the lease is tried again."""
+        for _ in range(60):
+            answer = self.runtime.fire_schedule(STOCK)["response"]
+            if answer.get("outcome") != "overlap":
+                return dict(answer)
+            time.sleep(1)
+        raise RuntimeError("the stock poller's lease stayed taken")
+
+    def stock_table(self, title: str) -> None:
+        view = self.channels()
+        table = Table(title=title)
+        for column in ("SKU", "ERP: Shopify may sell", "Shopify sells", "ERP: Allegro may sell", "Allegro sells"):
+            table.add_column(column)
+        for sku in DEFAULT_ITEMS:
+            cells = []
+            for channel in ("shopify", "allegro"):
+                want, held = view[f"{channel}:want"][sku], view[f"{channel}:held"][sku]
+                cells += [str(want), f"[green]{held}[/green]" if want == held else f"[red]{held}[/red]"]
+            table.add_row(sku, *cells)
+        console.print(table)
+
+    def stock(self) -> None:
+        console.rule("[bold]7. Stock: the ERP's levels on every channel")
+        console.print(
+            "The ERP stock poller runs every minute; Shopify sells warehouses 01+02, Allegro 01 less 2 kept back."
+        )
+        self.poll()
+        converged = wait_for(
+            lambda: self.runtime.settled(STOCK) and self.equal("shopify") and self.equal("allegro"), 90
+        )
+        self.check("after the orders, both channels sell what the ERP says", converged)
+        self.stock_table("Before")
+
+        console.print("A shop order for a MUG-BLUE: the ERP commits one more, and the next poll pushes the new level.")
+        order = make_order(2001, customer=0, skus=("MUG-BLUE",))
+        self.shop.send(order)
+        self.valid.append(order["id"])
+        self.wait_delivered(len(self.valid), "the order into the ERP", timeout=60)
+        run = self.poll()
+        console.print(f"poll: {run.get('changes')} change(s) sent, outcome {run.get('outcome')}")
+        converged = wait_for(
+            lambda: self.runtime.settled(STOCK) and self.equal("shopify") and self.equal("allegro"), 90
+        )
+        self.check("the order's lower level reached both channels at the next poll", converged)
+
+        erp = f"{self.runtime.target_url('erp')}/_standin/stock"
+        on_hand = _json(erp)["TEAPOT-L"]["01"]["InStock"]
+        console.print("[bold]Allegro goes down[/bold]; a delivery of 40 x TEAPOT-L arrives in warehouse 01.")
+        self.runtime.target_behaviour("allegro", "down")
+        _json(erp, {"changes": [{"item": "TEAPOT-L", "warehouse": "01", "in_stock": on_hand + 40}]})
+        self.poll()
+        shop_first = wait_for(lambda: self.equal("shopify"), 60)
+        self.check("with Allegro down, Shopify still gets the new level", shop_first)
+        self.check("Allegro does not have it yet", not self.equal("allegro"))
+        self.stock_table("Allegro down")
+        console.print("[bold]Allegro is back[/bold]: its messages waited on its own queue.")
+        self.runtime.target_behaviour("allegro", "ok")
+        caught_up = wait_for(lambda: self.runtime.settled(STOCK) and self.equal("allegro"), 120)
+        self.check("Allegro catches up after its outage", caught_up)
+        console.print(
+            f"{POISON_SKU}, created in the ERP in scene 6, is in neither channel's catalogue: a business error, "
+            "never retried ([dim]junction dlq list erp-stock-to-channels --target allegro[/dim]):"
+        )
+        listing = self.cli("dlq", "list", STOCK, "--target", "allegro")
+        console.print(listing)
+        self.check(
+            f"Allegro's DLQ holds only {POISON_SKU}, as unmapped_sku: the outage dead-lettered nothing",
+            self.stock_dlq() == 2 and "unmapped_sku" in listing and POISON_SKU in listing,
+        )
+
+        console.print("An operator replays the first stock message of the day (levels from before all of this):")
+        first = self.first_stock_batch()
+        console.print(f"[dim]junction replay {first} --target allegro --bypass-idempotency --yes[/dim]")
+        console.print(
+            self.cli("replay", first, "--integration", STOCK, "--target", "allegro", "--bypass-idempotency", "--yes")
+        )
+        wait_for(lambda: self.runtime.settled(STOCK), 60)
+        self.check("the stale replay overwrote nothing: Allegro still equals the ERP", self.equal("allegro"))
+        self.check("the stale replay was refused by the version gate", self.replay_was_stale(first))
+        self.stock_table("After the stale replay")
+
+    def stock_dlq(self) -> int:
+        return self.runtime.queue_depth(STOCK)["dead_letters"]
+
+    def first_stock_batch(self) -> str:
+        """The entity id of the earliest stock message Allegro took (the day's first full sync)."""
+        items = self.scan_traces("delivered")
+        return str(min(items, key=lambda i: i["sk"])["pk"]).removeprefix("trace#")
+
+    def replay_was_stale(self, entity: str) -> bool:
+        items = [i for i in self.scan_traces("delivered") if i["pk"] == f"trace#{entity}" and i.get("replay_id")]
+        return any(int(i.get("target_ids", {}).get("stale", "0")) > 0 for i in items)
+
+    def scan_traces(self, outcome: str) -> list[dict[str, Any]]:
+        import boto3
+        from boto3.dynamodb.conditions import Attr
+
+        os.environ.update(self.runtime.state["aws_env"])
+        table = boto3.resource("dynamodb", region_name=self.runtime.state["region"]).Table(
+            f"junction-{self.runtime.state['stage']}-state"
+        )
+        condition = (
+            Attr("pk").begins_with("trace#stock-batch:") & Attr("target").eq("allegro") & Attr("outcome").eq(outcome)
+        )
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"FilterExpression": condition}
+        while True:
+            page = table.scan(**kwargs)
+            items += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def verdict(self) -> bool:
         console.rule("[bold]Expectations")
         for label, ok in self.checks:
@@ -331,6 +480,7 @@ def main() -> int:
         demo.long_outage()
         demo.summary()
         demo.fix_and_redrive()
+        demo.stock()
         ok = demo.verdict()
     except Exception as exc:
         console.print(f"[red]demo failed:[/red] {type(exc).__name__}: {exc}")

@@ -471,10 +471,12 @@ def _classify(response: httpx.Response, ids: dict[str, str]) -> None:
     retry_after = retry_after_seconds(response.headers.get("Retry-After"))
     details: dict[str, Any] = {"status": status, "target": TARGET, "codes": _codes(response)}
     if status == 429:
-        # A client id over its limit is blocked for a minute: no retry sooner helps.
+        # Allegro says how long to wait; without a Retry-After, assume the documented block of a
+        # client id over its request limit (a minute). The offer-change limit's 429 names the
+        # seconds until the changes fit the window, often far less.
         raise RateLimited(
             f"{TARGET} rate limited (429)",
-            retry_after=max(retry_after or 0.0, BLOCK_SECONDS),
+            retry_after=retry_after if retry_after is not None else BLOCK_SECONDS,
             entity_ids=ids,
             details=details,
         )
