@@ -47,14 +47,15 @@ class StockToAllegro(StockTarget):
         self.client = client
         account = ctx.target.rate.account if ctx.target.rate else "allegro"
         # Allegro also limits offer changes per command kind: 9,000 in any minute. A bucket of
-        # one command's worth (B) refilled at (9,000 - B) a minute never exceeds it in any 60 s;
-        # the smaller B, the closer the steady rate comes to the limit (B = 250: 97 %).
+        # one command's worth (B) refilled at (9,000 - B) a minute never takes more in any 60 s;
+        # a second B of room covers commands arriving a moment after their group's tokens were
+        # taken. The smaller B, the closer the steady rate comes to the limit (B = 250: 94 %).
         self.changes = {
             kind: TokenBucket(
                 ctx.ddb,
                 ctx.state_table,
                 RateBudget(
-                    f"{account}#{kind}-changes", (OFFER_CHANGES_PER_MINUTE - COMMAND_OFFERS) / 60, COMMAND_OFFERS
+                    f"{account}#{kind}-changes", (OFFER_CHANGES_PER_MINUTE - 2 * COMMAND_OFFERS) / 60, COMMAND_OFFERS
                 ),
                 clock=ctx.clock,
             )
