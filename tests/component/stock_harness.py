@@ -329,11 +329,17 @@ class StockPipeline:
         out: list[dict[str, Any]] = []
         while batch := self.receive(name):
             out.extend(batch)
-        for m in out:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.queues[name][0], ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
-            )
+        self._show(self.queues[name][0], out)
         return out
+
+    def _show(self, url: str, messages: list[dict[str, Any]]) -> None:
+        """Make received messages visible again at once."""
+        for start in range(0, len(messages), 10):
+            entries = [
+                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                for n, m in enumerate(messages[start : start + 10])
+            ]
+            self.sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
 
     def send(self, name: str, body: str, attributes: dict[str, str] | None = None) -> None:
         """Put a message on the target's queue as it is (a redelivery, a redrive, a bad message)."""
@@ -352,10 +358,7 @@ class StockPipeline:
         out: list[dict[str, Any]] = []
         while batch := self.receive(name, dlq=True):
             out.extend(batch)
-        for m in out:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.queues[name][1], ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
-            )
+        self._show(self.queues[name][1], out)
         return out
 
     def dead(self, name: str) -> list[tuple[str, str]]:
@@ -375,10 +378,7 @@ class StockPipeline:
                 self.resend(name, m)
                 self.sqs.delete_message(QueueUrl=self.queues[name][1], ReceiptHandle=m["ReceiptHandle"])
                 moved += 1
-            else:
-                self.sqs.change_message_visibility(
-                    QueueUrl=self.queues[name][1], ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
-                )
+        self._show(self.queues[name][1], [m for m in seen if dead_key(m) not in wanted])
         return moved
 
     # -- the state table ---------------------------------------------------------------------
