@@ -28,6 +28,7 @@ import io
 import json
 import math
 import random
+import signal
 import statistics
 import sys
 import threading
@@ -194,6 +195,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=3600.0, help="give up converging after this long")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    # A stopped benchmark stops its local runtime too (the context manager's exit).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rng = random.Random(args.seed)
     schedule = INTEGRATION.schedule
     assert schedule is not None
