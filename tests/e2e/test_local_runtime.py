@@ -6,10 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import Counter
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,7 +52,7 @@ def traced(runtime: LocalRuntime, entity: str, outcome: str) -> bool:
 
 
 def junction(runtime: LocalRuntime, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "JUNCTION_LOCAL_STATE": str(runtime.state_file), "JUNCTION_TARGET": "local", "COLUMNS": "200"}
+    env = {**os.environ, "JUNCTION_LOCAL_STATE": str(runtime.state_file), "JUNCTION_OPS_ON": "local", "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-m", "ops.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False
     )
@@ -251,3 +253,68 @@ def test_an_order_too_large_for_one_message_travels_by_claim_check_and_lands_onc
     order["note"] = "gift wrap, " * 30_000  # about 330 KB: over the 256 KiB SQS message limit
     assert shop(runtime).send(order).status == 202
     assert settled(runtime, {"shopify:970000"})["shopify:970000"] == 1
+
+
+# -- stock sync ---------------------------------------------------------------------------------
+STOCK = "erp-stock-to-channels"
+
+
+def _call(url: str, body: object = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def channel_mismatches(runtime: LocalRuntime) -> dict[str, tuple[int, object, object]]:
+    """ERP items whose sellable quantity differs on a channel: sku@channel -> (want, held)."""
+    from functions.erp_stock_to_channels.rules import RULES, sellable
+    from junction_local.standins.erp import DEFAULT_ITEMS
+
+    stock = _call(f"{runtime.target_url('erp')}/_standin/stock")
+    skus = {"skus": list(DEFAULT_ITEMS)}
+    shop_held = _call(f"{runtime.target_url('shopify')}/_standin/lookup", skus)["quantities"]
+    market = _call(f"{runtime.target_url('allegro')}/_standin/lookup", skus)
+    ended = set(market["ended"])
+    held = {
+        "shopify": dict(shop_held),
+        "allegro": {s: 0 if s in ended else q for s, q in market["quantities"].items()},
+    }
+    out: dict[str, tuple[int, object, object]] = {}
+    for channel, rule in RULES.items():
+        for sku in DEFAULT_ITEMS:
+            levels = stock[sku]
+            want = sellable(
+                {w: {"in_stock": str(v["InStock"]), "committed": str(v["Committed"])} for w, v in levels.items()}, rule
+            )
+            if held[channel].get(sku) != want:
+                out[f"{sku}@{channel}"] = (want, held[channel].get(sku), None)
+    return out
+
+
+def poll(runtime: LocalRuntime) -> dict[str, object]:
+    for _ in range(30):  # the schedule's own run may hold the lease
+        response: dict[str, object] = runtime.fire_schedule(STOCK)["response"]
+        if response.get("outcome") != "overlap":
+            return response
+        time.sleep(1)
+    raise AssertionError("the stock poller's lease stayed taken")
+
+
+def test_stock_reaches_both_channels_and_a_change_follows_at_the_next_poll(runtime: LocalRuntime) -> None:
+    poll(runtime)
+    assert wait_for(lambda: runtime.settled(STOCK) and not channel_mismatches(runtime), timeout=90), channel_mismatches(
+        runtime
+    )
+    on_hand = _call(f"{runtime.target_url('erp')}/_standin/stock")["KETTLE-STEEL"]["02"]["InStock"]
+    _call(
+        f"{runtime.target_url('erp')}/_standin/stock",
+        {"changes": [{"item": "KETTLE-STEEL", "warehouse": "02", "in_stock": on_hand + 7}]},
+    )
+    assert channel_mismatches(runtime)  # Shopify sells warehouse 02: it is behind until the next poll
+    run = poll(runtime)
+    assert run["outcome"] == "caught_up" and run["changes"] == 1, run
+    assert wait_for(lambda: runtime.settled(STOCK) and not channel_mismatches(runtime), timeout=90), channel_mismatches(
+        runtime
+    )
+    assert runtime.queue_depth(STOCK)["dead_letters"] == 0
