@@ -481,10 +481,12 @@ def test_allegro_sells_warehouse_01_less_safety_stock_and_shopify_both_warehouse
     for method, kind in (("change_quantity", "quantity"), ("change_publication", "publication")):
         real = getattr(client, method)
 
-        def spy(command_id: str, offer_ids: list[str], value: Any, *, _real: Any = real, _kind: str = kind) -> Any:
+        def spy(
+            command_id: str, offer_ids: list[str], value: Any, *, _real: Any = real, _kind: str = kind, **kw: Any
+        ) -> Any:
             if offer in offer_ids:
                 calls.append((_kind, value))
-            return _real(command_id, offer_ids, value)
+            return _real(command_id, offer_ids, value, **kw)
 
         monkeypatch.setattr(client, method, spy)
 
