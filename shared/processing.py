@@ -343,6 +343,10 @@ class BatchProcessor:
             counts["Breaker_opened"] = inv.breaker_opened
         if inv.rejected_items:
             counts["Message_rejected_item"] = inv.rejected_items
+        # Items a version gate refused (older than what the target already has), as flows report them.
+        stale = sum(_number(c.target_ids.get("stale"), 0) for c in inv.completions)
+        if stale:
+            counts["Item_stale"] = int(stale)
         if not counts:
             return
         metrics = EphemeralMetrics(namespace="Junction")
