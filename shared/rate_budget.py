@@ -13,11 +13,12 @@ to 250 items' worth of work, so about 0.01 DynamoDB writes per item pushed.
 - ``hold(seconds)``: a target answered 429 with ``Retry-After`` (or Shopify's throttle status said
   the bucket is empty): every invocation on the account holds until then, not only the one that
   was told.
-Writes are conditional on the refill time read, so two invocations never spend the same tokens.
+Writes are conditional on the item's revision, so two invocations never spend the same tokens.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -69,15 +70,22 @@ class TokenBucket:
                 tokens = min(float(self.budget.burst), tokens + max(0.0, now - float(at)) * self.budget.per_second)
             if tokens < n:
                 return (n - tokens) / self.budget.per_second
-            condition = "attribute_not_exists(refilled_at)" if at is None else "refilled_at = :at"
-            values = {":t": {"N": repr(tokens - n)}, ":now": {"N": repr(now)}}
-            if at is not None:
-                values[":at"] = {"N": at}
+            # Conditional on the item's revision, not on the refill time: two takers in the same
+            # instant would both match an unchanged time and spend the same tokens.
+            revision = item.get("revision", {}).get("N")
+            condition = "attribute_not_exists(revision)" if revision is None else "revision = :rev"
+            values = {
+                ":t": {"N": repr(tokens - n)},
+                ":now": {"N": repr(now)},
+                ":next": {"N": str(int(revision or 0) + 1)},
+            }
+            if revision is not None:
+                values[":rev"] = {"N": revision}
             try:
                 self.ddb.update_item(
                     TableName=self.table,
                     Key=self._key(),
-                    UpdateExpression="SET tokens = :t, refilled_at = :now",
+                    UpdateExpression="SET tokens = :t, refilled_at = :now, revision = :next",
                     ConditionExpression=condition,
                     ExpressionAttributeValues=values,
                 )
@@ -121,3 +129,80 @@ class TokenBucket:
                 raise StoreUnavailable(f"rate budget hold: {type(exc).__name__}") from exc
         except BotoCoreError as exc:
             raise StoreUnavailable(f"rate budget hold: {type(exc).__name__}") from exc
+
+
+class SlidingWindow(TokenBucket):
+    """At most ``limit`` units in any ``window_seconds``: the shape of a limit counted over a
+    sliding window, as Allegro counts offer changes ("9,000 a minute"). A token bucket must keep
+    its burst small to never exceed such a limit and so runs below it; this counter may spend
+    the whole limit at once and then exactly what leaves the window, which is the least time the
+    limit allows. Per-second counts of the last window are kept in the budget's one item (at
+    most ``window_seconds`` entries), written conditionally on its revision."""
+
+    def __init__(
+        self,
+        ddb: Any,
+        table: str,
+        account: str,
+        limit: int,
+        window_seconds: int = 60,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(ddb, table, RateBudget(account, limit / window_seconds, limit), clock=clock, sleep=sleep)
+        self.limit = limit
+        self.window = window_seconds
+
+    def try_take(self, n: float = 1.0) -> float:
+        if n > self.limit:
+            raise ValueError(f"{n} units never fit a window of {self.limit}")
+        for _ in range(CONTENTION_ATTEMPTS):
+            try:
+                item = self.ddb.get_item(TableName=self.table, Key=self._key(), ConsistentRead=True).get("Item") or {}
+            except (ClientError, BotoCoreError) as exc:
+                raise StoreUnavailable(f"rate budget read: {type(exc).__name__}") from exc
+            now = self.clock()
+            blocked = float(item.get("blocked_until", {}).get("N", 0))
+            if blocked > now:
+                return blocked - now
+            second = int(now)
+            # A slot holds what was taken during its second; it leaves the window a whole window
+            # after that second ends (never early, whatever the fraction it was taken at).
+            slots = {
+                int(s): float(c)
+                for s, c in json.loads(item.get("slots", {}).get("S", "{}")).items()
+                if int(s) + 1 + self.window > now
+            }
+            used = sum(slots.values())
+            if used + n > self.limit:
+                for s in sorted(slots):  # oldest first: when enough has left the window
+                    used -= slots[s]
+                    if used + n <= self.limit:
+                        return max(0.05, s + 1 + self.window - now)
+                return float(self.window)
+            slots[second] = slots.get(second, 0.0) + n
+            revision = item.get("revision", {}).get("N")
+            values: dict[str, Any] = {
+                ":slots": {"S": json.dumps({str(s): c for s, c in slots.items()}, separators=(",", ":"))},
+                ":next": {"N": str(int(revision or 0) + 1)},
+            }
+            condition = "attribute_not_exists(revision)"
+            if revision is not None:
+                condition = "revision = :rev"
+                values[":rev"] = {"N": revision}
+            try:
+                self.ddb.update_item(
+                    TableName=self.table,
+                    Key=self._key(),
+                    UpdateExpression="SET slots = :slots, revision = :next",
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=values,
+                )
+                return 0.0
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise StoreUnavailable(f"rate budget write: {exc.response.get('Error', {}).get('Code')}") from exc
+            except BotoCoreError as exc:
+                raise StoreUnavailable(f"rate budget write: {type(exc).__name__}") from exc
+        return 0.2  # heavy contention: come back shortly

@@ -27,17 +27,18 @@ from shared.connectors.allegro import (
     CommandStatus,
     derive_command_id,
 )
-from shared.declaration import RateBudget, secret_id
+from shared.declaration import secret_id
 from shared.errors import OutcomeUnsettled, RateLimited
 from shared.processing import Attempt, FlowContext
-from shared.rate_budget import TokenBucket
+from shared.rate_budget import SlidingWindow
 
 from .declaration import ALLEGRO_API
 from .stock import Mapped, StockTarget, wait_within
 
 FOLLOW_INTERVAL_SECONDS = 0.5
 OFFER_CHANGES_PER_MINUTE = 9000  # per user and command kind (docs/allegro-contract.md)
-# Offers per command: Allegro takes 1,000; fewer keeps the offer-change bucket's burst small.
+# Offers per command (Allegro takes 1,000): a group of commands spends at most this from the
+# offer-change window, which keeps that much room for commands arriving after their tokens.
 COMMAND_OFFERS = 250
 
 
@@ -46,17 +47,16 @@ class StockToAllegro(StockTarget):
         super().__init__(ctx)
         self.client = client
         account = ctx.target.rate.account if ctx.target.rate else "allegro"
-        # Allegro also limits offer changes per command kind: 9,000 in any minute. A bucket of
-        # one command's worth (B) refilled at (9,000 - B) a minute never takes more in any 60 s;
-        # a second B of room covers commands arriving a moment after their group's tokens were
-        # taken. The smaller B, the closer the steady rate comes to the limit (B = 250: 94 %).
+        # Allegro also limits offer changes per command kind: 9,000 in any minute, counted when
+        # the commands arrive. The budget counts the same window when tokens are taken, less one
+        # group's worth (COMMAND_OFFERS) for the commands of a group arriving a moment later.
         self.changes = {
-            kind: TokenBucket(
+            kind: SlidingWindow(
                 ctx.ddb,
                 ctx.state_table,
-                RateBudget(
-                    f"{account}#{kind}-changes", (OFFER_CHANGES_PER_MINUTE - 2 * COMMAND_OFFERS) / 60, COMMAND_OFFERS
-                ),
+                f"{account}#{kind}-changes",
+                OFFER_CHANGES_PER_MINUTE - COMMAND_OFFERS,
+                60,
                 clock=ctx.clock,
             )
             for kind in ("quantity", "publication")
