@@ -43,6 +43,8 @@ NOT_CONFIRMED = ""  # ``c_v`` of an entity the target has taken nothing of yet
 class GateResult:
     passed: bool
     previous: dict[str, Any] | None  # the values the target last took (``confirm``); None: none known
+    # The values last let through, taken or not (what a target that never confirms compares with).
+    let_through: dict[str, Any] | None = None
 
 
 class VersionGate:
@@ -86,7 +88,10 @@ class VersionGate:
         except BotoCoreError as exc:
             raise StoreUnavailable(f"version gate: {type(exc).__name__}") from exc
         old = answer.get("Attributes")
-        return GateResult(True, _taken(_plain(old), list(value)) if old else None)
+        if not old:
+            return GateResult(True, None, None)
+        plain = _plain(old)
+        return GateResult(True, _taken(plain, list(value)), {f: plain.get(f) for f in value})
 
     def enter_many(self, entries: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list[GateResult]:
         """``enter`` for many keys, concurrently (one conditional write each: DynamoDB has no

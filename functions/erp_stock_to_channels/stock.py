@@ -76,6 +76,15 @@ class StockTarget:
     def push(self, mapped: list[Mapped], attempt: Attempt, ids: dict[str, str]) -> dict[str, str]:
         raise NotImplementedError
 
+    # What ``Mapped.previous`` is: the level the channel last took ("taken", kept by confirming
+    # after each push), or the level last let through the gate ("let_through", no second write;
+    # for a channel whose compare-and-set finds out when that level was never applied).
+    COMPARES_WITH = "taken"
+
+    def confirms(self, mapped: Mapped) -> bool:
+        """Whether the channel's taking this level must be recorded (one more write per SKU)."""
+        return True
+
     # -- Flow ---------------------------------------------------------------------------------
     def prepare(self, envelope: Envelope) -> Prepared:
         ids = {"delivery_id": envelope.delivery_id}
@@ -138,7 +147,8 @@ class StockTarget:
             if not gate.passed:
                 stale += 1
                 continue
-            previous = (gate.previous or {}).get("q")
+            known = gate.let_through if self.COMPARES_WITH == "let_through" else gate.previous
+            previous = (known or {}).get("q")
             passed.append(Mapped(level, found[level.sku], int(previous) if previous is not None else None))
         self.stale += stale
         result = self.push(passed, attempt, ids) if passed else {}
@@ -146,7 +156,11 @@ class StockTarget:
         # through: a push that fails is never applied, and a retry or a newer level decides anew).
         refused = {r.key for r in attempt.rejected}
         self.gate.confirm_many(
-            [(m.level.sku, m.level.version, {"q": m.level.quantity}) for m in passed if m.level.sku not in refused]
+            [
+                (m.level.sku, m.level.version, {"q": m.level.quantity})
+                for m in passed
+                if m.level.sku not in refused and self.confirms(m)
+            ]
         )
         return {**result, "pushed": str(len(passed)), "stale": str(stale), "unmapped": str(len(unmapped))}
 

@@ -65,6 +65,11 @@ class StockToAllegro(StockTarget):
     def catalogue(self) -> Iterable[tuple[str, str]]:
         return self.client.offers()
 
+    def confirms(self, mapped: Mapped) -> bool:
+        """Only the level decides END and ACTIVATE, by whether the offer was taken to zero: record
+        what Allegro took at a zero crossing; a change between two positive levels needs no write."""
+        return mapped.level.quantity == 0 or mapped.previous == 0
+
     def _max_wait(self, attempt: Attempt) -> float:
         return max(0.0, attempt.deadline - time.monotonic() - 10)
 

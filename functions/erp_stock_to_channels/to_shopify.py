@@ -34,6 +34,13 @@ SET_ROUNDS = 3  # compare-and-set attempts per chunk within one delivery
 
 
 class StockToShopify(StockTarget):
+    # Compare with the level last let through: if it was never applied (a failed push), the
+    # compare-and-set misses, and the levels are read again and set. No write after each push.
+    COMPARES_WITH = "let_through"
+
+    def confirms(self, mapped: Mapped) -> bool:
+        return False
+
     def __init__(self, ctx: FlowContext, client: ShopifyAdmin) -> None:
         super().__init__(ctx)
         self.client = client
