@@ -45,7 +45,7 @@ def junction(*args: str, env: dict[str, str | None] | None = None, input: str | 
     return runner.invoke(
         app,
         ["--aws", "--stage", STAGE, *args],
-        env={"COLUMNS": "250", "JUNCTION_TARGET": None, **(env or {})},
+        env={"COLUMNS": "250", "JUNCTION_OPS_ON": None, **(env or {})},
         input=input,
     )
 
@@ -495,7 +495,7 @@ def test_local_stack_that_refuses_connections(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     state.write_text(json.dumps({"stage": "local", "endpoints": {"default": url, "sqs": url, "dynamodb": url}}))
 
-    result = runner.invoke(app, ["status"], env={"JUNCTION_LOCAL_STATE": str(state), "JUNCTION_TARGET": None})
+    result = runner.invoke(app, ["status"], env={"JUNCTION_LOCAL_STATE": str(state), "JUNCTION_OPS_ON": None})
     assert "local stack not running" in one_line_error(result)
     assert "target: local (stage local)" in result.stderr
 
@@ -544,9 +544,9 @@ def test_target_resolution(tmp_path: Path) -> None:
     )
     state.write_text(json.dumps({"stage": "local", "endpoints": {"default": "http://m", "sqs": "http://s"}}))
     assert resolve_target(None, None, env).endpoint_for("sqs") == "http://s"
-    assert resolve_target(None, "x", {**env, "JUNCTION_TARGET": "aws"}).kind == "aws"
-    with pytest.raises(OpsError, match="JUNCTION_TARGET"):
-        resolve_target(None, None, {**env, "JUNCTION_TARGET": "mars"})
+    assert resolve_target(None, "x", {**env, "JUNCTION_OPS_ON": "aws"}).kind == "aws"
+    with pytest.raises(OpsError, match="JUNCTION_OPS_ON"):
+        resolve_target(None, None, {**env, "JUNCTION_OPS_ON": "mars"})
 
 
 def test_durations() -> None:
