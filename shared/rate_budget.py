@@ -54,7 +54,7 @@ class TokenBucket:
         return {"pk": {"S": self.pk}, "sk": {"S": self.sk}}
 
     def try_take(self, n: float = 1.0) -> float:
-        """Take ``n`` tokens now and return 0, or return how many seconds until they are there."""
+        """Take ``n`` units now and return 0, or return how many seconds until they are there."""
         for _ in range(CONTENTION_ATTEMPTS):
             try:
                 item = self.ddb.get_item(TableName=self.table, Key=self._key(), ConsistentRead=True).get("Item") or {}
@@ -64,38 +64,54 @@ class TokenBucket:
             blocked = float(item.get("blocked_until", {}).get("N", 0))
             if blocked > now:
                 return blocked - now
-            at = item.get("refilled_at", {}).get("N")
-            tokens = float(item.get("tokens", {}).get("N", self.budget.burst))
-            if at is not None:
-                tokens = min(float(self.budget.burst), tokens + max(0.0, now - float(at)) * self.budget.per_second)
-            if tokens < n:
-                return (n - tokens) / self.budget.per_second
-            # Conditional on the item's revision, not on the refill time: two takers in the same
-            # instant would both match an unchanged time and spend the same tokens.
-            revision = item.get("revision", {}).get("N")
-            condition = "attribute_not_exists(revision)" if revision is None else "revision = :rev"
-            values = {
-                ":t": {"N": repr(tokens - n)},
-                ":now": {"N": repr(now)},
-                ":next": {"N": str(int(revision or 0) + 1)},
-            }
-            if revision is not None:
-                values[":rev"] = {"N": revision}
-            try:
-                self.ddb.update_item(
-                    TableName=self.table,
-                    Key=self._key(),
-                    UpdateExpression="SET tokens = :t, refilled_at = :now, revision = :next",
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=values,
-                )
+            plan = self._plan(item, now, n)
+            if isinstance(plan, float):
+                return plan
+            if self._write(item, plan):
                 return 0.0
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise StoreUnavailable(f"rate budget write: {exc.response.get('Error', {}).get('Code')}") from exc
-            except BotoCoreError as exc:
-                raise StoreUnavailable(f"rate budget write: {type(exc).__name__}") from exc
-        return 1.0 / self.budget.per_second  # heavy contention: come back after one token's time
+        return self._contended()
+
+    def _plan(self, item: dict[str, Any], now: float, n: float) -> float | dict[str, Any]:
+        """Seconds to wait, or the attributes to write for taking ``n`` now."""
+        at = item.get("refilled_at", {}).get("N")
+        tokens = float(item.get("tokens", {}).get("N", self.budget.burst))
+        if at is not None:
+            tokens = min(float(self.budget.burst), tokens + max(0.0, now - float(at)) * self.budget.per_second)
+        if tokens < n:
+            return (n - tokens) / self.budget.per_second
+        return {"tokens": {"N": repr(tokens - n)}, "refilled_at": {"N": repr(now)}}
+
+    def _contended(self) -> float:
+        return 1.0 / self.budget.per_second  # heavy contention: come back after one unit's time
+
+    def _write(self, item: dict[str, Any], sets: dict[str, Any]) -> bool:
+        """Write ``sets`` if the item is still the one read; False if another taker wrote first.
+        Conditional on the item's revision, not on a time: two takers in the same instant would
+        both match an unchanged time and spend the same units."""
+        revision = item.get("revision", {}).get("N")
+        names = {f"#a{k}": name for k, name in enumerate(sets)}
+        values = {f":a{k}": value for k, value in enumerate(sets.values())}
+        values[":next"] = {"N": str(int(revision or 0) + 1)}
+        condition = "attribute_not_exists(revision)"
+        if revision is not None:
+            condition = "revision = :rev"
+            values[":rev"] = {"N": revision}
+        try:
+            self.ddb.update_item(
+                TableName=self.table,
+                Key=self._key(),
+                UpdateExpression="SET " + ", ".join(f"#a{k} = :a{k}" for k in range(len(sets))) + ", revision = :next",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise StoreUnavailable(f"rate budget write: {exc.response.get('Error', {}).get('Code')}") from exc
+            return False
+        except BotoCoreError as exc:
+            raise StoreUnavailable(f"rate budget write: {type(exc).__name__}") from exc
 
     def acquire(self, n: float = 1.0, *, max_wait: float) -> None:
         """Wait for ``n`` tokens for at most ``max_wait`` seconds; ``RateLimited`` beyond that."""
@@ -157,52 +173,26 @@ class SlidingWindow(TokenBucket):
     def try_take(self, n: float = 1.0) -> float:
         if n > self.limit:
             raise ValueError(f"{n} units never fit a window of {self.limit}")
-        for _ in range(CONTENTION_ATTEMPTS):
-            try:
-                item = self.ddb.get_item(TableName=self.table, Key=self._key(), ConsistentRead=True).get("Item") or {}
-            except (ClientError, BotoCoreError) as exc:
-                raise StoreUnavailable(f"rate budget read: {type(exc).__name__}") from exc
-            now = self.clock()
-            blocked = float(item.get("blocked_until", {}).get("N", 0))
-            if blocked > now:
-                return blocked - now
-            second = int(now)
-            # A slot holds what was taken during its second; it leaves the window a whole window
-            # after that second ends (never early, whatever the fraction it was taken at).
-            slots = {
-                int(s): float(c)
-                for s, c in json.loads(item.get("slots", {}).get("S", "{}")).items()
-                if int(s) + 1 + self.window > now
-            }
-            used = sum(slots.values())
-            if used + n > self.limit:
-                for s in sorted(slots):  # oldest first: when enough has left the window
-                    used -= slots[s]
-                    if used + n <= self.limit:
-                        return max(0.05, s + 1 + self.window - now)
-                return float(self.window)
-            slots[second] = slots.get(second, 0.0) + n
-            revision = item.get("revision", {}).get("N")
-            values: dict[str, Any] = {
-                ":slots": {"S": json.dumps({str(s): c for s, c in slots.items()}, separators=(",", ":"))},
-                ":next": {"N": str(int(revision or 0) + 1)},
-            }
-            condition = "attribute_not_exists(revision)"
-            if revision is not None:
-                condition = "revision = :rev"
-                values[":rev"] = {"N": revision}
-            try:
-                self.ddb.update_item(
-                    TableName=self.table,
-                    Key=self._key(),
-                    UpdateExpression="SET slots = :slots, revision = :next",
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=values,
-                )
-                return 0.0
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                    raise StoreUnavailable(f"rate budget write: {exc.response.get('Error', {}).get('Code')}") from exc
-            except BotoCoreError as exc:
-                raise StoreUnavailable(f"rate budget write: {type(exc).__name__}") from exc
+        return super().try_take(n)
+
+    def _plan(self, item: dict[str, Any], now: float, n: float) -> float | dict[str, Any]:
+        # A slot holds what was taken during its second; it leaves the window a whole window
+        # after that second ends (never early, whatever the fraction it was taken at).
+        slots = {
+            int(s): float(c)
+            for s, c in json.loads(item.get("slots", {}).get("S", "{}")).items()
+            if int(s) + 1 + self.window > now
+        }
+        used = sum(slots.values())
+        if used + n > self.limit:
+            for s in sorted(slots):  # oldest first: when enough has left the window
+                used -= slots[s]
+                if used + n <= self.limit:
+                    return max(0.05, s + 1 + self.window - now)
+            return float(self.window)
+        second = int(now)
+        slots[second] = slots.get(second, 0.0) + n
+        return {"slots": {"S": json.dumps({str(s): c for s, c in slots.items()}, separators=(",", ":"))}}
+
+    def _contended(self) -> float:
         return 0.2  # heavy contention: come back shortly
