@@ -14,7 +14,7 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ from shared.parameters import Secrets
 from shared.polling import Poller, PollerContext, RunResult
 from shared.processing import BatchProcessor, FlowContext
 from shared.sync_state import IdMap
+from tests.component.poller_harness import TamperingTransport
 
 STAGE = "test"
 REGION = "eu-central-1"
@@ -132,30 +133,6 @@ class TimedSqs:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-
-class TamperingTransport(httpx.BaseTransport):
-    """The poller's way to the ERP stand-in; ``tamper[item code]`` rewrites that item in every
-    ``GET /Items`` answer (a malformed item, as an ERP might send one)."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.HTTPTransport()
-        self.tamper: dict[str, Callable[[dict[str, Any]], None]] = {}
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self.inner.handle_request(request)
-        if not self.tamper or request.method != "GET" or not request.url.path.endswith("/Items"):
-            return response
-        response.read()
-        body = json.loads(response.content)
-        for item in body.get("value", []):
-            rewrite = self.tamper.get(item.get("ItemCode"))
-            if rewrite is not None:
-                rewrite(item)
-        return httpx.Response(response.status_code, json=body, request=request)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @dataclass
