@@ -66,7 +66,6 @@ class StockTarget:
         self.budget = (
             TokenBucket(ctx.ddb, ctx.state_table, ctx.target.rate, clock=ctx.clock) if ctx.target.rate else None
         )
-        self.stale = 0
 
     # -- the channel's part ---------------------------------------------------------------------
     def catalogue(self) -> Iterable[tuple[str, str]]:
@@ -150,7 +149,6 @@ class StockTarget:
             known = gate.let_through if self.COMPARES_WITH == "let_through" else gate.previous
             previous = (known or {}).get("q")
             passed.append(Mapped(level, found[level.sku], int(previous) if previous is not None else None))
-        self.stale += stale
         result = self.push(passed, attempt, ids) if passed else {}
         # What the channel took is what the next level is compared with (not what was let
         # through: a push that fails is never applied, and a retry or a newer level decides anew).
