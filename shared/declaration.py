@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-SignatureScheme = Literal["shopify", "standard-webhooks"]
+SignatureScheme = Literal["shopify", "standard-webhooks", "woocommerce"]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ Answers: 202 after SQS accepted the message; 401 for any verification failure; 4
 malformed request; 413 for a body above the declared ``max_body_bytes``; 503 only when the
 secret store, S3 or the queue could not be reached within the declared deadline; 500 only for
 a bug of ours (logged with its traceback, never with payload data). Bad input never causes a 5xx.
+A provider's ping (``Verifier.is_ping``: WooCommerce checks a URL before it saves a webhook) gets
+200 and has no effect: nothing is verified, nothing is enqueued.
 
 A body whose envelope does not fit one SQS message travels by claim check (``shared.claim_check``).
 Every call (secret, S3, SQS, with their retries) shares one deadline, ``deadline_seconds`` of the
@@ -35,6 +37,7 @@ from shared.webhooks import (
     PayloadTooLarge,
     VerificationFailed,
     Verifier,
+    ping_check,
     verifier_for,
 )
 
@@ -145,6 +148,7 @@ class Ingress:
         self.payload_bucket = payload_bucket if payload_bucket is not None else os.environ.get(PAYLOAD_BUCKET_ENV)
         self.max_message_bytes = max_message_bytes
         self.kept_headers = kept_header_names(self.verifier, self.trigger.topic_header)
+        self.is_ping = ping_check(self.verifier)
         self._last_refresh = float("-inf")
 
     @property
@@ -159,6 +163,10 @@ class Ingress:
         delivery_id = None
         try:
             headers, raw = read_request(event, self.trigger.max_body_bytes)
+            if self.is_ping(headers, raw):
+                # The provider checking the URL before it saves a webhook: a 200, and no effect.
+                self._outcome("ping", 200, None, started, None)
+                return _response(200, {"status": "pong"})
             delivery = self._verify(headers, raw, deadline)
             delivery_id = delivery.delivery_id
             try:

@@ -7,14 +7,19 @@ from shared.webhooks.base import (
     Headers,
     IngressRejection,
     PayloadTooLarge,
+    PingAware,
     VerificationFailed,
     VerifiedDelivery,
     Verifier,
+    ping_check,
 )
 from shared.webhooks.shopify import ShopifyVerifier
 from shared.webhooks.standard import StandardWebhooksVerifier
+from shared.webhooks.woocommerce import WooCommerceVerifier
 
-VERIFIERS: dict[str, Verifier] = {v.scheme: v for v in (ShopifyVerifier(), StandardWebhooksVerifier())}
+VERIFIERS: dict[str, Verifier] = {
+    v.scheme: v for v in (ShopifyVerifier(), StandardWebhooksVerifier(), WooCommerceVerifier())
+}
 
 
 def verifier_for(scheme: str) -> Verifier:
@@ -30,8 +35,10 @@ __all__ = [
     "Headers",
     "IngressRejection",
     "PayloadTooLarge",
+    "PingAware",
     "VerificationFailed",
     "VerifiedDelivery",
     "Verifier",
+    "ping_check",
     "verifier_for",
 ]

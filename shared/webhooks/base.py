@@ -8,7 +8,7 @@ or ``BadRequest`` (400): never anything else, whatever the input.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -68,7 +68,10 @@ class Headers:
 class Verifier(Protocol):
     """A signature scheme. ``kept_headers``: the provider headers (lower case) worth keeping in
     the envelope for the processor and operators; ``signature_headers``: the ones that carry
-    signatures, never kept."""
+    signatures, never kept.
+
+    Optional: ``is_ping(headers, raw_body) -> bool`` (``PingAware``), for a provider that checks
+    an endpoint with an unsigned request before it delivers; read through ``ping_check``."""
 
     scheme: ClassVar[str]
     kept_headers: ClassVar[tuple[str, ...]]
@@ -77,6 +80,23 @@ class Verifier(Protocol):
     def verify(
         self, headers: Headers, raw_body: bytes, secrets: Sequence[str], *, now: float, tolerance: int
     ) -> VerifiedDelivery: ...
+
+
+class PingAware(Protocol):
+    """A scheme whose provider pings an endpoint, unsigned, and keeps the webhook only if the
+    answer is a 200 (WooCommerce, when a webhook is saved). A ping has no effect."""
+
+    def is_ping(self, headers: Headers, raw_body: bytes) -> bool: ...
+
+
+def _never_a_ping(headers: Headers, raw_body: bytes) -> bool:
+    return False
+
+
+def ping_check(verifier: Verifier) -> Callable[[Headers, bytes], bool]:
+    """The verifier's ``is_ping``; for a scheme without pings, a check that is always False."""
+    check: Callable[[Headers, bytes], bool] | None = getattr(verifier, "is_ping", None)
+    return check or _never_a_ping
 
 
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
