@@ -10,9 +10,16 @@ Like SAP Business One's Service Layer it ignores ``Idempotency-Key`` unless told
 Items carry stock per warehouse and the ``UpdateDate``/``UpdateTime`` stamp the Service Layer
 keeps as two separate fields. ``GET /Items`` evaluates ``$filter`` field by field, as the
 Service Layer does, so the combined date-and-time filter misses what the real one misses, and
-pages with ``$skip`` behind an ``odata.nextLink``. Sessions expire after ``SessionTimeout`` idle
-time measured on the stand-in's clock, which tests may move. Control over HTTP too, under
-/_standin/, so another process can drive it.
+pages with ``$skip`` behind an ``odata.nextLink``.
+
+Sales orders carry ``DocumentStatus`` (bost_Open/bost_Close) and ``Cancelled`` (tNO/tYES), and
+each line its ``LineStatus`` and ``RemainingOpenQuantity``. ``POST /DeliveryNotes`` with lines
+based on an order (BaseType 17, BaseEntry, BaseLine) delivers it, closing it once nothing is
+left open; ``POST /Orders(n)/Cancel`` cancels an order nothing was delivered from, and refuses,
+as the Service Layer does, one already cancelled, closed or partly delivered.
+
+Sessions expire after ``SessionTimeout`` idle time measured on the stand-in's clock, which tests
+may move. Control over HTTP too, under /_standin/, so another process can drive it.
 """
 
 from __future__ import annotations
@@ -47,6 +54,27 @@ ERR_NOT_FOUND = -2028
 ERR_INVALID = -5002
 ERR_QUERY = -1000  # a query option the Service Layer cannot parse or does not know
 ERR_UNAUTHORIZED = 301
+SALES_ORDER = 17  # the BoObjectTypes number of a sales order: a delivery line's BaseType
+OPEN, CLOSED = "bost_Open", "bost_Close"
+ORDER_FIELDS = frozenset(
+    {
+        "DocEntry",
+        "DocNum",
+        "CardCode",
+        "DocDate",
+        "DocDueDate",
+        "NumAtCard",
+        "DocCurrency",
+        "Comments",
+        "CreateDate",
+        "DocumentStatus",
+        "Cancelled",
+        "DocumentLines",
+        "DocumentAdditionalExpenses",
+        "AddressExtension",
+    }
+)
+_ORDER_ROUTE = re.compile(r"/Orders\((\d+)\)(/Cancel)?")
 DEFAULT_ITEMS = ("MUG-BLUE", "MUG-RED", "TEAPOT-L", "TEAPOT-S", "CUP-SET-4", "KETTLE-STEEL")
 DEFAULT_WAREHOUSES = ("01", "02")
 DEFAULT_WAREHOUSE = "01"  # where a document line without WarehouseCode commits its stock
@@ -164,6 +192,7 @@ class ErpStandIn:
             self._matches: dict[str | None, tuple[int, list[str]]] = {}
             self._orders: list[dict[str, Any]] = []
             self._by_key: dict[str, dict[str, Any]] = {}
+            self._deliveries: list[dict[str, Any]] = []
             self._requests = 0
             self._rejected = 0
             self._items_reads = 0
@@ -225,7 +254,31 @@ class ErpStandIn:
 
     def orders(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(o) for o in self._orders]
+            return [_copy_document(o) for o in self._orders]
+
+    def delivery_notes(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [_copy_document(d) for d in self._deliveries]
+
+    def deliver_order(self, doc_entry: int) -> dict[str, Any]:
+        """Deliver everything still open on the order, as a warehouse does: a delivery note
+        based on each open line, through the same rules as ``POST /DeliveryNotes``. Raises
+        KeyError for an unknown order, ValueError for one with nothing left to deliver."""
+        with self._lock:
+            order = self._order(doc_entry)
+            if order is None:
+                raise KeyError(doc_entry)
+            if order["Cancelled"] == "tYES" or order["DocumentStatus"] == CLOSED:
+                raise ValueError(f"order {doc_entry} is closed or cancelled: nothing left to deliver")
+            lines = [
+                {"BaseType": SALES_ORDER, "BaseEntry": doc_entry, "BaseLine": line["LineNum"]}
+                for line in order["DocumentLines"]
+                if line["LineStatus"] == OPEN
+            ]
+            status, _, answer = self._add_delivery({"CardCode": order["CardCode"], "DocumentLines": lines})
+            if status != 201:
+                raise ValueError(answer["error"]["message"]["value"])
+            return dict(answer)
 
     def business_partners(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -350,6 +403,8 @@ class ErpStandIn:
             references = [o.get("NumAtCard") for o in self._orders]
             return {
                 "orders": len(references),
+                "orders_cancelled": sum(1 for o in self._orders if o["Cancelled"] == "tYES"),
+                "delivery_notes": len(self._deliveries),
                 "unique_references": len(set(references)),
                 "business_partners": len(self._partners),
                 "items": len(self._items),
@@ -362,6 +417,7 @@ class ErpStandIn:
             return {
                 "orders": self.orders(),
                 "business_partners": self.business_partners(),
+                "delivery_notes": self.delivery_notes(),
                 "items": list(self._codes),
                 "requests": self._requests,
                 "rejected_by_behaviour": self._rejected,
@@ -476,6 +532,11 @@ class ErpStandIn:
             return self._items_api(method, route, query, headers, body)
         if route.startswith("/Orders"):
             return self._orders_api(method, route, query, headers, body)
+        if route == "/DeliveryNotes":
+            if method != "POST":
+                return 405, {}, _error(-1, "Method not allowed")
+            with self._lock:
+                return self._add_delivery(body)
         return 404, {}, _error(ERR_NOT_FOUND, "Resource not found")
 
     def _session_alive(self, session: str | None) -> bool:
@@ -594,14 +655,17 @@ class ErpStandIn:
         if method == "GET" and route == "/Orders":
             wanted = _num_at_card_filter(unquote(query))
             with self._lock:
-                found = [o for o in self._orders if wanted is None or o.get("NumAtCard") == wanted]
+                found = [_copy_document(o) for o in self._orders if wanted is None or o.get("NumAtCard") == wanted]
             return 200, {}, {"value": found}
+        one = _ORDER_ROUTE.fullmatch(route)
+        if one is not None:
+            return self._one_order(method, int(one.group(1)), one.group(2) is not None, query)
         if method != "POST" or route != "/Orders":
             return 405, {}, _error(-1, "Method not allowed")
         idem = headers.get("idempotency-key") if self.idempotency_keys else None
         with self._lock:
             if idem and idem in self._by_key:
-                return 201, {"Idempotent-Replayed": "true"}, self._by_key[idem]
+                return 201, {"Idempotent-Replayed": "true"}, _copy_document(self._by_key[idem])
             problem = self._invalid_order(body)
             if problem:
                 return 400, {}, _error(ERR_INVALID, problem)
@@ -611,23 +675,150 @@ class ErpStandIn:
                 "DocEntry": doc_entry,
                 "DocNum": 100000 + doc_entry,
                 "CreateDate": self._stamp()[0],
+                "DocumentStatus": OPEN,
+                "Cancelled": "tNO",
+                "DocumentLines": [
+                    {**line, "LineNum": n, "LineStatus": OPEN, "RemainingOpenQuantity": line["Quantity"]}
+                    for n, line in enumerate(body["DocumentLines"])
+                ],
                 "IdempotencyKey": idem,
             }
             self._orders.append(order)
             self._commit_stock(body["DocumentLines"])
             if idem:
                 self._by_key[idem] = order
-            return 201, {}, order
+            return 201, {}, _copy_document(order)
+
+    def _order(self, doc_entry: int) -> dict[str, Any] | None:
+        """The order of that DocEntry (callers hold the lock); DocEntry n is the n-th order."""
+        return self._orders[doc_entry - 1] if 1 <= doc_entry <= len(self._orders) else None
+
+    def _one_order(self, method: str, doc_entry: int, cancel: bool, query: str) -> tuple[int, dict[str, str], Any]:
+        if method != ("POST" if cancel else "GET"):
+            return 405, {}, _error(-1, "Method not allowed")
+        try:
+            select = None if cancel else _order_select(_options(query, frozenset({"$select"})).get("$select"))
+        except QueryError as exc:
+            return 400, {}, _error(ERR_QUERY, str(exc))
+        with self._lock:
+            order = self._order(doc_entry)
+            if order is None:
+                return 404, {}, _error(ERR_NOT_FOUND, "No matching records found")
+            if not cancel:
+                view = _copy_document(order)
+                return 200, {}, view if select is None else {field: view.get(field) for field in select}
+            return self._cancel(order)
+
+    def _cancel(self, order: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        """Cancel an order nothing was delivered from: it closes, and what its open lines had
+        committed is released. The Service Layer refuses a cancelled, closed or partly
+        delivered document with a 400, never a silent success."""
+        if order["Cancelled"] == "tYES":
+            return 400, {}, _error(ERR_INVALID, "Document is already cancelled")
+        if order["DocumentStatus"] == CLOSED:
+            return 400, {}, _error(ERR_INVALID, "Cannot cancel a closed document")
+        if any(line["RemainingOpenQuantity"] < line["Quantity"] for line in order["DocumentLines"]):
+            return 400, {}, _error(ERR_INVALID, "Cannot cancel a document that target documents are based on")
+        day, clock = self._stamp()
+        for line in order["DocumentLines"]:
+            self._move_stock(line, day, clock, committed=-line["RemainingOpenQuantity"])
+            line["LineStatus"], line["RemainingOpenQuantity"] = CLOSED, 0
+        order["Cancelled"], order["DocumentStatus"] = "tYES", CLOSED
+        self._changed()
+        return 204, {}, None
+
+    def _add_delivery(self, body: Any) -> tuple[int, dict[str, str], Any]:
+        """A delivery note based on sales order lines (callers hold the lock). Each line takes its
+        ``Quantity`` (all that is open without one) from the base line's open quantity and out of
+        stock: InStock and Committed both drop in the line's warehouse. An order with nothing
+        left open closes. All or nothing: a refused line delivers nothing."""
+        planned, problem = self._plan_delivery(body)
+        if problem:
+            return 400, {}, _error(ERR_INVALID, problem)
+        day, clock = self._stamp()
+        lines: list[dict[str, Any]] = []
+        for n, (order, line, quantity) in enumerate(planned):
+            self._move_stock(line, day, clock, in_stock=-quantity, committed=-quantity)
+            line["RemainingOpenQuantity"] -= quantity
+            if line["RemainingOpenQuantity"] <= 0:
+                line["RemainingOpenQuantity"], line["LineStatus"] = 0, CLOSED
+            if all(other["LineStatus"] == CLOSED for other in order["DocumentLines"]):
+                order["DocumentStatus"] = CLOSED
+            lines.append(
+                {
+                    "LineNum": n,
+                    "ItemCode": line["ItemCode"],
+                    "Quantity": quantity,
+                    "WarehouseCode": line.get("WarehouseCode") or DEFAULT_WAREHOUSE,
+                    "BaseType": SALES_ORDER,
+                    "BaseEntry": order["DocEntry"],
+                    "BaseLine": line["LineNum"],
+                }
+            )
+        self._changed()
+        doc_entry = len(self._deliveries) + 1
+        note = {
+            "DocEntry": doc_entry,
+            "DocNum": 200000 + doc_entry,
+            "CardCode": body["CardCode"],
+            "DocDate": day,
+            "DocumentStatus": OPEN,
+            "Cancelled": "tNO",
+            "DocumentLines": lines,
+        }
+        self._deliveries.append(note)
+        return 201, {}, _copy_document(note)
+
+    def _plan_delivery(self, body: Any) -> tuple[list[tuple[dict[str, Any], dict[str, Any], float]], str | None]:
+        """The (order, order line, quantity) each delivery line takes, or why the note is refused."""
+        if not isinstance(body, dict) or not isinstance(body.get("CardCode"), str) or not body["CardCode"]:
+            return [], "CardCode is required"
+        lines = body.get("DocumentLines")
+        if not isinstance(lines, list) or not lines:
+            return [], "Document must have at least one line"
+        planned: list[tuple[dict[str, Any], dict[str, Any], float]] = []
+        taken: dict[tuple[int, int], float] = {}
+        for line in lines:
+            if not isinstance(line, dict) or line.get("BaseType") != SALES_ORDER:
+                return [], f"Delivery lines must be based on a sales order (BaseType {SALES_ORDER})"
+            entry, base_line = line.get("BaseEntry"), line.get("BaseLine")
+            order = self._order(entry) if isinstance(entry, int) and not isinstance(entry, bool) else None
+            if order is None:
+                return [], f"Base document {entry!r} not found"
+            if order["CardCode"] != body["CardCode"]:
+                return [], "CardCode differs from the base document's"
+            if order["Cancelled"] == "tYES" or order["DocumentStatus"] == CLOSED:
+                return [], f"Base document {entry} is closed or cancelled"
+            rows = order["DocumentLines"]
+            if isinstance(base_line, bool) or not isinstance(base_line, int) or not 0 <= base_line < len(rows):
+                return [], f"Base line {base_line!r} not found in document {entry}"
+            base, key = rows[base_line], (order["DocEntry"], base_line)
+            still_open = base["RemainingOpenQuantity"] - taken.get(key, 0)
+            quantity = line.get("Quantity", still_open)
+            if isinstance(quantity, bool) or not isinstance(quantity, int | float) or not quantity > 0:
+                return [], "Quantity must be positive"
+            if quantity > still_open:
+                return [], f"Quantity exceeds the open quantity of line {base_line} of document {entry}"
+            taken[key] = taken.get(key, 0) + quantity
+            planned.append((order, base, quantity))
+        return planned, None
+
+    def _move_stock(
+        self, line: dict[str, Any], day: str, clock: str, *, in_stock: float = 0, committed: float = 0
+    ) -> None:
+        """Move a document line's item stock in its warehouse and stamp the item."""
+        item = self._items[line["ItemCode"]]
+        row = _warehouse_row(item, line.get("WarehouseCode") or DEFAULT_WAREHOUSE)
+        row["InStock"] += in_stock
+        row["Committed"] += committed
+        item["UpdateDate"], item["UpdateTime"] = day, clock
 
     def _commit_stock(self, lines: list[dict[str, Any]]) -> None:
         """A sales order commits its quantities in the lines' warehouses, as SAP does: sellable
         stock (InStock - Committed) drops, and the items' update stamp moves."""
         day, clock = self._stamp()
         for line in lines:
-            item = self._items[line["ItemCode"]]
-            row = _warehouse_row(item, line.get("WarehouseCode") or DEFAULT_WAREHOUSE)
-            row["Committed"] += line["Quantity"]
-            item["UpdateDate"], item["UpdateTime"] = day, clock
+            self._move_stock(line, day, clock, committed=line["Quantity"])
         self._changed()
 
     def _invalid_order(self, body: Any) -> str | None:
@@ -681,6 +872,16 @@ class ErpStandIn:
             except (TypeError, ValueError) as exc:
                 return 400, {}, {"error": str(exc)}
             return 200, {}, self.settings()
+        if method == "POST" and path == "/_standin/orders/deliver" and isinstance(body, dict):
+            entry = body.get("DocEntry")
+            if isinstance(entry, bool) or not isinstance(entry, int):
+                return 400, {}, {"error": "DocEntry must be an integer"}
+            try:
+                return 201, {}, self.deliver_order(entry)
+            except KeyError:
+                return 404, {}, {"error": f"no order {entry}"}
+            except ValueError as exc:
+                return 409, {}, {"error": str(exc)}
         if method == "POST" and path == "/_standin/reset":
             self.reset()
             return 200, {}, {"reset": True}
@@ -783,6 +984,23 @@ def _options(query: str, allowed: frozenset[str]) -> dict[str, str]:
             raise QueryError(f"Query option '{name}' is given twice")
         options[name] = value
     return options
+
+
+def _order_select(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    fields = [f.strip() for f in value.split(",")]
+    for field in fields:
+        if field not in ORDER_FIELDS:
+            raise QueryError(f"Property '{field}' of 'Document' is invalid")
+    return list(dict.fromkeys(fields))
+
+
+def _copy_document(document: dict[str, Any]) -> dict[str, Any]:
+    """A copy safe to answer with while the document changes (its lines copied too)."""
+    copy = dict(document)
+    copy["DocumentLines"] = [dict(line) for line in document.get("DocumentLines") or ()]
+    return copy
 
 
 def _select(value: str | None) -> list[str] | None:

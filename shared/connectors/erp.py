@@ -7,6 +7,8 @@
   when two orders race, because the second create fails with "already exists" and we read it.
 - Sales orders: ``POST /Orders`` with an ``Idempotency-Key`` header; ``NumAtCard`` carries the
   shop's order reference, so a retry can also find an order the ERP already holds.
+- Cancelling: ``POST /Orders(<DocEntry>)/Cancel`` after a look at the order, since the Service
+  Layer refuses to cancel a document that is already cancelled, or closed by a delivery.
 - Stock: ``GET /Items`` filtered on ``UpdateDate`` alone, ordered by ItemCode, one page at a time
   behind ``odata.nextLink``. Paging by offset while stock changes can repeat an item but never
   skip one, so the reader deduplicates (by ``item_version``) rather than trusting the pages.
@@ -24,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import quote
 
 import httpx
@@ -40,6 +42,15 @@ FREIGHT_EXPENSE_CODE = 1
 # What a stock read needs of an item, and nothing more: the Service Layer sends every field
 # of an item (hundreds) unless told otherwise.
 ITEM_SELECT = "ItemCode,UpdateDate,UpdateTime,ItemWarehouseInfoCollection"
+# What deciding about a cancel needs of an order: its state, and its lines (how much of each is
+# still open, so a partly delivered order is known before a Cancel is sent).
+ORDER_SELECT = "DocEntry,DocNum,NumAtCard,DocumentStatus,Cancelled,DocumentLines"
+# The outcomes of ``ErpClient.cancel_order``, and the reasons of its refusals (DLQ groups).
+CANCELLED = "cancelled"
+ALREADY_CANCELLED = "already_cancelled"
+ORDER_DELIVERED = "order_delivered"
+ORDER_NOT_FOUND = "order_not_found"
+CANCEL_REFUSED = "cancel_refused"
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,15 @@ def error_code(response: httpx.Response) -> int | None:
     except (ValueError, KeyError, TypeError):
         return None
     return code if isinstance(code, int) else None
+
+
+class OrderRefused(TargetRejected):
+    """The ERP will not do what was asked of one sales order: a business error (dead-lettered),
+    whose ``reason`` says why (``order_delivered``, ``order_not_found``, ``cancel_refused``)."""
+
+    def __init__(self, message: str, *, reason: str, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.reason = reason
 
 
 def _num(value: Decimal, places: str = "0.01") -> float:
@@ -277,6 +297,60 @@ class ErpClient:
             )
         return dict(response.json())
 
+    def get_order(self, doc_entry: int, ids: dict[str, str]) -> dict[str, Any] | None:
+        """The sales order's state (``ORDER_SELECT``), or None when the ERP has no such order."""
+        path = f"/Orders({_doc_entry(doc_entry)})?$select={ORDER_SELECT}"
+        response = self.request("GET", path, ids, accept=(404,))
+        if response.status_code == 404:
+            return None
+        return _order_body(response, ids)
+
+    def cancel_order(self, doc_entry: int, ids: dict[str, str]) -> str:
+        """Cancel the sales order: ``"cancelled"``, or ``"already_cancelled"`` when it was (a
+        repeated cancel sends nothing, since the Service Layer refuses to cancel twice).
+
+        The order is read first and the decision taken on its state, never on an error's text:
+        closed without being cancelled, or with a line partly delivered, it is ``OrderRefused``
+        with reason ``order_delivered``; unknown, reason ``order_not_found``. A Cancel refused
+        anyway (a delivery or a cancel that came in between) reads the order again to say which.
+        Transient failures are ``TargetUnavailable``/``RateLimited`` as for every call: a retry
+        after a Cancel that committed unseen finds the order cancelled."""
+        ids = {**ids, "erp_doc_entry": str(_doc_entry(doc_entry))}
+        outcome = self._cancel_outcome(self.get_order(doc_entry, ids), doc_entry, ids)
+        if outcome is not None:
+            return outcome
+        response = self.request("POST", f"/Orders({doc_entry})/Cancel", ids, accept=(400, 404))
+        if response.status_code == 404:
+            raise _not_found(doc_entry, ids)
+        if response.status_code == 400:
+            outcome = self._cancel_outcome(self.get_order(doc_entry, ids), doc_entry, ids)
+            if outcome is not None:
+                return outcome
+            raise OrderRefused(
+                "ERP refused to cancel an open sales order",
+                reason=CANCEL_REFUSED,
+                entity_ids=ids,
+                details={"status": 400, "erp_code": error_code(response)},
+            )
+        return CANCELLED
+
+    @staticmethod
+    def _cancel_outcome(order: dict[str, Any] | None, doc_entry: int, ids: dict[str, str]) -> str | None:
+        """What the order's state decides without a Cancel; None while it can still be cancelled."""
+        if order is None:
+            raise _not_found(doc_entry, ids)
+        if order.get("Cancelled") == "tYES":
+            return ALREADY_CANCELLED
+        closed = order.get("DocumentStatus") == "bost_Close"
+        if closed or _partly_delivered(order):
+            raise OrderRefused(
+                "ERP sales order is delivered and cannot be cancelled",
+                reason=ORDER_DELIVERED,
+                entity_ids=ids,
+                details={"document_status": order.get("DocumentStatus"), "closed": closed},
+            )
+        return None
+
     # -- stock -----------------------------------------------------------------------------
     def items_page(
         self,
@@ -323,6 +397,46 @@ class ErpClient:
         if relative is None or not relative.startswith("Items?"):
             raise TargetRejected("ERP gave a next link outside its Items collection", entity_ids=ids)
         return "/" + relative
+
+
+def _doc_entry(doc_entry: int) -> int:
+    if isinstance(doc_entry, bool) or not isinstance(doc_entry, int) or doc_entry < 1:
+        raise ValueError("an ERP DocEntry is a positive integer")
+    return doc_entry
+
+
+def _not_found(doc_entry: int, ids: dict[str, str]) -> OrderRefused:
+    return OrderRefused(
+        "ERP has no such sales order", reason=ORDER_NOT_FOUND, entity_ids=ids, details={"doc_entry": doc_entry}
+    )
+
+
+def _order_body(response: httpx.Response, ids: dict[str, str]) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("DocEntry"), int):
+        raise TargetRejected("ERP answered the order lookup without an order", entity_ids=ids)
+    return dict(body)
+
+
+def _partly_delivered(order: Mapping[str, Any]) -> bool:
+    """True when a line has had some of its quantity delivered (less of it is open than was
+    ordered): SAP closes such an order but will not cancel it. Lines without the two numbers
+    say nothing, and the Cancel's own answer decides."""
+    lines = order.get("DocumentLines")
+    for line in lines if isinstance(lines, list) else ():
+        if not isinstance(line, Mapping):
+            continue
+        ordered, still_open = line.get("Quantity"), line.get("RemainingOpenQuantity")
+        if _quantity(ordered) and _quantity(still_open) and still_open < ordered:
+            return True
+    return False
+
+
+def _quantity(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def items_query(updated_since: date) -> str:
