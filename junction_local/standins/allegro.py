@@ -1,5 +1,6 @@
 """An Allegro REST API stand-in: sellers' offers, batch quantity change and publication commands,
-and the OAuth token endpoint, with the limits of docs/allegro-contract.md.
+orders (the event journal, its stats and checkout forms), and the OAuth token endpoint, with the
+limits of docs/allegro-contract.md.
 
 A real HTTP server on 127.0.0.1 serving both hosts Allegro uses: the API (``/sale/...``, the
 ``api.allegro.pl`` side) and the token endpoint (``/auth/oauth/token``, the ``allegro.pl``
@@ -8,7 +9,8 @@ offers per command, 1000 items per page, 9000 requests per minute per client id 
 block), 9000 offer changes per minute and 250 000 per hour per user, stock between 1 and 99 999,
 single-use refresh tokens (60 s of grace) whose use ends the previous access token, commands
 that run asynchronously and count zeros until they start, a command id that cannot be reused
-with different content, an ended offer activated only once it has stock.
+with different content, an ended offer activated only once it has stock, opaque order event ids
+read on from exclusively, 1..1000 events a page, events kept 60 days.
 
 It can be told to misbehave (down, slow, rate limited, flaky) and its clock can be moved
 forward, so token expiry and rate limit windows are tested without waiting. Control over HTTP
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import math
 import random
@@ -31,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -75,6 +79,39 @@ MAX_QUANTITY = 99_999  # an offer's stock cannot exceed 99 999
 TASKS_PER_SECOND = 1000.0
 
 OFFER_ID_BASE = 17_000_000_000  # offer ids are numeric strings of Allegro's length
+
+# Orders (docs/allegro-contract.md, "Orders").
+ORDER_EVENTS_PATH = "/order/events"
+ORDER_EVENT_STATS_PATH = "/order/event-stats"
+CHECKOUT_FORMS_PATH = "/order/checkout-forms/"
+EVENT_TYPES = (
+    "BOUGHT",
+    "FILLED_IN",
+    "READY_FOR_PROCESSING",
+    "BUYER_CANCELLED",
+    "AUTO_CANCELLED",
+    "BUYER_MODIFIED",
+    "FULFILLMENT_STATUS_CHANGED",
+)
+EVENT_RETENTION_SECONDS = 60 * 24 * 3600  # "you can retrieve events from last 60 days"
+DEFAULT_EVENTS_LIMIT = 100
+# Event ids are opaque strings, like Allegro's (base64 of a 16-digit number): a reader can only
+# hand one back, never compare two.
+EVENT_SEQ_BASE = 1_132_000_000_000_000
+ORDER_STAGES = ("bought", "filled_in", "ready")
+SELLER_ID = "73652912"
+BUYERS = (  # (first name, last name, street, zip code, city, mobile)
+    ("Anna", "Kowalska", "ul. Długa 12/4", "31-147", "Kraków", "600 123 456"),
+    ("Piotr", "Nowak", "ul. Marszałkowska 84", "00-514", "Warszawa", "501 234 567"),
+    ("Katarzyna", "Wiśniewska", "ul. Piotrkowska 101", "90-425", "Łódź", "692 345 678"),
+    ("Tomasz", "Wójcik", "ul. Świdnicka 8", "50-066", "Wrocław", "785 456 789"),
+)
+LOCKER = {  # a parcel locker, as Allegro names a pickup point
+    "id": "KRA01M",
+    "name": "Paczkomat KRA01M",
+    "description": "Przy sklepie",
+    "address": {"street": "ul. Karmelicka 45", "zipCode": "31-128", "city": "Kraków", "countryCode": "PL"},
+}
 
 MODES = {
     "ok": "serve normally",
@@ -126,6 +163,15 @@ class Command:
     success: int = 0
     failed: int = 0
     completed_at: float | None = None
+
+
+@dataclass(slots=True)
+class OrderEvent:
+    seq: int
+    occurred_at: float
+    type: str
+    form_id: str
+    revision: str
 
 
 @dataclass
@@ -247,6 +293,10 @@ class AllegroStandIn:
             self._token_refreshes = 0
             self._tasks_done = 0
             self._tasks_failed = 0
+            self._events: list[OrderEvent] = []  # the journal, in id order
+            self._next_event = 1
+            self._forms: dict[str, dict[str, Any]] = {}
+            self._orders_created = 0
             self.behaviour = Behaviour()
             self._random = random.Random(0)
 
@@ -359,6 +409,8 @@ class AllegroStandIn:
             "token_ttl_seconds": self.token_ttl_seconds,
             "refresh_token_ttl_seconds": REFRESH_TOKEN_TTL_SECONDS,
             "refresh_grace_seconds": REFRESH_GRACE_SECONDS,
+            "max_events_limit": MAX_PAGE_LIMIT,
+            "event_retention_seconds": EVENT_RETENTION_SECONDS,
         }
 
     def summary(self) -> dict[str, Any]:
@@ -376,6 +428,8 @@ class AllegroStandIn:
                 "tasks_pending": pending,
                 "errors_429": self._errors_429,
                 "token_refreshes": self._token_refreshes,
+                "orders": len(self._forms),
+                "order_events": len(self._events),
                 "limits": self.limits(),
             }
 
@@ -435,7 +489,7 @@ class AllegroStandIn:
             return forced
         if path == TOKEN_PATH:
             return self._token(method, query, headers, raw)
-        if path.startswith("/sale/"):
+        if path.startswith(("/sale/", "/order/")):
             return self._api(method, path, query, headers, raw)
         return 404, {}, _errors("NotFoundException", "Resource not found", path=path)
 
@@ -450,6 +504,10 @@ class AllegroStandIn:
         if MEDIA_TYPE not in headers.get("accept", ""):
             return 406, {}, _errors("NotAcceptableException", f"Accept must be {MEDIA_TYPE}")
         params = parse_qs(query, keep_blank_values=True)
+        if path.startswith("/order/"):
+            if method != "GET":
+                return 405, {}, _errors("MethodNotAllowedException", "Method not allowed")
+            return self._order_api(path, params)
         if path == OFFERS_PATH:
             if method != "GET":
                 return 405, {}, _errors("MethodNotAllowedException", "Method not allowed")
@@ -716,6 +774,189 @@ class AllegroStandIn:
             },
         }
 
+    # -- orders ----------------------------------------------------------------------------
+    def create_order(
+        self,
+        lines: list[dict[str, Any]] | None = None,
+        *,
+        stage: str = "ready",
+        invoice: bool = False,
+        locker: bool = False,
+        out_of_order: bool = False,
+    ) -> str:
+        """A buyer's purchase of catalogue offers; returns the checkout form id. Each line names
+        ``sku`` (an offer's external id) or ``offer_id``, and a ``quantity``; by default one of the
+        first offer. It journals BOUGHT, FILLED_IN and, at stage ``ready`` (paid),
+        READY_FOR_PROCESSING. ``out_of_order`` journals READY_FOR_PROCESSING before FILLED_IN
+        (a later id on the earlier event), as Allegro says may happen."""
+        if stage not in ORDER_STAGES:
+            raise ValueError(f"stage must be one of {ORDER_STAGES}")
+        with self._lock:
+            offers = self._order_offers(lines)
+            now = self.now()
+            n = self._orders_created
+            self._orders_created += 1
+            form = _checkout_form(str(uuid.uuid4()), n, offers, now, invoice=invoice, locker=locker)
+            steps = ["BOUGHT", "FILLED_IN", "READY_FOR_PROCESSING"][: ORDER_STAGES.index(stage) + 1]
+            form["status"] = steps[-1]
+            if stage == "ready":
+                form["payment"]["finishedAt"] = _iso(now + 2)
+                form["payment"]["paidAmount"] = dict(form["summary"]["totalToPay"])
+            self._forms[form["id"]] = form
+            timed = [(now + i, t) for i, t in enumerate(steps)]
+            if out_of_order and len(timed) == 3:
+                timed = [timed[0], timed[2], timed[1]]
+            for occurred, kind in timed:
+                self._journal(kind, form, occurred)
+            return str(form["id"])
+
+    def ready_again(self, form_id: str) -> str:
+        """Another READY_FOR_PROCESSING for a paid form (Allegro sends one more, e.g. when
+        deferred-payment funds arrive); a form not yet paid becomes paid. Returns the event id."""
+        with self._lock:
+            form = self._form(form_id)
+            if form["status"] == "CANCELLED":
+                raise ValueError("a cancelled order cannot become ready")
+            if form["status"] != "READY_FOR_PROCESSING":
+                form["status"] = "READY_FOR_PROCESSING"
+                form["payment"]["finishedAt"] = _iso(self.now())
+                form["payment"]["paidAmount"] = dict(form["summary"]["totalToPay"])
+                self._revise(form)
+            return self._journal("READY_FOR_PROCESSING", form, self.now())
+
+    def cancel_order(self, form_id: str, *, auto: bool = False) -> str:
+        """The buyer cancels (BUYER_CANCELLED), or Allegro cancels an order never paid
+        (AUTO_CANCELLED): the form's status becomes CANCELLED at a new revision."""
+        with self._lock:
+            form = self._form(form_id)
+            if auto and form["status"] == "READY_FOR_PROCESSING":
+                raise ValueError("Allegro cancels only orders never paid")
+            form["status"] = "CANCELLED"
+            self._revise(form)
+            return self._journal("AUTO_CANCELLED" if auto else "BUYER_CANCELLED", form, self.now())
+
+    def modify_order(self, form_id: str, message: str = "Proszę o szybką wysyłkę") -> str:
+        """The buyer changes the order (BUYER_MODIFIED): here, the message to the seller."""
+        with self._lock:
+            form = self._form(form_id)
+            form["messageToSeller"] = message
+            self._revise(form)
+            return self._journal("BUYER_MODIFIED", form, self.now())
+
+    def remove_order(self, form_id: str) -> None:
+        """Allegro no longer serves the form (its events stay in the journal)."""
+        with self._lock:
+            self._form(form_id)
+            del self._forms[form_id]
+
+    def checkout_form_doc(self, form_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            form = self._forms.get(form_id)
+            return None if form is None else json.loads(json.dumps(form))
+
+    def order_event_ids(self) -> list[str]:
+        """The journal's event ids, oldest first (those retention has not dropped)."""
+        with self._lock:
+            self._drop_old_events()
+            return [_event_id(e.seq) for e in self._events]
+
+    def _order_offers(self, lines: list[dict[str, Any]] | None) -> list[tuple[Offer, int]]:
+        if lines is None:
+            if not self._order:
+                raise ValueError("the catalogue has no offer to buy")
+            lines = [{"offer_id": self._order[0], "quantity": 1}]
+        if not isinstance(lines, list) or not lines:
+            raise ValueError("lines must be a non-empty list")
+        picked: list[tuple[Offer, int]] = []
+        for line in lines:
+            if not isinstance(line, dict):
+                raise ValueError("each line is an object with sku or offer_id, and quantity")
+            offer_id = self._by_sku.get(str(line["sku"])) if "sku" in line else line.get("offer_id")
+            offer = self._offers.get(str(offer_id)) if offer_id is not None else None
+            if offer is None:
+                raise ValueError("a line names no offer of the catalogue")
+            quantity = line.get("quantity", 1)
+            if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+                raise ValueError("quantity must be a positive integer")
+            picked.append((offer, quantity))
+        return picked
+
+    def _form(self, form_id: str) -> dict[str, Any]:
+        form = self._forms.get(form_id)
+        if form is None:
+            raise ValueError("no such order")
+        return form
+
+    def _revise(self, form: dict[str, Any]) -> None:
+        form["revision"] = _revision(form["revision"])
+        form["updatedAt"] = _iso(self.now())
+
+    def _journal(self, kind: str, form: dict[str, Any], occurred_at: float) -> str:
+        event = OrderEvent(self._next_event, occurred_at, kind, str(form["id"]), str(form["revision"]))
+        self._next_event += 1
+        self._events.append(event)
+        return _event_id(event.seq)
+
+    def _drop_old_events(self) -> None:
+        oldest = self.now() - EVENT_RETENTION_SECONDS
+        keep = [e for e in self._events if e.occurred_at >= oldest]
+        if len(keep) != len(self._events):
+            self._events = keep
+
+    def _order_api(self, path: str, params: dict[str, list[str]]) -> Answer:
+        if path == ORDER_EVENTS_PATH:
+            return self._order_events(params)
+        if path == ORDER_EVENT_STATS_PATH:
+            with self._lock:
+                self._drop_old_events()
+                latest = self._events[-1] if self._events else None
+            stats = None if latest is None else {"id": _event_id(latest.seq), "occurredAt": _iso(latest.occurred_at)}
+            return 200, {}, {"latestEvent": stats}
+        if path.startswith(CHECKOUT_FORMS_PATH) and "/" not in path[len(CHECKOUT_FORMS_PATH) :]:
+            form = self.checkout_form_doc(path[len(CHECKOUT_FORMS_PATH) :])
+            if form is None:
+                return 404, {}, _errors("NotFoundException", "Checkout form not found", path="id")
+            return 200, {}, form
+        return 404, {}, _errors("NotFoundException", "Resource not found", path=path)
+
+    def _order_events(self, params: dict[str, list[str]]) -> Answer:
+        limit, problem = _page_param(params, "limit", DEFAULT_EVENTS_LIMIT, 1, MAX_PAGE_LIMIT)
+        if problem is not None:
+            return 400, {}, problem[2]  # Allegro answers a bad limit with 400, not 422
+        types = set(params.get("type", []))
+        if types - set(EVENT_TYPES):
+            return 400, {}, _errors("VALIDATION_ERROR", f"Unknown type {sorted(types - set(EVENT_TYPES))}", path="type")
+        after = 0
+        given = (params.get("from") or [""])[0]
+        if given:
+            seq = _event_seq(given)
+            if seq is None:
+                return 400, {}, _errors("VALIDATION_ERROR", "from is not an event id", details=given, path="from")
+            after = seq
+        with self._lock:
+            self._drop_old_events()
+            picked = [e for e in self._events if e.seq > after and (not types or e.type in types)][:limit]
+            docs = [self._event_doc(e) for e in picked]
+        return 200, {}, {"events": docs}
+
+    def _event_doc(self, event: OrderEvent) -> dict[str, Any]:
+        """Allegro's event: the form's id and revision at the event, with the buyer and line
+        items as they were (the stand-in shows them as the form holds them now)."""
+        form = self._forms.get(event.form_id)
+        buyer = form["buyer"] if form else {"id": "0"}
+        items: list[dict[str, Any]] = form["lineItems"] if form else []
+        return {
+            "id": _event_id(event.seq),
+            "occurredAt": _iso(event.occurred_at),
+            "type": event.type,
+            "order": {
+                "checkoutForm": {"id": event.form_id, "revision": event.revision},
+                "buyer": {k: buyer.get(k) for k in ("id", "email", "login", "guest")},
+                "lineItems": [{"id": i["id"], "offer": dict(i["offer"]), "boughtAt": i["boughtAt"]} for i in items],
+                "seller": {"id": SELLER_ID},
+            },
+        }
+
     # -- the asynchronous part -------------------------------------------------------------
     def _worker(self) -> None:
         """Completes queued tasks at ``tasks_per_second``, oldest command first."""
@@ -828,10 +1069,164 @@ class AllegroStandIn:
         if path == "/_standin/tokens/expire":
             self.expire_tokens()
             return 200, {}, {"expired": True}
+        if path.startswith("/_standin/orders"):
+            return self._control_orders(path, body)
         if path == "/_standin/clock/advance":
             self.advance(float(body.get("seconds", 0)))
             return 200, {}, {"now": self.now()}
         return 404, {}, {"error": "unknown control endpoint"}
+
+    def _control_orders(self, path: str, body: dict[str, Any]) -> Answer:
+        if path == "/_standin/orders":
+            form_id = self.create_order(
+                body.get("lines"),
+                stage=str(body.get("stage", "ready")),
+                invoice=bool(body.get("invoice", False)),
+                locker=bool(body.get("locker", False)),
+                out_of_order=bool(body.get("out_of_order", False)),
+            )
+            return 201, {}, {"id": form_id, "events": self.order_event_ids()[-3:]}
+        _, _, rest = path.partition("/_standin/orders/")
+        form_id, _, action = rest.partition("/")
+        actions: dict[str, Callable[[], str | None]] = {
+            "ready": lambda: self.ready_again(form_id),
+            "cancel": lambda: self.cancel_order(form_id, auto=bool(body.get("auto", False))),
+            "modify": lambda: self.modify_order(form_id),
+            "remove": lambda: self.remove_order(form_id),
+        }
+        if action not in actions:
+            return 404, {}, {"error": "unknown control endpoint"}
+        return 200, {}, {"id": form_id, "event": actions[action]()}
+
+
+def _event_id(seq: int) -> str:
+    return base64.b64encode(str(EVENT_SEQ_BASE + seq).encode()).decode().rstrip("=")
+
+
+def _event_seq(event_id: str) -> int | None:
+    try:
+        text = base64.b64decode(event_id + "=" * (-len(event_id) % 4), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    if not (text.isascii() and text.isdigit()) or int(text) < EVENT_SEQ_BASE:
+        return None
+    return int(text) - EVENT_SEQ_BASE
+
+
+def _revision(previous: str | None) -> str:
+    """Allegro's revisions are opaque strings that change with the form."""
+    return hashlib.sha256(f"{previous}".encode()).hexdigest()[:8]
+
+
+def _unit_price(sku: str | None) -> Decimal:
+    """A price per offer that a test can work out again: 19.99 to 218.99 PLN."""
+    digest = int(hashlib.sha256((sku or "").encode()).hexdigest()[:6], 16)
+    return Decimal(19 + digest % 200) + Decimal("0.99")
+
+
+def _nip(n: int) -> str:
+    """A Polish tax id (NIP) with a valid check digit."""
+    weights = (6, 5, 7, 2, 3, 4, 5, 6, 7)
+    for k in range(11):  # one number in eleven has no check digit: the next one has
+        digits = [int(d) for d in f"{526_000_000 + (n * 7919 + k) % 1_000_000:09d}"]
+        check = sum(w * d for w, d in zip(weights, digits, strict=True)) % 11
+        if check != 10:
+            return "".join(map(str, digits)) + str(check)
+    raise AssertionError("unreachable: eleven numbers in a row hold one with a check digit")
+
+
+def _money(amount: Decimal) -> dict[str, str]:
+    return {"amount": f"{amount:.2f}", "currency": "PLN"}
+
+
+def _checkout_form(
+    form_id: str, n: int, offers: list[tuple[Offer, int]], now: float, *, invoice: bool, locker: bool
+) -> dict[str, Any]:
+    """A Polish buyer's order as ``GET /order/checkout-forms/{id}`` returns it, in PLN, gross."""
+    first, last, street, zip_code, city, phone = BUYERS[n % len(BUYERS)]
+    login = f"{first.lower()}_{n:04d}"
+    cost = Decimal("9.99") if locker else Decimal("14.99")
+    items: list[dict[str, Any]] = [
+        {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{form_id}/{i}")),
+            "offer": {
+                "id": offer.id,
+                "name": f"Offer {offer.sku or offer.id}",
+                "external": None if offer.sku is None else {"id": offer.sku},
+                "productSet": None,
+            },
+            "quantity": quantity,
+            "originalPrice": _money(_unit_price(offer.sku)),
+            "price": _money(_unit_price(offer.sku)),
+            "reconciliation": None,
+            "selectedAdditionalServices": [],
+            "boughtAt": _iso(now),
+        }
+        for i, (offer, quantity) in enumerate(offers)
+    ]
+    total = sum((_unit_price(o.sku) * q for o, q in offers), Decimal("0")) + cost
+    address = {"street": street, "city": city, "zipCode": zip_code, "countryCode": "PL"}
+    return {
+        "id": form_id,
+        "messageToSeller": None,
+        "buyer": {
+            "id": str(40_000_000 + n),
+            "email": f"{hashlib.sha256(login.encode()).hexdigest()[:10]}+{login}@allegromail.pl",
+            "login": login,
+            "firstName": first,
+            "lastName": last,
+            "companyName": None,
+            "guest": False,
+            "personalIdentity": None,
+            "phoneNumber": f"+48 {phone}",
+            "address": {"street": street, "city": city, "postCode": zip_code, "countryCode": "PL"},
+            "preferences": {"language": "pl-PL"},
+        },
+        "payment": {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{form_id}/payment")),
+            "type": "ONLINE",
+            "provider": "P24",
+            "finishedAt": None,
+            "paidAmount": None,
+            "reconciliation": None,
+        },
+        "status": "BOUGHT",
+        "fulfillment": {"status": "NEW", "shipmentSummary": {"lineItemsSent": "NONE"}},
+        "delivery": {
+            "address": {**address, "firstName": first, "lastName": last, "companyName": None, "phoneNumber": phone},
+            "method": (
+                {"id": "2488f7b7-5d1c-4d65-b85c-4cbcf253fd93", "name": "Allegro Paczkomaty InPost"}
+                if locker
+                else {"id": "7203cb90-864c-4cab-b0ec-b3b2e19a0f56", "name": "Allegro Kurier DPD"}
+            ),
+            "pickupPoint": json.loads(json.dumps(LOCKER)) if locker else None,
+            "cost": _money(cost),
+            "time": None,
+            "smart": False,
+            "calculatedNumberOfPackages": 1,
+        },
+        "invoice": {
+            "required": invoice,
+            "address": (
+                {
+                    **address,
+                    "company": {"name": f"{last} Handel sp. z o.o.", "taxId": _nip(n)},
+                    "naturalPerson": None,
+                }
+                if invoice
+                else None
+            ),
+            "dueDate": None,
+        },
+        "lineItems": items,
+        "surcharges": [],
+        "discounts": [],
+        "note": None,
+        "marketplace": {"id": "allegro-pl"},
+        "summary": {"totalToPay": _money(total)},
+        "updatedAt": _iso(now),
+        "revision": _revision(form_id),
+    }
 
 
 def _change_quantity(offer: Offer, change_type: str, value: int) -> tuple[str, str] | None:
@@ -1019,7 +1414,7 @@ def _handler_for(standin: AllegroStandIn) -> type[BaseHTTPRequestHandler]:
             path = unquote(parts.path)
             status, extra, payload = standin.handle(self.command, path, parts.query, headers, raw)
             body = b"" if payload is None else json.dumps(payload).encode()
-            content_type = MEDIA_TYPE if path.startswith("/sale/") else "application/json"
+            content_type = MEDIA_TYPE if path.startswith(("/sale/", "/order/")) else "application/json"
             self.reply(status, dict(extra), body, content_type)
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve

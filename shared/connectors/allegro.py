@@ -12,6 +12,10 @@
 - Allegro sets no quantity below 1: an offer without stock is ended with a publication command
   (``PUT /sale/offer-publication-commands/{commandId}``, END) and activated again (ACTIVATE)
   after its quantity is set; an ended offer's quantity can be set.
+- Orders: ``GET /order/events`` is a journal of what buyers did (oldest first, kept 60 days,
+  read on from an event id); ``GET /order/event-stats`` names its latest event, where a reader
+  that wants nothing older starts; ``GET /order/checkout-forms/{id}`` is the order itself, which
+  ``order_from_checkout_form`` maps to the canonical ``Order``.
 - Errors are classified by status and Allegro's error codes, never by message text.
 """
 
@@ -24,9 +28,12 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+from pydantic import ValidationError
 
 from shared.errors import (
     ConfigurationError,
@@ -35,8 +42,10 @@ from shared.errors import (
     RateLimited,
     TargetRejected,
     TargetUnavailable,
+    ValidationFailed,
 )
 from shared.http import DEFAULT_TIMEOUT, client, retry_after_seconds, transport_error
+from shared.models import Address, Customer, Money, Order, OrderLine, ShippingLine
 
 TARGET = "allegro"
 MEDIA_TYPE = "application/vnd.allegro.public.v1+json"
@@ -50,6 +59,32 @@ CONFLICT = "COMMAND_ALREADY_REGISTERED_WITH_DIFFERENT_CONTENT"
 COMMANDS = "/sale/offer-quantity-change-commands/"
 PUBLICATIONS = "/sale/offer-publication-commands/"
 PUBLICATION_ACTIONS = ("ACTIVATE", "END")
+ORDER_EVENTS = "/order/events"
+ORDER_EVENT_STATS = "/order/event-stats"
+CHECKOUT_FORMS = "/order/checkout-forms/"
+MAX_EVENTS_LIMIT = 1000  # GET /order/events takes limit 1..1000 (default 100)
+# The checkout form's top-level fields as the OpenAPI file documents them: anything else is a
+# change of shape to look at before it changes what Junction reads.
+CHECKOUT_FORM_FIELDS = frozenset(
+    {
+        "id",
+        "messageToSeller",
+        "buyer",
+        "payment",
+        "status",
+        "fulfillment",
+        "delivery",
+        "invoice",
+        "lineItems",
+        "surcharges",
+        "discounts",
+        "note",
+        "marketplace",
+        "summary",
+        "updatedAt",
+        "revision",
+    }
+)
 # Command ids derived with ``derive_command_id`` live in this namespace.
 COMMAND_NAMESPACE = uuid.UUID("6f1c4a52-2c1e-4e55-9d0f-2b8f5e1a7c3d")
 
@@ -99,6 +134,18 @@ class TaskFailure:
     message: str
 
 
+class CheckoutFormNotFound(TargetRejected):
+    """Allegro does not serve this checkout form (any more): reading it again cannot help."""
+
+    reason = "checkout_form_not_found"
+
+
+class UnmappedSku(ValidationFailed):
+    """A line item whose offer carries no external id: Junction cannot tell which SKU was sold."""
+
+    reason = "unmapped_sku"
+
+
 SecretSource = Callable[[bool], Mapping[str, Any]]  # refresh -> the secret (read from the store when True)
 SecretStore = Callable[[dict[str, Any]], None]  # writes the whole secret document back
 
@@ -134,11 +181,31 @@ class AllegroClient:
     def bounded(self, timeout: Callable[[float], float]) -> Iterator[None]:
         """Within the block, every call's timeout is ``timeout(default)``: a delivery passes its
         ``Attempt.timeout`` so its calls end before the invocation does."""
+        outer = getattr(self._local, "timeout", None)
         self._local.timeout = timeout
         try:
             yield
         finally:
-            self._local.timeout = None
+            self._local.timeout = outer
+
+    @contextmanager
+    def _within(self, timeout: float | None) -> Iterator[None]:
+        """Every call in the block waits at most ``timeout`` seconds (and no longer than an
+        enclosing ``bounded`` allows)."""
+        if timeout is None:
+            yield
+            return
+        outer = getattr(self._local, "timeout", None)
+        ceiling = max(timeout, 0.1)
+
+        def bound(wanted: float) -> float:
+            return min(outer(wanted) if outer else wanted, ceiling)
+
+        self._local.timeout = bound
+        try:
+            yield
+        finally:
+            self._local.timeout = outer
 
     def close(self) -> None:
         self.http.close()
@@ -256,6 +323,52 @@ class AllegroClient:
             offset += len(offers)
             if not offers or not isinstance(total, int) or offset >= total:
                 return
+
+    # -- orders ----------------------------------------------------------------------------
+    def order_event_stats(self, timeout: float | None = None) -> dict[str, Any]:
+        """``{"latestEvent": {"id", "occurredAt"}}``: the starting point for a reader that wants
+        nothing older. ``latestEvent`` is null while the seller has no events."""
+        ids: dict[str, str] = {}
+        with self._within(timeout):
+            body = _object(self._request("GET", ORDER_EVENT_STATS, ids), ids)
+        latest = body.get("latestEvent")
+        if latest is not None and not (isinstance(latest, dict) and _text(latest.get("id"))):
+            raise TargetUnavailable(
+                "Allegro answered event stats without the latest event's id", details={"target": TARGET}
+            )
+        return body
+
+    def order_events(self, from_id: str | None, limit: int, timeout: float | None = None) -> list[dict[str, Any]]:
+        """Up to ``limit`` events after ``from_id`` (exclusive; None: the oldest Allegro keeps),
+        oldest first. Every event has a string ``id``: the position to read on from."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_EVENTS_LIMIT}")
+        if from_id is not None and not _text(from_id):
+            raise ValueError("from_id must be a non-empty event id or None")
+        ids = {"from_event_id": from_id} if from_id else {}
+        params: dict[str, Any] = {"limit": limit, **({"from": from_id} if from_id else {})}
+        with self._within(timeout):
+            events = _list(self._request("GET", ORDER_EVENTS, ids, params=params), "events", ids)
+        if not all(isinstance(e, dict) and _text(e.get("id")) for e in events):
+            raise TargetUnavailable(
+                "Allegro answered an event without an id", entity_ids=ids, details={"target": TARGET}
+            )
+        return events
+
+    def checkout_form(self, form_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """The order as it is now. One Allegro does not serve is ``CheckoutFormNotFound``."""
+        if not _text(form_id):
+            raise ValueError("form_id must be a non-empty checkout form id")
+        ids = {"checkout_form_id": form_id}
+        with self._within(timeout):
+            response = self._request("GET", CHECKOUT_FORMS + quote(form_id, safe=""), ids, accept=(404,))
+        if response.status_code == 404:
+            raise CheckoutFormNotFound(
+                "Allegro has no such checkout form",
+                entity_ids=ids,
+                details={"status": 404, "target": TARGET, "codes": _codes(response)},
+            )
+        return _object(response, ids)
 
     # -- transport -------------------------------------------------------------------------
     def _timeout(self) -> httpx.Timeout:
@@ -516,6 +629,24 @@ def _list(response: httpx.Response, key: str, ids: dict[str, str]) -> list[Any]:
     return items
 
 
+def _object(response: httpx.Response, ids: dict[str, str]) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise TargetUnavailable(
+            "Allegro answered without a JSON object",
+            entity_ids=ids,
+            details={"status": response.status_code, "target": TARGET},
+        )
+    return body
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
 def _failure(task: dict[str, Any]) -> TaskFailure:
     offer = task.get("offer")
     offer_id = str(offer.get("id")) if isinstance(offer, dict) else ""
@@ -561,3 +692,199 @@ def _number(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+# -- orders: checkout form -> canonical Order ------------------------------------------------
+def unknown_checkout_form_fields(form: Mapping[str, Any]) -> list[str]:
+    """Top-level fields the documented checkout form does not have: Allegro changed its shape."""
+    return sorted(str(k) for k in form if k not in CHECKOUT_FORM_FIELDS)
+
+
+def order_from_checkout_form(form: Any) -> Order:
+    """The canonical order of a checkout form. Allegro's prices are gross and already discounted,
+    so a line's unit price is what the buyer pays for one, and the total is ``totalToPay``. A line
+    whose offer has no external id is ``UnmappedSku``; anything else invalid is
+    ``ValidationFailed``, naming fields and ids, never the buyer's data."""
+    if not isinstance(form, dict) or not _text(form.get("id")):
+        raise ValidationFailed("payload is not an Allegro checkout form")
+    form_id = str(form["id"])
+    ids = {"checkout_form_id": form_id}
+    try:
+        return _order(form, form_id)
+    except ValidationFailed:
+        raise
+    except ValidationError as exc:
+        # Field paths and error types only: pydantic's messages can quote personal data.
+        fields = sorted({".".join(str(p) for p in e["loc"]) + ":" + e["type"] for e in exc.errors()})
+        raise ValidationFailed(f"invalid checkout form: {', '.join(fields)[:500]}", entity_ids=ids) from None
+    except _Invalid as exc:
+        raise ValidationFailed(f"invalid checkout form: {exc}"[:500], entity_ids=ids) from None
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ValidationFailed(f"invalid checkout form: {type(exc).__name__}", entity_ids=ids) from None
+
+
+class _Invalid(ValueError):
+    """A field the mapping cannot read; its message names the field, never its value."""
+
+
+def _order(form: dict[str, Any], form_id: str) -> Order:
+    total = _price(_mapping(form.get("summary")).get("totalToPay"), "summary.totalToPay")
+    currency = total.currency
+    items = form.get("lineItems")
+    if not isinstance(items, list) or not items:
+        raise _Invalid("lineItems is empty")
+    lines = tuple(_line(item, n, form_id, currency) for n, item in enumerate(items))
+    subtotal = sum((line.unit_price.amount * line.quantity for line in lines), Decimal("0"))
+    delivery = _mapping(form.get("delivery"))
+    invoice = _mapping(form.get("invoice"))
+    invoice_address = _mapping(invoice.get("address")) if invoice.get("required") is True else {}
+    delivery_address = _address(_mapping(delivery.get("address")), "delivery.address")
+    return Order(
+        source=TARGET,
+        source_id=form_id,
+        number=form_id,
+        created_at=_bought_at(items, form),
+        currency=currency,
+        customer=_customer(_mapping(form.get("buyer")), invoice_address, delivery_address),
+        billing_address=_address(invoice_address, "invoice.address") if invoice_address else delivery_address,
+        shipping_address=_shipping_address(delivery, delivery_address),
+        lines=lines,
+        shipping=_shipping(delivery, currency),
+        subtotal=Money(amount=subtotal, currency=currency),
+        total_tax=Money(amount=Decimal("0"), currency=currency),
+        total_discounts=Money(amount=Decimal("0"), currency=currency),
+        total=total,
+        taxes_included=True,
+        note=form.get("messageToSeller") or None,
+    )
+
+
+def _line(item: Any, n: int, form_id: str, currency: str) -> OrderLine:
+    item = _mapping(item)
+    offer = _mapping(item.get("offer"))
+    sku = _mapping(offer.get("external")).get("id")
+    if not _text(sku):
+        raise UnmappedSku(
+            "a line item's offer has no external id (the seller's SKU)",
+            entity_ids={
+                "checkout_form_id": form_id,
+                "offer_id": str(offer.get("id") or ""),
+                "line_item_id": str(item.get("id") or ""),
+            },
+        )
+    price = _price(item.get("price"), f"lineItems[{n}].price")
+    if price.currency != currency:
+        raise _Invalid(f"lineItems[{n}].price is not in the order's currency")
+    quantity = item.get("quantity")
+    if isinstance(quantity, bool) or not isinstance(quantity, int | str):
+        raise _Invalid(f"lineItems[{n}].quantity is not a number")
+    return OrderLine(
+        source_id=str(item["id"]) if item.get("id") is not None else None,
+        sku=str(sku).strip(),
+        title=str(offer.get("name") or sku),
+        quantity=_decimal(quantity, f"lineItems[{n}].quantity"),
+        unit_price=price,
+    )
+
+
+def _customer(buyer: dict[str, Any], invoice_address: dict[str, Any], delivery: Address | None) -> Customer:
+    company = _mapping(invoice_address.get("company"))
+    country = invoice_address.get("countryCode") or _mapping(buyer.get("address")).get("countryCode")
+    return Customer(
+        source_id=str(buyer["id"]) if buyer.get("id") is not None else None,
+        email=buyer.get("email") or None,
+        first_name=buyer.get("firstName") or None,
+        last_name=buyer.get("lastName") or None,
+        company=company.get("name") or buyer.get("companyName") or None,
+        phone=buyer.get("phoneNumber") or None,
+        tax_id=company.get("taxId") or None,
+        country=country or (delivery.country if delivery else None),
+    )
+
+
+def _address(raw: dict[str, Any], field: str) -> Address | None:
+    """Allegro's address (``street``, ``zipCode``, ``countryCode``; invoice addresses name a
+    company or a natural person instead of first and last name)."""
+    if not raw:
+        return None
+    person = _mapping(raw.get("naturalPerson")) or raw
+    name = " ".join(str(p) for p in (person.get("firstName"), person.get("lastName")) if p) or None
+    if not _text(raw.get("street")) or not _text(raw.get("city")):
+        raise _Invalid(f"{field} has no street or city")
+    return Address(
+        name=name,
+        company=_mapping(raw.get("company")).get("name") or raw.get("companyName") or None,
+        line1=raw["street"],
+        city=raw["city"],
+        postal_code=raw.get("zipCode") or raw.get("postCode") or None,
+        country=raw.get("countryCode") or "",
+        phone=raw.get("phoneNumber") or None,
+    )
+
+
+def _shipping_address(delivery: dict[str, Any], address: Address | None) -> Address | None:
+    """Delivery to a pickup point (a parcel locker) goes to the point's address, with the point's
+    id and name kept in the address line: the carrier needs them, the recipient's name and phone
+    stay those the buyer gave."""
+    point = _mapping(delivery.get("pickupPoint"))
+    if not point:
+        return address
+    place = _mapping(point.get("address"))
+    if not _text(point.get("id")) or not _text(place.get("street")) or not _text(place.get("city")):
+        raise _Invalid("delivery.pickupPoint has no id, street or city")
+    label = " ".join(str(p) for p in (point.get("name"), f"[{point['id']}]") if p)
+    return Address(
+        name=address.name if address else None,
+        company=address.company if address else None,
+        line1=label,
+        line2=place["street"],
+        city=place["city"],
+        postal_code=place.get("zipCode") or None,
+        country=place.get("countryCode") or "",
+        phone=address.phone if address else None,
+    )
+
+
+def _shipping(delivery: dict[str, Any], currency: str) -> tuple[ShippingLine, ...]:
+    if not delivery.get("cost"):
+        return ()
+    cost = _price(delivery["cost"], "delivery.cost")
+    if cost.currency != currency:
+        raise _Invalid("delivery.cost is not in the order's currency")
+    method = _mapping(delivery.get("method"))
+    return (ShippingLine(title=str(method.get("name") or "delivery"), code=method.get("id") or None, price=cost),)
+
+
+def _bought_at(items: list[Any], form: dict[str, Any]) -> str:
+    """When the buyer bought: the earliest line's ``boughtAt`` (the form has no creation date)."""
+    stamps = sorted(str(i["boughtAt"]) for i in items if isinstance(i, dict) and _text(i.get("boughtAt")))
+    if stamps:
+        return stamps[0]
+    if _text(form.get("updatedAt")):
+        return str(form["updatedAt"])
+    raise _Invalid("no lineItems[].boughtAt nor updatedAt")
+
+
+def _price(raw: Any, field: str) -> Money:
+    """Allegro's ``{"amount": "123.45", "currency": "PLN"}``: the amount is a decimal string."""
+    raw = _mapping(raw)
+    if not raw:
+        raise _Invalid(f"{field} is missing")
+    amount = raw.get("amount")
+    if not isinstance(amount, str):
+        raise _Invalid(f"{field}.amount is not a decimal string")
+    return Money(amount=_decimal(amount, f"{field}.amount"), currency=str(raw.get("currency") or ""))
+
+
+def _decimal(value: int | str, field: str) -> Decimal:
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise _Invalid(f"{field} is not a decimal") from None
+    if not number.is_finite():
+        raise _Invalid(f"{field} is not finite")
+    return number
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
