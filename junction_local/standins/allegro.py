@@ -1078,6 +1078,7 @@ class AllegroStandIn:
 
     def _control_orders(self, path: str, body: dict[str, Any]) -> Answer:
         if path == "/_standin/orders":
+            journalled = set(self.order_event_ids())
             form_id = self.create_order(
                 body.get("lines"),
                 stage=str(body.get("stage", "ready")),
@@ -1085,7 +1086,7 @@ class AllegroStandIn:
                 locker=bool(body.get("locker", False)),
                 out_of_order=bool(body.get("out_of_order", False)),
             )
-            return 201, {}, {"id": form_id, "events": self.order_event_ids()[-3:]}
+            return 201, {}, {"id": form_id, "events": [e for e in self.order_event_ids() if e not in journalled]}
         _, _, rest = path.partition("/_standin/orders/")
         form_id, _, action = rest.partition("/")
         actions: dict[str, Callable[[], str | None]] = {
@@ -1429,7 +1430,7 @@ def main() -> None:
 
     from junction_local.process import exit_with_parent
 
-    parser = argparse.ArgumentParser(description="Allegro REST API stand-in (offers, quantity commands, OAuth)")
+    parser = argparse.ArgumentParser(description="Allegro REST API stand-in (offers, quantity commands, orders, OAuth)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8093)
     parser.add_argument("--token-ttl-seconds", type=float, default=ACCESS_TOKEN_TTL_SECONDS)

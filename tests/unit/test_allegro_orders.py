@@ -170,8 +170,11 @@ def test_the_control_endpoints_drive_orders_over_http(standin: AllegroStandIn) -
     assert httpx.post(standin.url + f"/_standin/orders/{form_id}/ready").status_code == 200
     assert httpx.post(standin.url + f"/_standin/orders/{form_id}/cancel").status_code == 200
     assert httpx.post(standin.url + "/_standin/orders", json={"lines": [{"sku": "NOPE"}]}).status_code == 400
+    unpaid = httpx.post(standin.url + "/_standin/orders", json={"stage": "bought"}).json()
+    assert unpaid["events"] == standin.order_event_ids()[-1:]
+    assert httpx.post(standin.url + f"/_standin/orders/{unpaid['id']}/remove").status_code == 200
     summary = httpx.get(standin.url + "/_standin/summary").json()
-    assert (summary["orders"], summary["order_events"]) == (1, 5)
+    assert (summary["orders"], summary["order_events"]) == (1, 6)
 
 
 # -- the mapping -------------------------------------------------------------------------------
