@@ -41,7 +41,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="offered load, webhooks per second")
     parser.add_argument("--senders", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
-    parser.add_argument("--integration", default="shop-orders-to-erp")
+    parser.add_argument("--integration", default="shopify-orders")
     args = parser.parse_args()
     integration = get(args.integration)
     if integration.webhook is None:

@@ -1,10 +1,12 @@
 """Every integration Junction runs. Add one line here when you add a folder under functions/."""
 
+from functions.allegro_orders.declaration import INTEGRATION as ALLEGRO_ORDERS
 from functions.erp_stock_to_channels.declaration import INTEGRATION as ERP_STOCK_TO_CHANNELS
-from functions.shop_orders_to_erp.declaration import INTEGRATION as SHOP_ORDERS_TO_ERP
+from functions.shopify_orders.declaration import INTEGRATION as SHOPIFY_ORDERS
+from functions.woocommerce_orders.declaration import INTEGRATION as WOOCOMMERCE_ORDERS
 from shared.declaration import Integration
 
-INTEGRATIONS: tuple[Integration, ...] = (SHOP_ORDERS_TO_ERP, ERP_STOCK_TO_CHANNELS)
+INTEGRATIONS: tuple[Integration, ...] = (SHOPIFY_ORDERS, WOOCOMMERCE_ORDERS, ALLEGRO_ORDERS, ERP_STOCK_TO_CHANNELS)
 
 
 def get(name: str) -> Integration:

@@ -139,7 +139,7 @@ class StageSettings:
 
 
 def construct_id(name: str) -> str:
-    """A CloudFormation-safe id from a kebab-case name: ``shop-orders-to-erp`` -> ``ShopOrdersToErp``."""
+    """A CloudFormation-safe id from a kebab-case name: ``shopify-orders`` -> ``ShopOrdersToErp``."""
     return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
 
 
@@ -187,7 +187,12 @@ def idempotency_keys(integration: Integration, target: Target) -> str:
 
 def processor_state_keys(integration: Integration, target: Target) -> list[str]:
     """State-table partition keys one target's processor owns (shared/state_keys.py)."""
-    return state_keys.processor_keys(integration.name, target.name, target.rate.account if target.rate else None)
+    return state_keys.processor_keys(
+        integration.name,
+        target.name,
+        target.rate.account if target.rate else None,
+        cross_reference=target.cross_reference,
+    )
 
 
 # EventBridge rules take exactly these two forms. A rate's unit is singular for 1, plural otherwise.

@@ -37,7 +37,7 @@ from junction_local.standins.erp import DEFAULT_ITEMS
 from junction_local.standins.shop import ShopStandIn, make_order
 from shared.webhooks import shopify
 
-INTEGRATION = "shop-orders-to-erp"
+INTEGRATION = "shopify-orders"
 STOCK = "erp-stock-to-channels"
 ERP = get(INTEGRATION).target("erp")  # the integration's one target: its queue and retry policy
 POISON_SKU = "GHOST-MUG"

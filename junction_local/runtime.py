@@ -485,7 +485,7 @@ class LocalRuntime:
         """Make the stand-in misbehave (``down``, ``slow``, ``rate_limited``, ...; its MODES)."""
         _json(f"{self._standin(system)['control_url']}/behaviour", {"mode": mode, **options})
 
-    # The ERP by name, for the demo and the tests of shop-orders-to-erp.
+    # The ERP by name, for the demo and the tests of shopify-orders.
     @property
     def erp_url(self) -> str:
         return self.target_url("erp")

@@ -28,7 +28,7 @@ class SecretRef:
 class WebhookTrigger:
     """An HTTPS route on the API that a source system calls."""
 
-    path: str  # e.g. "/webhooks/shopify/orders-create"
+    path: str  # e.g. "/webhooks/shopify/orders"
     scheme: SignatureScheme
     secret: SecretRef  # JSON {"secrets": ["current", "previous", ...]}: every listed one verifies
     method: str = "POST"
@@ -139,7 +139,8 @@ class Target:
     budget and alarms. A failing target never blocks or re-runs another."""
 
     name: str  # the system: "erp", "shopify", "allegro" (also its stand-in's name)
-    # The module in the integration's package whose ``build(secrets, stage)`` makes its Flow.
+    # The module whose ``build(ctx, http)`` makes its Flow: a name in the integration's package,
+    # or a dotted path (``functions.orders.to_erp``) when several integrations share the flow.
     flow: str = "flow"
     secrets: tuple[SecretRef, ...] = ()  # what its processor reads (the target's credentials)
     # Secrets its processor may also write back (rotated OAuth refresh tokens).
@@ -152,6 +153,9 @@ class Target:
     alarms: AlarmThresholds = field(default_factory=AlarmThresholds)
     rate: RateBudget | None = None
     idempotency_ttl_days: int = 30  # > longest sender retry horizon + DLQ retention (redrive window)
+    # Records the ids it made in the entity's cross-reference (``shared.xref``), so that any of
+    # them finds the entity's trace.
+    cross_reference: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,12 +188,15 @@ class Integration:
         raise KeyError(f"{self.name} has no target {name!r} (its targets: {', '.join(t.name for t in self.targets)})")
 
     def flow_module(self, target: Target) -> str:
-        """The module whose ``build(secrets, stage)`` makes the target's flow."""
-        return f"{self.package}.{target.flow}"
+        """The module whose ``build(ctx, http)`` makes the target's flow."""
+        return self._module(target.flow)
 
     @property
     def poller_module(self) -> str | None:
-        return f"{self.package}.{self.schedule.poller}" if self.schedule else None
+        return self._module(self.schedule.poller) if self.schedule else None
+
+    def _module(self, name: str) -> str:
+        return name if "." in name else f"{self.package}.{name}"
 
     @property
     def all_secrets(self) -> tuple[SecretRef, ...]:

@@ -81,6 +81,18 @@ class OutcomeUnsettled(TransientError):
     reason = "outcome_unsettled"
 
 
+class AwaitingPrerequisite(TransientError):
+    """What this message changes is not at the target yet (a cancellation that overtook its order's
+    creation): it waits, with backoff, up to the retry horizon, then goes to the DLQ. Not a
+    target failure: the circuit breaker does not count it."""
+
+    reason = "awaiting_prerequisite"
+
+    def __init__(self, message: str, *, reason: str = "awaiting_prerequisite", **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.reason = reason
+
+
 class PermanentError(JunctionError):
     reason = "permanent"
 

@@ -14,6 +14,9 @@ limited by key prefix (``dynamodb:LeadingKeys``) and an operator can tell items 
   per target: the staleness gate. One partition per entity: a full resync spreads its writes.
 - ``idmap#<integration>#<target>#<key>`` / ``id``: an entity's id at a target (SKU -> offer id).
 - ``budget#<account>`` / ``bucket``: a rate budget shared by every invocation using the account.
+- ``xref#<entity id>`` / ``ids``: one entity's ids in every system (an order's shop id, ERP
+  DocEntry, CRM deal, WMS order), each written as its hop succeeds.
+- ``alias#<id>`` / ``<kind>#<entity id>``: from any of those ids back to the entity (its trace).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ SYNC = "sync#"
 VERSION = "version#"
 IDMAP = "idmap#"
 BUDGET = "budget#"
+XREF = "xref#"
+ALIAS = "alias#"
 
 
 def trace_pk(entity_id: str) -> str:
@@ -68,15 +73,27 @@ def budget(account: str) -> tuple[str, str]:
     return f"{BUDGET}{account}", "bucket"
 
 
+def xref(entity_id: str) -> tuple[str, str]:
+    return f"{XREF}{entity_id}", "ids"
+
+
+def alias(id_value: str, kind: str, entity_id: str) -> tuple[str, str]:
+    return f"{ALIAS}{id_value}", f"{kind}#{entity_id}"
+
+
 # Partition key patterns each function may read and write (the stack turns them into
 # ``dynamodb:LeadingKeys`` conditions). Trace items are add-only and granted apart.
-def processor_keys(integration: str, target: str, rate_account: str | None) -> list[str]:
+def processor_keys(
+    integration: str, target: str, rate_account: str | None, *, cross_reference: bool = False
+) -> list[str]:
     keys = [
         f"{STATUS}{integration}",
         f"{BREAKER}{integration}#{target}",
         f"{VERSION}{integration}#{target}#*",
         f"{IDMAP}{integration}#{target}#*",
     ]
+    if cross_reference:  # entities cross integrations (one order, several sources' targets)
+        keys += [f"{XREF}*", f"{ALIAS}*"]
     # The account's budget, and its sub-budgets (``budget#allegro#quantity-changes``).
     return keys + ([f"{BUDGET}{rate_account}", f"{BUDGET}{rate_account}#*"] if rate_account else [])
 

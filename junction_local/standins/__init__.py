@@ -82,12 +82,16 @@ class TargetStandIn:
 # imports only itself, and a module still missing breaks only the integrations that name it).
 _SOURCES: dict[str, str] = {
     "shopify": "junction_local.standins.shop",
+    "woocommerce": "junction_local.standins.woocommerce",
     "erp": "junction_local.standins.erp",
+    "allegro": "junction_local.standins.allegro",
 }
 _TARGETS: dict[str, str] = {
     "erp": "junction_local.standins.erp",
     "shopify": "junction_local.standins.shopify_admin",
     "allegro": "junction_local.standins.allegro",
+    "hubspot": "junction_local.standins.hubspot",
+    "shipbob": "junction_local.standins.shipbob",
 }
 # Every system with a stand-in, as a source or a target or both.
 _MODULES: dict[str, tuple[str, ...]] = {

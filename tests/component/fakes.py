@@ -14,12 +14,12 @@ from typing import Any
 import httpx
 from botocore.exceptions import ClientError
 
-from functions.shop_orders_to_erp.declaration import INTEGRATION
 from junction_local.events import LambdaContext, sqs_event
 from junction_local.standins.erp import ErpStandIn
 from shared import state_keys
 from shared.processing import BatchProcessor
 from tests.component.harness import REGION, TARGET, FaultyClient, Pipeline, flow_for, processor_for
+from tests.sample import SHOP_ORDERS_TO_ERP as INTEGRATION
 
 
 class Crash(BaseException):

@@ -1,4 +1,4 @@
-"""Runs the shop-orders-to-erp pipeline the way AWS does, with time under the test's control.
+"""Runs the shopify-orders pipeline the way AWS does, with time under the test's control.
 
 Webhooks go through the real ingress code into the ERP target's moto SQS queue; batches are received the way
 Lambda's SQS event source receives them and handed to the real processor; Lambda's rules then
@@ -18,8 +18,7 @@ import boto3
 import httpx
 from botocore.exceptions import ClientError
 
-from functions.shop_orders_to_erp.declaration import INTEGRATION
-from functions.shop_orders_to_erp.flow import build
+from functions.orders.to_erp import build
 from junction_local.events import LambdaContext, apigw_event, sqs_event
 from junction_local.provision import Resources
 from junction_local.runtime import provision_local
@@ -30,6 +29,7 @@ from shared.envelope import CARRIED_ATTRIBUTES
 from shared.ingress import Ingress
 from shared.parameters import Secrets
 from shared.processing import BatchProcessor, FlowContext
+from tests.sample import SHOP_ORDERS_TO_ERP as INTEGRATION
 
 STAGE = "test"
 REGION = "eu-central-1"

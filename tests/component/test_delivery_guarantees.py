@@ -16,11 +16,12 @@ from typing import Any
 import boto3
 import httpx
 
-from functions.shop_orders_to_erp.declaration import ERP_CREDENTIALS, INTEGRATION
+from functions.erp_stock_to_channels.declaration import ERP_CREDENTIALS
 from shared import processing, state_keys
 from shared.declaration import secret_id
 from shared.processing import MIN_START_SECONDS, RESERVE_SECONDS
 from tests.component.harness import REGION, STAGE, TARGET, Pipeline, completing
+from tests.sample import SHOP_ORDERS_TO_ERP as INTEGRATION
 from tests.sample import shopify_order
 
 ORDER_ID = 820982911946154508

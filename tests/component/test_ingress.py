@@ -12,7 +12,6 @@ from typing import Any
 import boto3
 import pytest
 
-from functions.shop_orders_to_erp.declaration import INTEGRATION
 from shared import claim_check
 from shared.aws import AwsError, SecretCache, s3_client, secretsmanager_client, sqs_client
 from shared.declaration import Target, queue_name
@@ -20,6 +19,7 @@ from shared.envelope import SQS_MAX_MESSAGE_BYTES, Envelope
 from shared.ingress import Ingress, QueueSender
 from shared.webhooks import shopify
 from tests.component.harness import REGION, SHOP_OLD_SECRET, SHOP_SECRET, STAGE, TARGET, Pipeline, shopify_headers
+from tests.sample import SHOP_ORDERS_TO_ERP as INTEGRATION
 from tests.sample import body as serialise
 from tests.sample import shopify_order
 
@@ -43,11 +43,11 @@ def test_accepted_webhook_is_on_the_queue_with_its_keys(pipeline: Pipeline) -> N
     assert status == 202 and answer == {"status": "accepted", "delivery_id": "d-1"}
     [message] = queued(pipeline)
     envelope = json.loads(message["Body"])
-    assert envelope["idempotency_key"] == "shop-orders-to-erp:d-1"
+    assert envelope["idempotency_key"] == "shopify-orders:d-1"
     assert envelope["topic"] == "orders/create"
     assert "x-shopify-hmac-sha256" not in envelope["headers"]  # signatures are not kept
     attrs = message["MessageAttributes"]
-    assert attrs["junction-idempotency-key"]["StringValue"] == "shop-orders-to-erp:d-1"
+    assert attrs["junction-idempotency-key"]["StringValue"] == "shopify-orders:d-1"
 
 
 def test_base64_encoded_body_is_verified_on_its_decoded_bytes(pipeline: Pipeline) -> None:
@@ -178,7 +178,7 @@ def test_two_targets_each_get_every_accepted_delivery(
     assert erp_message["Body"] == wms_message["Body"]
     assert Envelope.from_json(erp_message["Body"]).raw_body == BODY
     for message in (erp_message, wms_message):
-        assert message["MessageAttributes"]["junction-idempotency-key"]["StringValue"] == "shop-orders-to-erp:d-two"
+        assert message["MessageAttributes"]["junction-idempotency-key"]["StringValue"] == "shopify-orders:d-two"
 
 
 def test_a_failed_send_to_the_second_target_is_a_503_and_the_retry_is_absorbed_by_the_first(
@@ -281,7 +281,7 @@ def test_a_900_kib_order_travels_by_claim_check_and_resolves_to_the_exact_bytes(
     envelope = Envelope.from_json(message["Body"])
     assert envelope.v == 2 and envelope.claim_check is not None
     assert envelope.claim_check.key.startswith(f"payloads/{INTEGRATION.name}/")
-    assert message["MessageAttributes"]["junction-idempotency-key"]["StringValue"] == "shop-orders-to-erp:d-big"
+    assert message["MessageAttributes"]["junction-idempotency-key"]["StringValue"] == "shopify-orders:d-big"
     resolved = claim_check.resolve(envelope, s3)
     assert resolved.raw_body == raw  # byte for byte what the shop signed
     assert resolved.payload()["id"] == shopify_order()["id"]

@@ -18,7 +18,6 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from functions import registry
-from functions.shop_orders_to_erp.declaration import INTEGRATION
 from junction_local.provision import Resources, provision
 from ops import commands, dlq
 from ops.cli import app
@@ -27,6 +26,7 @@ from shared import state_keys
 from shared.declaration import Integration, ScheduleTrigger, SecretRef, Target
 from shared.envelope import Envelope
 from tests.component.harness import STAGE, Pipeline
+from tests.sample import SHOP_ORDERS_TO_ERP as INTEGRATION
 from tests.sample import shopify_order
 
 TARGET = INTEGRATION.target("erp")
@@ -85,7 +85,7 @@ def erp_orders(pipeline: Pipeline, order_id: int) -> int:
 def test_integrations_lists_every_declaration() -> None:
     out = ok(runner.invoke(app, ["integrations"], env={"COLUMNS": "250"}))
     assert INTEGRATION.name in out
-    assert "/webhooks/shopify/orders-create" in out and "shopify → erp" in out
+    assert "/webhooks/shopify/orders" in out and "shopify → erp" in out
 
 
 def test_status_counts_queue_dlq_and_last_success(pipeline: Pipeline) -> None:
@@ -314,7 +314,7 @@ STOCK = Integration(
     description="scheduled, two targets: what the ops CLI must tell apart",
     source="erp",
     trigger=ScheduleTrigger("rate(5 minutes)"),
-    package="functions.shop_orders_to_erp",
+    package="functions.shopify_orders",
     targets=(Target(name="shopify"), Target(name="allegro")),
     secrets=(SecretRef("stock-source", "the poller's source credentials"),),
 )

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from functions.shop_orders_to_erp.declaration import INTEGRATION
 from shared import state_keys
 from tests.component.harness import TARGET, Pipeline, attempted, claiming, completing
+from tests.sample import SHOP_ORDERS_TO_ERP as INTEGRATION
 from tests.sample import shopify_order
 
 ORDER_ID = 820982911946154508

@@ -22,13 +22,13 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
-from functions.shop_orders_to_erp.declaration import INTEGRATION
 from junction_local.events import LambdaContext
 from shared.connectors import shopify
 from shared.connectors.erp import ErpClient, ErpSettings
 from shared.errors import TransientError
 from shared.idempotency import ATTEMPTED, COMPLETED
 from tests.component.harness import REGION, TARGET, Pipeline
+from tests.sample import SHOP_ORDERS_TO_ERP as INTEGRATION
 from tests.sample import shopify_order
 
 TABLE = "powertools-idempotency"

@@ -25,7 +25,6 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from functions import registry
-from functions.shop_orders_to_erp.declaration import INTEGRATION as WEBHOOK_INTEGRATION
 from junction_local.provision import provision
 from ops import sync
 from ops.sync import CursorMoved, LeaseHeld, apply_cursor_change, parse_position, plan_cursor_change, sync_app
@@ -42,6 +41,7 @@ from shared.declaration import (
 from shared.errors import TargetUnavailable
 from shared.polling import Change, CursorState, Page, Poller, read_cursor, write_cursor
 from tests.component.harness import REGION, STAGE
+from tests.sample import SHOP_ORDERS_TO_ERP as WEBHOOK_INTEGRATION
 
 STOCK = Integration(
     name="stock-sync-test",

@@ -18,7 +18,7 @@ from functions.registry import get
 from junction_local.runtime import LocalRuntime, wait_for
 from junction_local.standins.shop import make_order
 
-INTEGRATION = "shop-orders-to-erp"
+INTEGRATION = "shopify-orders"
 ORDERS = 40
 VISIBILITY_TIMEOUT = 10  # longer than a batch takes here, far shorter than 6x 30 s
 # An attempt cut off mid-call has an unknown outcome: the processor may wait the settle time

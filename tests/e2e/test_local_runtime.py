@@ -21,7 +21,7 @@ from junction_local.standins import Sender
 from junction_local.standins.shop import make_order
 from shared.webhooks import shopify
 
-INTEGRATION = "shop-orders-to-erp"
+INTEGRATION = "shopify-orders"
 # After an attempt whose outcome is unknown, the processor trusts a lookup that finds nothing
 # only once the settle time has passed: recovery after an outage (or a redrive) may take that long.
 AFTER_SETTLE = get(INTEGRATION).target("erp").retry.settle_seconds + 60

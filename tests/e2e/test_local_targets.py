@@ -27,7 +27,7 @@ from moto.server import ThreadedMotoServer
 
 import functions.registry
 import junction_local.host as host
-from functions.shop_orders_to_erp.declaration import INTEGRATION as SHOP_ORDERS
+from functions.shopify_orders.declaration import INTEGRATION as SHOP_ORDERS
 from junction_local import standins
 from junction_local.aws.server import LocalAws
 from junction_local.events import TIME_SCALE_ENV

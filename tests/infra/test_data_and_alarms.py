@@ -185,7 +185,9 @@ def test_processor_table_access_is_limited_by_leading_keys(
     i, t = integration, target
     fn = wide_stack.processors[target_key(i, t)]
     idem, state = arn(wide_stack, wide_stack.idempotency_table), arn(wide_stack, wide_stack.state_table)
-    own = state_keys.processor_keys(i.name, t.name, t.rate.account if t.rate else None)
+    own = state_keys.processor_keys(
+        i.name, t.name, t.rate.account if t.rate else None, cross_reference=t.cross_reference
+    )
     found = table_statements(wide_stack, wide_template, fn)
     assert found
     for s in found:

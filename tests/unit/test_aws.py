@@ -119,7 +119,7 @@ def test_items_round_trip() -> None:
 @pytest.mark.parametrize(
     ("method", "key", "body"),
     [
-        ("PUT", "payloads/shop-orders-to-erp/2026/11/23/0f3a", b'{"id": 1}'),
+        ("PUT", "payloads/shopify-orders/2026/11/23/0f3a", b'{"id": 1}'),
         ("PUT", "payloads/odd key/with+plus/~tilde/za\u017c\u00f3\u0142\u0107", b"\x00\xff raw bytes"),
         ("GET", "payloads/a/b", b""),
     ],

@@ -105,7 +105,7 @@ def _request_parts(raw: bytes) -> tuple[Any, bytes]:
 
 # -- envelope versions -----------------------------------------------------------------------------
 OLD_V1 = (
-    '{"integration":"shop-orders-to-erp","delivery_id":"d-1","idempotency_key":"shop-orders-to-erp:d-1",'
+    '{"integration":"shopify-orders","delivery_id":"d-1","idempotency_key":"shopify-orders:d-1",'
     '"source":"shopify","topic":"orders/create","received_at":"2026-11-21T09:15:33.000+00:00",'
     '"body":"{\\"id\\":1}","body_encoding":"utf-8","headers":{"content-type":"application/json"},'
     '"replay_id":null,"v":1}'

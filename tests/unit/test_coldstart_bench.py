@@ -108,7 +108,8 @@ def test_samples_come_from_the_source_declaration_and_verify(integration: Integr
     for n, body in enumerate(bodies):
         headers = Headers(sample.headers(body, f"delivery-{n}"))
         verified = verifier.verify(headers, body, ["local-secret"], now=time.time(), tolerance=300)
-        assert verified.delivery_id == f"delivery-{n}"
+        # WooCommerce's delivery id is per second: the verifier adds the body's digest to it.
+        assert verified.delivery_id.split(":")[0] == f"delivery-{n}"
 
 
 def test_the_benchmark_names_no_provider() -> None:

@@ -40,7 +40,7 @@ DAY = 86_400
 
 
 def webhook_integration() -> Integration:
-    return registry.get("shop-orders-to-erp")
+    return registry.get("shopify-orders")
 
 
 def scheduled(**changes: Any) -> Integration:
@@ -92,8 +92,8 @@ def test_every_registered_integration_is_valid_and_unique() -> None:
 
 
 def test_get_finds_by_name_and_names_the_known_ones_when_it_cannot() -> None:
-    assert registry.get("shop-orders-to-erp").source == "shopify"
-    with pytest.raises(KeyError, match="shop-orders-to-erp"):
+    assert registry.get("shopify-orders").source == "shopify"
+    with pytest.raises(KeyError, match="shopify-orders"):
         registry.get("no-such-integration")
 
 
@@ -106,8 +106,8 @@ def test_a_target_is_found_by_name_and_an_unknown_one_names_the_known_ones() -> 
 
 def test_handlers_and_modules_follow_the_package_convention() -> None:
     integration = webhook_integration()
-    assert integration.ingress_handler == "functions.shop_orders_to_erp.ingress.handler"
-    assert integration.flow_module(integration.target("erp")) == "functions.shop_orders_to_erp.flow"
+    assert integration.ingress_handler == "functions.shopify_orders.ingress.handler"
+    assert integration.flow_module(integration.target("erp")) == "functions.orders.to_erp"  # shared: dotted
     assert integration.poller_module is None
     polled = scheduled()
     assert polled.ingress_handler is None
@@ -213,7 +213,7 @@ def test_invalid_webhooks_are_refused(change: dict[str, Any], message: str) -> N
         ({"rate": RateBudget("erp", 0, 10)}, "rate"),
         ({"rate": RateBudget("erp", 5, 0)}, "rate"),
         ({"rate": RateBudget("ERP_1", 5, 10)}, "rate"),
-        ({"name": "x" * 22}, "too long for a Lambda function name"),
+        ({"name": "x" * 30}, "too long for a Lambda function name"),
     ],
 )
 def test_invalid_targets_are_refused_with_the_target_and_the_reason(change: dict[str, Any], message: str) -> None:
@@ -233,7 +233,7 @@ def test_the_limits_themselves_are_allowed() -> None:
     with_target(base, retry=RetryPolicy(horizon_seconds=3 * DAY), idempotency_ttl_days=18)
     with_target(base, breaker=CircuitBreakerSettings(open_seconds=43_200, max_open_seconds=43_200))
     with_target(base, rate=RateBudget("erp-main", 0.5, 1))
-    with_target(base, name="x" * 21)  # junction-prod-shop-orders-to-erp-<21>-processor: 64 characters
+    with_target(base, name="x" * 21)  # junction-prod-shopify-orders-<21>-processor: 64 characters
 
 
 def test_each_target_is_checked_on_its_own_and_every_problem_is_named() -> None:
@@ -294,11 +294,11 @@ def test_schedule_integrations_have_no_ingress() -> None:
 def test_queue_names_are_per_target() -> None:
     base = webhook_integration()
     erp = base.target("erp")
-    assert queue_name("dev", base, erp) == "junction-dev-shop-orders-to-erp-erp"
-    assert queue_name("dev", base, erp, dead_letter=True) == "junction-dev-shop-orders-to-erp-erp-dlq"
+    assert queue_name("dev", base, erp) == "junction-dev-shopify-orders-erp"
+    assert queue_name("dev", base, erp, dead_letter=True) == "junction-dev-shopify-orders-erp-dlq"
     fifo = replace(erp, queue=QueueSettings(fifo=True))
-    assert queue_name("prod", base, fifo) == "junction-prod-shop-orders-to-erp-erp.fifo"
-    assert queue_name("prod", base, fifo, dead_letter=True) == "junction-prod-shop-orders-to-erp-erp-dlq.fifo"
+    assert queue_name("prod", base, fifo) == "junction-prod-shopify-orders-erp.fifo"
+    assert queue_name("prod", base, fifo, dead_letter=True) == "junction-prod-shopify-orders-erp-dlq.fifo"
     polled = scheduled()
     names = [queue_name("prod", polled, t, dead_letter=dl) for t in polled.targets for dl in (False, True)]
     assert names == [
@@ -313,8 +313,8 @@ def test_queue_names_are_per_target() -> None:
 def test_function_names_and_derived_settings() -> None:
     base = webhook_integration()
     erp = base.target("erp")
-    assert function_name("dev", base, "ingress") == "junction-dev-shop-orders-to-erp-ingress"
-    assert function_name("dev", base, "erp-processor") == "junction-dev-shop-orders-to-erp-erp-processor"
+    assert function_name("dev", base, "ingress") == "junction-dev-shopify-orders-ingress"
+    assert function_name("dev", base, "erp-processor") == "junction-dev-shopify-orders-erp-processor"
     assert function_name("dev", scheduled(), "poller") == "junction-dev-stock-to-channels-poller"
     assert visibility_timeout_seconds(erp) == 6 * erp.processor.timeout_seconds
     slow = replace(erp, processor=FunctionSettings(timeout_seconds=120))

@@ -155,8 +155,8 @@ def test_the_envelope_escapes_what_sqs_refuses_so_the_stand_in_accepts_it(sqs: S
     assert json.loads(str(message["Body"])) == json.loads(raw)
 
 
-KEY = {"junction-idempotency-key": {"DataType": "String", "StringValue": "shop-orders-to-erp:d-1"}}
-KEY_BYTES = len("junction-idempotency-key") + len("String") + len("shop-orders-to-erp:d-1")
+KEY = {"junction-idempotency-key": {"DataType": "String", "StringValue": "shopify-orders:d-1"}}
+KEY_BYTES = len("junction-idempotency-key") + len("String") + len("shopify-orders:d-1")
 
 
 def test_the_size_counts_the_body_and_the_attributes_against_the_default_limit(sqs: SqsService) -> None:
