@@ -39,6 +39,10 @@ from shared.webhooks import shopify
 
 INTEGRATION = "shopify-orders"
 STOCK = "erp-stock-to-channels"
+WOOCOMMERCE = "woocommerce-orders"
+ALLEGRO = "allegro-orders"
+ORDER_SOURCES = (INTEGRATION, WOOCOMMERCE, ALLEGRO)
+ORDER_SYSTEMS = ("erp", "hubspot", "shipbob")
 ERP = get(INTEGRATION).target("erp")  # the integration's one target: its queue and retry policy
 POISON_SKU = "GHOST-MUG"
 TIME_SCALE = 1 / 30
@@ -445,6 +449,102 @@ class Demo:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    # -- scene 8: one order, every system -------------------------------------------------
+    def order_counts(self) -> dict[str, int]:
+        erp, crm, wms = (self.runtime.target_summary(s) for s in ORDER_SYSTEMS)
+        return {
+            "erp": erp["orders"],
+            "erp_cancelled": erp["orders_cancelled"],
+            "hubspot": crm["deals"],
+            "hubspot_lost": crm["deals_closed_lost"],
+            "shipbob": wms["orders"],
+            "shipbob_cancelled": wms["orders_cancelled"],
+        }
+
+    def poll_allegro(self) -> dict[str, Any]:
+        for _ in range(60):
+            answer = self.runtime.fire_schedule(ALLEGRO)["response"]
+            if answer.get("outcome") != "overlap":
+                return dict(answer)
+            time.sleep(1)
+        raise RuntimeError("the Allegro order poller's lease stayed taken")
+
+    def orders_settled(self) -> bool:
+        return all(self.runtime.settled(name) for name in ORDER_SOURCES)
+
+    def grew(self, before: dict[str, int], keys: tuple[str, ...], by: int, timeout: float = 90) -> bool:
+        def done() -> bool:
+            now = self.order_counts()
+            return all(now[k] - before[k] >= by for k in keys)
+
+        return wait_for(done, timeout) and self.order_counts() == {
+            k: v + (by if k in keys else 0) for k, v in before.items()
+        }
+
+    def orders(self) -> None:
+        console.rule(
+            "[bold]Scene 8: one order, every system (Allegro polled, WooCommerce, Shopify -> ERP, HubSpot, ShipBob)"
+        )
+        from junction_local.standins.shop import make_order as shop_order
+        from junction_local.standins.woocommerce import make_order as woo_order
+
+        allegro = f"{self.runtime.target_url('allegro')}/_standin/orders"
+        self.poll_allegro()  # the feed's cursor starts at Allegro's latest event
+        wait_for(self.orders_settled, 120)
+        before = self.order_counts()
+        shop_id, woo_id = 880001, 7701
+        woo = self.runtime.sender(WOOCOMMERCE)
+        self.runtime.sender(INTEGRATION).send(shop_order(shop_id, skus=("MUG-BLUE", "TEAPOT-L")))
+        woo.send(woo_order(woo_id, skus=("CUP-SET-4",)))
+        form = _json(allegro, {"lines": [{"sku": "MUG-RED", "quantity": 2}]})["id"]
+        console.print(f"A Shopify order, a WooCommerce order and an Allegro order ({form[:8]}…, polled).")
+        self.poll_allegro()
+        landed = self.grew(before, ("erp", "hubspot", "shipbob"), 3)
+        self.check(
+            "orders from Shopify, WooCommerce and Allegro each land once in the ERP, HubSpot and ShipBob", landed
+        )
+
+        console.print("Allegro sends READY_FOR_PROCESSING again, and journals a new order's events out of order.")
+        before = self.order_counts()
+        _json(f"{allegro}/{form}/ready", {})
+        _json(allegro, {"lines": [{"sku": "KETTLE-STEEL", "quantity": 1}], "out_of_order": True})
+        self.poll_allegro()
+        once = self.grew(before, ("erp", "hubspot", "shipbob"), 1)
+        self.check("a repeated READY_FOR_PROCESSING and out-of-order events make one order, not two", once)
+
+        console.print("The three orders are cancelled, each at its source.")
+        before = self.order_counts()
+        cancelled = shop_order(shop_id, skus=("MUG-BLUE", "TEAPOT-L"))
+        cancelled.update({"cancelled_at": "2026-12-06T12:00:00+01:00", "cancel_reason": "customer"})
+        self.runtime.sender(INTEGRATION).send(cancelled, topic="orders/cancelled")
+        woo.send(woo_order(woo_id, skus=("CUP-SET-4",), status="cancelled"), topic="order.updated")
+        _json(f"{allegro}/{form}/cancel", {})
+        self.poll_allegro()
+        reached = self.grew(before, ("erp_cancelled", "hubspot_lost", "shipbob_cancelled"), 3)
+        self.check("each cancellation reaches the ERP, HubSpot and ShipBob", reached)
+
+        console.print("[bold]HubSpot goes down[/bold]; two more orders arrive.")
+        self.runtime.target_behaviour("hubspot", "down")
+        before = self.order_counts()
+        for n in range(2):
+            self.runtime.sender(INTEGRATION).send(shop_order(shop_id + 1 + n, skus=("TEAPOT-S",)))
+        unaffected = wait_for(lambda: all(self.order_counts()[k] - before[k] == 2 for k in ("erp", "shipbob")), 90)
+        self.check("with HubSpot down, the ERP and ShipBob still get every order", unaffected)
+        self.check("HubSpot does not have them yet", self.order_counts()["hubspot"] == before["hubspot"])
+        console.print("[bold]HubSpot is back[/bold]: its messages waited on its own queue.")
+        self.runtime.target_behaviour("hubspot", "ok")
+        caught_up = self.grew(before, ("erp", "hubspot", "shipbob"), 2, timeout=180)
+        self.check("HubSpot catches up after its outage, once per order", caught_up)
+
+        entity = f"shopify-order:{shop_id}"
+        console.print(f"[dim]junction trace {entity}[/dim]")
+        trace = self.cli("trace", entity)
+        console.print(trace)
+        self.check(
+            "junction trace shows the order's hops at the ERP, HubSpot and ShipBob",
+            all(system in trace for system in ORDER_SYSTEMS),
+        )
+
     def verdict(self) -> bool:
         console.rule("[bold]Expectations")
         for label, ok in self.checks:
@@ -481,6 +581,7 @@ def main() -> int:
         demo.summary()
         demo.fix_and_redrive()
         demo.stock()
+        demo.orders()
         ok = demo.verdict()
     except Exception as exc:
         console.print(f"[red]demo failed:[/red] {type(exc).__name__}: {exc}")

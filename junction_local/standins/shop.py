@@ -171,14 +171,22 @@ class ShopStandIn:
             self._local.conn = conn
         return conn
 
-    def send(self, payload: dict[str, Any], *, delivery_id: str | None = None, retry: bool = True) -> Delivery:
-        """Deliver an order webhook; like Shopify, retry the same delivery id until a 2xx."""
+    def send(
+        self,
+        payload: dict[str, Any],
+        *,
+        delivery_id: str | None = None,
+        retry: bool = True,
+        topic: str | None = None,
+    ) -> Delivery:
+        """Deliver an order webhook (``orders/create``, ``orders/cancelled``); like Shopify, retry
+        the same delivery id until a 2xx."""
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         delivery = Delivery(delivery_id or f"{uuid.uuid4()}", payload.get("id"))
         with self._lock:
             self.deliveries.append(delivery)
         for attempt in range(self.retries + 1 if retry else 1):
-            status, ms = self.post(body, self.headers(body, delivery.delivery_id))
+            status, ms = self.post(body, self.headers(body, delivery.delivery_id, topic=topic or "orders/create"))
             delivery.attempts.append(status)
             delivery.latencies_ms.append(ms)
             if 200 <= status < 300 or (400 <= status < 500 and status not in (408, 429)):
