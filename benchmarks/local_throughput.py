@@ -4,7 +4,8 @@ Starts the embedded default (``junction_local.runtime.LocalRuntime``), sends ``-
 webhooks of the integration's source (events made by its stand-in from the sample payloads) at
 ``--rate`` per second from ``--senders`` threads over keep-alive HTTP, and waits until every
 target stand-in of the integration holds every one and the target queues have nothing left to
-deliver. Prints:
+deliver. With the order route's targets (ERP, HubSpot, ShipBob), their request limits are lifted
+and their idempotency switched off (``unmetered``): duplicates are counted at the stand-ins. Prints:
 - sustained events/s end to end (first webhook sent -> last event received by the slowest target);
 - webhook acknowledgement latency p50 / p99 / max (the sender's view, HTTP round trip);
 - loss (events accepted but never received) and duplicates (received more than once).
@@ -51,7 +52,8 @@ def main() -> int:
 
     state_dir = Path(".junction") / "bench"
     print(f"starting the local runtime ({state_dir}) ...", flush=True)
-    with LocalRuntime(state_dir=state_dir, throttle=False) as runtime:
+    with LocalRuntime(state_dir=state_dir, throttle=False, unmetered=True) as runtime:
+        unmetered(runtime, systems)
         client = runtime.sender(integration.name, retries=0)
         event = runtime.source(integration.name).event
         # Bodies and signatures are made before the clock starts: a real sender signs on its own machine.
@@ -141,7 +143,27 @@ def main() -> int:
     per_event = {k: v / max(1, unique) for k, v in sorted(calls.items()) if v / max(1, unique) >= 0.01}
     print("  AWS calls per event " + "   ".join(f"{k} {v:.2f}" for k, v in per_event.items()))
     print("  CPU ms per event    " + "   ".join(f"{k} {v * 1000 / max(1, unique):.2f}" for k, v in cpu.items()))
+    print(
+        f"bench-local: orders_per_s={throughput:.0f} targets={len(systems)} lost={lost} "
+        f"duplicates={duplicates} p99_ack_ms={percentile(acks, 99):.0f}"
+    )
     return 0 if lost == 0 and duplicates == 0 and accepted == args.events else 1
+
+
+def unmetered(runtime: LocalRuntime, systems: list[str]) -> None:
+    """What is measured is Junction: the stand-ins' request limits are lifted (the processors
+    spend no declared budget either: ``LocalRuntime(unmetered=True)``), and their idempotency is
+    switched off, so a duplicate Junction sent is counted as one (the ERP's ignores
+    Idempotency-Key already, as SAP Business One does)."""
+    from junction_local.runtime import _json
+
+    for system in systems:
+        control = f"{runtime.target_url(system)}/_standin"
+        if system == "hubspot":
+            _json(f"{control}/limits", {"requests_per_window": 1_000_000, "daily_limit": 100_000_000})
+            _json(f"{control}/idempotency", {"idempotency": False})
+        elif system == "shipbob":
+            _json(f"{control}/settings", {"requests_per_minute": 1_000_000, "idempotency": False})
 
 
 def _cpu_seconds(pid: int) -> float:

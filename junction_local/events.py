@@ -92,6 +92,7 @@ def apigw_event(
 # In a local function's environment (LocalRuntime(redelivery_time_scale=...)): the factor the
 # processor's redelivery durations are scaled by (junction_local.host.redelivery_scaled).
 TIME_SCALE_ENV = "JUNCTION_LOCAL_REDELIVERY_TIME_SCALE"
+UNMETERED_ENV = "JUNCTION_LOCAL_UNMETERED"  # "1": the processors spend no declared rate budget
 
 
 class LambdaContext:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from functions.registry import INTEGRATIONS
-from junction_local.events import TIME_SCALE_ENV, LambdaContext, apigw_event, sqs_event
+from junction_local.events import TIME_SCALE_ENV, UNMETERED_ENV, LambdaContext, apigw_event, sqs_event
 from junction_local.process import LocalHandler, exit_with_parent
 from junction_local.provision import INGRESS, POLLER, processor_role, queue_key
 from junction_local.schedule import Schedule, scheduled_event
@@ -58,6 +58,8 @@ def processor_handler(integration: Integration, target: Target, env: dict[str, s
     scale = env.get(TIME_SCALE_ENV)
     if scale:
         target = redelivery_scaled(target, float(scale))
+    if env.get(UNMETERED_ENV) == "1":  # a benchmark of Junction's own throughput, not the targets' limits
+        target = replace(target, rate=None)
     return make_sqs_handler(integration, target, flow.build, environ=env)
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from functions.registry import INTEGRATIONS, get
-from junction_local.events import TIME_SCALE_ENV
+from junction_local.events import TIME_SCALE_ENV, UNMETERED_ENV
 from junction_local.process import free_port, port_is_free, stop_process, wait_until_up
 from junction_local.provision import Resources, processor_role, provision, queue_key
 from junction_local.standins import Sender, SourceStandIn, secret_values, source, targets
@@ -135,6 +135,9 @@ class LocalRuntime:
     # A local knob for the demo: the processors' backoff, settle time and breaker periods times
     # this factor (junction_local.host.redelivery_scaled), to show hours of redelivery in minutes.
     redelivery_time_scale: float | None = None
+    # A local knob for benchmarks: the processors spend no declared rate budget (the targets'
+    # request limits), so what is measured is Junction's own throughput.
+    unmetered: bool = False
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     resources: Resources | None = None
@@ -172,9 +175,11 @@ class LocalRuntime:
         """Every function of the integration (role -> environment), with the local knobs."""
         assert self.resources is not None
         envs = self.resources.function_envs(integration)
-        if self.redelivery_time_scale:
-            for target in integration.targets:
+        for target in integration.targets:
+            if self.redelivery_time_scale:
                 envs[processor_role(target)][TIME_SCALE_ENV] = str(self.redelivery_time_scale)
+            if self.unmetered:
+                envs[processor_role(target)][UNMETERED_ENV] = "1"
         return envs
 
     def sender(self, integration_name: str, **options: Any) -> Sender:

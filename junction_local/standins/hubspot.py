@@ -230,6 +230,7 @@ class HubSpotStandIn:
                 "deals": len(deals),
                 "deals_closed_lost": sum(1 for d in deals.values() if d.properties.get("dealstage") == CLOSED_LOST),
                 "duplicate_deals": len(deals) - len({d.properties.get(ORDER_KEY_PROPERTY) for d in deals.values()}),
+                "unique_references": len({d.properties.get(ORDER_KEY_PROPERTY) for d in deals.values()}),
                 "associations": len(self._associations),
                 "idempotency": self.idempotency,
                 "limits": self.limits(),
@@ -530,6 +531,11 @@ class HubSpotStandIn:
                 raise ValueError("idempotency must be true or false")
             self.set_idempotency(enabled)
             return 200, {}, {"idempotency": self.idempotency}
+        if path == "/_standin/limits":  # a benchmark measures Junction, not HubSpot's limits
+            with self._lock:
+                self.requests_per_window = int(body.get("requests_per_window", self.requests_per_window))
+                self.daily_limit = int(body.get("daily_limit", self.daily_limit))
+            return 200, {}, self.limits()
         if path == "/_standin/token":
             self.rotate_token(str(body.get("token", "")))
             return 200, {}, {"rotated": True}
