@@ -331,17 +331,37 @@ def dlq_redrive(
 @app.command()
 def replay(
     ctx: typer.Context,
-    entity_id: Annotated[str, typer.Argument(help="The entity, as in its trace: e.g. shopify-order:123.")],
+    entity_id: Annotated[
+        str | None,
+        typer.Argument(help="The entity, as in its trace: e.g. shopify-order:123 (not with --since/--until)."),
+    ] = None,
     integration: Annotated[str | None, typer.Option(help="Replay into this integration (default: the latest).")] = None,
     target: Annotated[
-        str | None, typer.Option("--target", help="Only the effect recorded by this target (default: the latest).")
+        str | None,
+        typer.Option(
+            "--target",
+            help="Only the effect recorded by this target (default: the latest); with --since/--until, "
+            "the one target to backfill.",
+        ),
     ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Backfill: entities delivered at or after this ISO time.")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Backfill: ... and before this ISO time.")] = None,
     bypass_idempotency: Annotated[
         bool, typer.Option("--bypass-idempotency", help="Make the effect again (a new replay id).")
     ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask for confirmation; a backfill sends (not a dry run).")
+    ] = False,
 ) -> None:
-    """Send an entity's recorded event again to the queue of the target that recorded it."""
+    """Send an entity's recorded event again to the queue of the target that recorded it; or, with
+    --since/--until --target, backfill one target with every entity delivered in the window."""
+    if since is not None or until is not None:
+        _backfill(ctx, entity_id, integration, target, since, until, bypass_idempotency=bypass_idempotency, yes=yes)
+        return
+    if entity_id is None:
+        raise OpsError("pass an entity id, or --since and --until with --target to backfill a target")
     if integration:
         chosen = commands.integration(integration)
         if target is not None:
@@ -387,17 +407,133 @@ def replay(
         )
 
 
+def _backfill(
+    ctx: typer.Context,
+    entity_id: str | None,
+    integration: str | None,
+    target: str | None,
+    since: str | None,
+    until: str | None,
+    *,
+    bypass_idempotency: bool,
+    yes: bool,
+) -> None:
+    """``replay --since --until --target``: a dry run unless ``--yes``."""
+    if entity_id is not None:
+        raise OpsError("an entity id or --since/--until, not both: a backfill takes every entity in the window")
+    if since is None or until is None:
+        raise OpsError("a backfill needs both --since and --until")
+    if target is None:
+        raise OpsError("a backfill needs --target: the one target to send the window's events to")
+    if bypass_idempotency:
+        raise OpsError("--bypass-idempotency is for one entity: a backfill keeps idempotency")
+    options = global_options(ctx)
+    where, clients = options.target, options.clients
+    plan = commands.backfill_plan(clients.dynamodb, where.stage, since, until, target, integration_name=integration)
+    console = out()
+    window = f"{plan.since} to {plan.until}"
+    if not plan.entities:
+        console.print(f"no entity delivered from {window}: nothing to send", markup=False, soft_wrap=True)
+        return
+    for entity, why in plan.skipped:
+        err().print(f"skipped {entity}: {why}", style="yellow", markup=False, soft_wrap=True)
+    already = sum(1 for e in plan.events if e.at_target)
+    counted = f"{len(plan.events)} event(s) of {len(plan.entities)} entities delivered from {window}" + (
+        f" ({already} already made at {target}: duplicates there)" if already else ""
+    )
+    if not yes:
+        if plan.events:
+            console.print(_backfill_table(plan))
+        console.print(
+            f"dry run: {counted} would go to {target}; nothing sent. Pass --yes to send.",
+            markup=False,
+            soft_wrap=True,
+        )
+        return
+    for sent in commands.backfill(clients.sqs, where.stage, plan):
+        console.print(
+            f"{sent.integration}/{sent.target}: sent {sent.sent} to {sent.queue}", markup=False, soft_wrap=True
+        )
+    console.print(
+        f"sent {counted}. Idempotency kept: an effect {target} already made is a duplicate there.",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+def _backfill_table(plan: commands.BackfillPlan) -> Table:
+    table = Table(title=f"Backfill of {plan.target}: would send")
+    for column in ("entity", "effect", "to", "event (delivery id)", "already at target"):
+        table.add_column(column, overflow="fold")
+    for e in plan.events:
+        table.add_row(
+            e.entity_id,
+            e.business_key,
+            f"{e.integration.name}/{e.target.name}",
+            e.envelope.delivery_id,
+            "yes (duplicate)" if e.at_target else "no",
+        )
+    return table
+
+
 # -- trace -------------------------------------------------------------------------------------
 @app.command()
 def trace(
     ctx: typer.Context,
-    entity_id: Annotated[str, typer.Argument(help="The entity: e.g. shopify-order:123.")],
+    any_id: Annotated[
+        str,
+        typer.Argument(
+            help="The entity (shopify-order:123), or its id in any system: an ERP DocEntry, a HubSpot deal or "
+            "contact id, a ShipBob order id, the shop's order id."
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Every hop recorded for an entity, oldest first."""
+    """Every hop recorded for an entity, oldest first, below its ids in every system."""
     options = global_options(ctx)
-    hops = commands.trace(options.clients.dynamodb, options.target.stage, entity_id)
-    table = Table(title=f"Trace of {entity_id}")
-    for column in ("time", "hop", "outcome", "attempts", "latency ms", "reason", "target ids", "delivery id"):
+    traces = commands.traces_of(options.clients.dynamodb, options.target.stage, any_id)
+    if as_json:
+        typer.echo(json.dumps([t.as_json() for t in traces], indent=2))
+        return
+    console = out()
+    for found in traces:
+        if found.matched_as:
+            console.print(
+                f"{any_id} is the {' and '.join(found.matched_as)} of {found.entity_id}", markup=False, soft_wrap=True
+            )
+        console.print(_xref_table(found))
+        if found.hops:
+            console.print(_hop_table(found))
+        else:
+            console.print(f"no hops left in the trace of {found.entity_id} (expired)", style="yellow", markup=False)
+
+
+def _xref_table(found: commands.EntityTrace) -> Table:
+    title = f"Cross-reference of {found.entity_id}"
+    table = Table(title=title, min_width=len(title) + 4)  # the title on one line: tests and greps find it
+    table.add_column("system id")
+    table.add_column("value", overflow="fold")
+    for kind, value in sorted(found.ids.items()):
+        table.add_row(kind, value)
+    if not found.ids:
+        table.add_row("-", "no hop has recorded ids yet")
+    return table
+
+
+def _hop_table(found: commands.EntityTrace) -> Table:
+    table = Table(title=f"Trace of {found.entity_id}")
+    columns = (
+        "time",
+        "integration",
+        "target",
+        "outcome",
+        "attempts",
+        "latency ms",
+        "reason",
+        "target ids",
+        "delivery id",
+    )
+    for column in columns:
         table.add_column(
             column,
             justify="right" if column in ("attempts", "latency ms") else "left",
@@ -405,11 +541,12 @@ def trace(
             no_wrap=column == "time",
         )
     styles = {"delivered": "green", "duplicate": "cyan", "dead_lettered": "bold red", "retry_scheduled": "yellow"}
-    for hop in hops:
+    for hop in found.hops:
         outcome = hop.outcome + (f" (replay {hop.replay_id[:8]})" if hop.replay_id else "")
         table.add_row(
             hop.at.replace("+00:00", "Z"),
-            f"{hop.integration}/{hop.target}" if hop.target else hop.integration,
+            hop.integration,
+            hop.target or "-",
             Text(outcome, style=styles.get(hop.outcome, "")),
             "-" if hop.attempts is None else str(hop.attempts),
             "-" if hop.latency_ms is None else str(hop.latency_ms),
@@ -417,7 +554,7 @@ def trace(
             fmt_ids(hop.target_ids),
             hop.delivery_id or "-",
         )
-    out().print(table)
+    return table
 
 
 def main() -> None:

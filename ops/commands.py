@@ -1,4 +1,4 @@
-"""Plain operations behind the CLI: integrations, queue status, trace and replay.
+"""Plain operations behind the CLI: integrations, queue status, trace, replay and backfill.
 
 Each target of an integration has its own queue, DLQ, breaker and last success, so every
 operation on them takes the integration and the target. Every function takes the boto3 clients
@@ -21,7 +21,8 @@ from shared import state_keys
 from shared.aws import item_from_ddb
 from shared.declaration import Integration, Target, idempotency_table_name, queue_name, state_table_name
 from shared.envelope import Envelope, message_attributes
-from shared.errors import MalformedEnvelope
+from shared.errors import MalformedEnvelope, StoreUnavailable
+from shared.xref import CrossReference, entities_of
 
 from .context import OpsError
 
@@ -289,6 +290,54 @@ def _hop(item: dict[str, Any]) -> Hop:
     )
 
 
+@dataclass(frozen=True)
+class EntityTrace:
+    """One entity's trace, found by its own id or by one of its ids in another system."""
+
+    entity_id: str
+    matched_as: tuple[str, ...]  # the kinds the asked id is among its ids (``erp_doc_entry``); () if its own
+    ids: dict[str, str]  # the cross-reference: its id in every system a hop has reached
+    hops: list[Hop]
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def traces_of(ddb: DynamoDBClient, stage: str, any_id: str) -> list[EntityTrace]:
+    """The trace of the entity ``any_id`` names: its trace key (``shopify-order:123``), else any
+    of its ids in any system (an ERP DocEntry, a CRM deal, a WMS order, the shop's own order id),
+    led back by the cross-reference's aliases. One id may be two entities' (the same number at
+    two systems): each is returned."""
+    hops = [_hop(item) for item in trace_items(ddb, stage, any_id)]
+    if hops:
+        return [EntityTrace(any_id, (), _cross_reference(ddb, stage, any_id), hops)]
+    found: dict[str, list[str]] = {}
+    for kind, entity in entities_of(ddb, state_table_name(stage), any_id):
+        found.setdefault(entity, []).append(kind)
+    if not found:
+        raise OpsError(
+            f"no trace for {any_id!r} in stage {stage}, and no system's id leads to one "
+            "(give the entity, e.g. 'shopify-order:123', or its id at a target: an ERP DocEntry, "
+            "a HubSpot deal or contact, a ShipBob order, the shop's order id)"
+        )
+    return [
+        EntityTrace(
+            entity,
+            tuple(kinds),
+            _cross_reference(ddb, stage, entity),
+            [_hop(item) for item in trace_items(ddb, stage, entity)],  # [] once its trace expired
+        )
+        for entity, kinds in found.items()
+    ]
+
+
+def _cross_reference(ddb: DynamoDBClient, stage: str, entity_id: str) -> dict[str, str]:
+    try:
+        return CrossReference(ddb, state_table_name(stage)).ids(entity_id)
+    except StoreUnavailable as exc:
+        raise OpsError(f"the cross-reference of {entity_id!r} is unreadable: {exc}") from None
+
+
 # -- replay ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RecordedEvent:
@@ -308,6 +357,21 @@ def _hop_target(i: Integration, item: dict[str, Any]) -> Target | None:
         return i.target(str(name))
     except KeyError:
         return None
+
+
+def kept_event(ddb: DynamoDBClient, stage: str, record_key: str, entity_id: str) -> Envelope | None:
+    """The event an idempotency record kept for replay; None if the record kept none (a failed
+    attempt's key, or a record since expired)."""
+    record = ddb.get_item(
+        TableName=idempotency_table_name(stage), Key={"id": {"S": record_key}}, ConsistentRead=True
+    ).get("Item")
+    text = item_from_ddb(dict(record)).get("envelope") if record else None
+    if not text:
+        return None
+    try:
+        return Envelope.from_json(str(text))
+    except MalformedEnvelope as exc:
+        raise OpsError(f"the recorded event for {entity_id!r} is unreadable: {exc}") from None
 
 
 def recorded_event(
@@ -336,16 +400,9 @@ def recorded_event(
         target = _hop_target(owner, item)
         if target is None or (target_name is not None and target.name != target_name):
             continue
-        record = ddb.get_item(
-            TableName=idempotency_table_name(stage), Key={"id": {"S": str(key)}}, ConsistentRead=True
-        ).get("Item")
-        text = item_from_ddb(dict(record)).get("envelope") if record else None
-        if not text:
+        envelope = kept_event(ddb, stage, str(key), entity_id)
+        if envelope is None:
             continue  # a failed attempt's key: no effect was recorded there; look further back
-        try:
-            envelope = Envelope.from_json(str(text))
-        except MalformedEnvelope as exc:
-            raise OpsError(f"the recorded event for {entity_id!r} is unreadable: {exc}") from None
         return RecordedEvent(owner, target, str(key), envelope)
     if not seen_any:
         raise OpsError(f"no trace for {entity_id!r} in stage {stage}: nothing to replay")
@@ -395,20 +452,230 @@ def replay(
     if bypass_idempotency:
         envelope = dataclasses.replace(envelope, replay_id=uuid.uuid4().hex)
     queue = queue_ref(sqs, stage, found.integration, found.target)
+    message_id = send_event(sqs, queue, entity_id, envelope)
+    return ReplayResult(
+        found.integration.name,
+        found.target.name,
+        message_id,
+        found.record_key,
+        envelope.replay_id,
+        queue.name,
+    )
+
+
+def send_event(sqs: SQSClient, queue: QueueRef, entity_id: str, envelope: Envelope) -> str:
+    """Put an event on a target's queue as ingress would (a FIFO queue groups by entity, so
+    one entity's events keep their order). Returns the message id."""
     params: dict[str, Any] = {
         "QueueUrl": queue.url,
         "MessageBody": envelope.to_json(),
         "MessageAttributes": message_attributes(envelope),
     }
-    if found.target.queue.fifo:
+    if queue.target.queue.fifo:
         params["MessageGroupId"] = entity_id
         params["MessageDeduplicationId"] = uuid.uuid4().hex
-    sent = sqs.send_message(**params)
-    return ReplayResult(
-        found.integration.name,
-        found.target.name,
-        sent["MessageId"],
-        found.record_key,
-        envelope.replay_id,
-        queue.name,
-    )
+    return sqs.send_message(**params)["MessageId"]
+
+
+# -- backfill ----------------------------------------------------------------------------------
+DELIVERED_OUTCOMES = frozenset({"delivered", "duplicate"})  # the effect is at the hop's target
+
+
+def window(since: str, until: str) -> tuple[str, str]:
+    """``since`` and ``until`` (ISO 8601; no zone means UTC) as trace sort keys begin: UTC with
+    milliseconds, as the processors write them, so the window compares as text."""
+    bounds: list[str] = []
+    for name, text in (("--since", since), ("--until", until)):
+        try:
+            at = datetime.fromisoformat(text)
+        except ValueError:
+            raise OpsError(f"{name} {text!r} is not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)") from None
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        bounds.append(at.isoformat(timespec="milliseconds"))
+    if bounds[0] >= bounds[1]:
+        raise OpsError(f"--since {since} is not before --until {until}: the window is empty")
+    return bounds[0], bounds[1]
+
+
+def delivered_in_window(
+    ddb: DynamoDBClient, stage: str, since: str, until: str, *, integration_name: str | None = None
+) -> list[str]:
+    """Entities with a delivered hop in ``[since, until)`` (bounds as ``window`` makes them), of
+    one integration if named, oldest delivery first.
+
+    The state table has no index on time, so this is a Scan: one full read of the state table
+    (every item is read and billed, 0.5 read unit per 4 KB; the filter only trims what comes
+    back). That is acceptable for an operator's backfill, never for a hot path.
+    """
+    names = {"#outcome": "outcome"}
+    values: dict[str, Any] = {
+        ":trace": {"S": state_keys.TRACE},
+        ":since": {"S": since},
+        ":until": {"S": until},  # an sk at exactly ``until`` is longer, so greater: left out
+        ":delivered": {"S": "delivered"},
+    }
+    condition = "begins_with(pk, :trace) AND sk BETWEEN :since AND :until AND #outcome = :delivered"
+    if integration_name:
+        names["#integration"] = "integration"
+        values[":integration"] = {"S": integration_name}
+        condition += " AND #integration = :integration"
+    params: dict[str, Any] = {
+        "TableName": state_table_name(stage),
+        "FilterExpression": condition,
+        "ProjectionExpression": "pk, sk",
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+    first: dict[str, str] = {}
+    while True:
+        page = ddb.scan(**params)
+        for item in page.get("Items", []):
+            entity = item["pk"]["S"].removeprefix(state_keys.TRACE)
+            sk = item["sk"]["S"]
+            if entity not in first or sk < first[entity]:
+                first[entity] = sk
+        if not page.get("LastEvaluatedKey"):
+            return sorted(first, key=lambda entity: (first[entity], entity))
+        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+@dataclass(frozen=True)
+class RecordedEffect:
+    """One business effect of an entity (``shopify-order:1#create``) and the event that made it."""
+
+    integration: Integration
+    business_key: str
+    record_key: str
+    envelope: Envelope
+    at_targets: frozenset[str]  # targets whose trace shows this effect made
+
+
+def recorded_effects(
+    ddb: DynamoDBClient, stage: str, entity_id: str, *, integration_name: str | None = None
+) -> list[RecordedEffect]:
+    """Every effect of the entity some target recorded with its event, first made first (an
+    order's create before its cancel). Each effect once, whichever target kept its event;
+    deliberate replays (``#replay:``) are the same effect again and are left out."""
+    made: dict[tuple[str, str], set[str]] = {}
+    keys: dict[tuple[str, str], list[str]] = {}
+    owners: dict[str, Integration] = {}
+    for item in trace_items(ddb, stage, entity_id):
+        key, name = str(item.get("record_key") or ""), str(item.get("integration") or "")
+        if not key or "#replay:" in key or key.count("#") < 2 or (integration_name and name != integration_name):
+            continue
+        if name not in owners:
+            try:
+                owners[name] = registry.get(name)
+            except KeyError:
+                continue  # an integration no longer declared
+        _, target, business_key = key.split("#", 2)
+        effect = (name, business_key)
+        keys.setdefault(effect, [])
+        if key not in keys[effect]:
+            keys[effect].append(key)
+        if item.get("outcome") in DELIVERED_OUTCOMES:
+            made.setdefault(effect, set()).add(str(item.get("target") or target))
+    found: list[RecordedEffect] = []
+    for (name, business_key), candidates in keys.items():
+        for key in candidates:
+            envelope = kept_event(ddb, stage, key, entity_id)
+            if envelope is not None:
+                at = frozenset(made.get((name, business_key), set()))
+                found.append(RecordedEffect(owners[name], business_key, key, envelope, at))
+                break
+    return found
+
+
+@dataclass(frozen=True)
+class BackfillEvent:
+    entity_id: str
+    integration: Integration
+    target: Target
+    business_key: str
+    record_key: str  # the record that kept the event
+    envelope: Envelope
+    at_target: bool  # the target already made this effect: the processor will see a duplicate
+
+
+@dataclass(frozen=True)
+class BackfillPlan:
+    target: str
+    since: str
+    until: str
+    entities: list[str]  # every entity with a delivery in the window, oldest first
+    events: list[BackfillEvent]
+    skipped: list[tuple[str, str]]  # (entity id, why nothing of it goes to the target)
+
+
+def backfill_plan(
+    ddb: DynamoDBClient,
+    stage: str,
+    since: str,
+    until: str,
+    target_name: str,
+    *,
+    integration_name: str | None = None,
+) -> BackfillPlan:
+    """What a backfill of ``target_name`` sends: every recorded effect of every entity delivered
+    in the window, each to the named target of the integration that recorded it.
+
+    All of an entity's effects go, not only the latest: a cancellation alone would wait for a
+    creation the new target never gets.
+    """
+    scope = (integration(integration_name),) if integration_name else registry.INTEGRATIONS
+    if integration_name:
+        target_of(scope[0], target_name)
+    elif not any(t.name == target_name for i in scope for t in i.targets):
+        raise OpsError(f"no integration has a target {target_name!r} (`junction integrations` lists them)")
+    low, high = window(since, until)
+    entities = delivered_in_window(ddb, stage, low, high, integration_name=integration_name)
+    events: list[BackfillEvent] = []
+    skipped: list[tuple[str, str]] = []
+    for entity in entities:
+        effects = recorded_effects(ddb, stage, entity, integration_name=integration_name)
+        if not effects:
+            skipped.append((entity, "no completed effect kept its event"))
+        for effect in effects:
+            target = next((t for t in effect.integration.targets if t.name == target_name), None)
+            if target is None:
+                why = (entity, f"{effect.integration.name} has no target {target_name!r}")
+                if why not in skipped:
+                    skipped.append(why)
+                continue
+            events.append(
+                BackfillEvent(
+                    entity,
+                    effect.integration,
+                    target,
+                    effect.business_key,
+                    effect.record_key,
+                    effect.envelope,
+                    target_name in effect.at_targets,
+                )
+            )
+    return BackfillPlan(target_name, low, high, entities, events, skipped)
+
+
+@dataclass(frozen=True)
+class BackfillSent:
+    integration: str
+    target: str
+    queue: str
+    sent: int
+
+
+def backfill(sqs: SQSClient, stage: str, plan: BackfillPlan) -> list[BackfillSent]:
+    """Send the plan's events, each to its integration's queue of the target, in the plan's
+    order. Each target is its own idempotency scope: an effect the target already made comes
+    back a duplicate (no second effect)."""
+    queues: dict[str, QueueRef] = {}
+    for event in plan.events:  # every queue found before the first send: a missing one sends nothing
+        name = f"{event.integration.name}/{event.target.name}"
+        if name not in queues:
+            queues[name] = queue_ref(sqs, stage, event.integration, event.target)
+    counts = dict.fromkeys(queues, 0)
+    for event in plan.events:
+        name = f"{event.integration.name}/{event.target.name}"
+        send_event(sqs, queues[name], event.entity_id, event.envelope)
+        counts[name] += 1
+    return [BackfillSent(q.integration.name, q.target.name, q.name, counts[name]) for name, q in queues.items()]
