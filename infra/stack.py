@@ -139,7 +139,7 @@ class StageSettings:
 
 
 def construct_id(name: str) -> str:
-    """A CloudFormation-safe id from a kebab-case name: ``shopify-orders`` -> ``ShopOrdersToErp``."""
+    """A CloudFormation-safe id from a kebab-case name: ``shopify-orders`` -> ``ShopifyOrders``."""
     return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name) if part)
 
 
@@ -149,7 +149,7 @@ def target_key(integration: Integration, target: Target) -> str:
 
 
 def target_construct_id(integration: Integration, target: Target) -> str:
-    """The construct id prefix of one target's resources: ``ShopOrdersToErp`` + ``Erp``."""
+    """The construct id prefix of one target's resources: ``ShopifyOrders`` + ``Erp``."""
     return construct_id(integration.name) + construct_id(target.name)
 
 
@@ -183,6 +183,14 @@ def leading_keys(*patterns: str) -> dict[str, Any]:
 def idempotency_keys(integration: Integration, target: Target) -> str:
     """Idempotency records of one target: ``<integration>#<target>#<business key>`` (each target its own scope)."""
     return f"{integration.name}#{target.name}#*"
+
+
+def rotating_secrets(integrations: Sequence[Integration]) -> frozenset[str]:
+    """Secrets some target writes back (``writes_secrets``): an OAuth pair whose refresh token is
+    single-use (Allegro rotates it on every refresh), so whichever function refreshes it must store
+    the new pair or the authorisation is lost. A poller whose source credential is one of them
+    refreshes it too; the declaration names a source's secrets but not which it writes back."""
+    return frozenset(ref.name for i in integrations for t in i.targets for ref in t.writes_secrets)
 
 
 def processor_state_keys(integration: Integration, target: Target) -> list[str]:
@@ -313,6 +321,7 @@ class JunctionStack(Stack):
         self.payload_bucket = self._payload_bucket()
 
         self.secrets: dict[str, secretsmanager.Secret] = {}
+        self.rotating_secrets = rotating_secrets(self.integrations)
         for integration in self.integrations:
             for ref in integration.all_secrets:
                 self._secret(ref)
@@ -654,20 +663,7 @@ class JunctionStack(Stack):
         self.data_key.grant_decrypt(processor)
         for ref in t.secrets:
             self.secrets[ref.name].grant_read(processor)
-        if t.writes_secrets:
-            # A rotated credential (an OAuth refresh token) is written back as a new version:
-            # Powertools' SecretsProvider.set calls PutSecretValue. Nothing else about the secret
-            # (its policy, rotation, stages) may change.
-            written = [self.secrets[ref.name] for ref in t.writes_secrets]
-            for secret in written:
-                secret.grant_read(processor)
-            processor.add_to_role_policy(
-                iam.PolicyStatement(
-                    sid="WriteRotatedCredentials",
-                    actions=["secretsmanager:PutSecretValue"],
-                    resources=[secret.secret_arn for secret in written],
-                )
-            )
+        self._grant_write_back(processor, t.writes_secrets)
 
         processor.add_event_source(
             event_sources.SqsEventSource(
@@ -717,6 +713,23 @@ class JunctionStack(Stack):
         for statement in statements:
             processor.add_to_role_policy(statement)
         self._grant_table_key(processor)
+
+    def _grant_write_back(self, fn: lambda_.Function, refs: Sequence[SecretRef]) -> None:
+        """Read and write back rotated credentials (an OAuth refresh token): a new version, through
+        PutSecretValue (shared/parameters.py ``put_json``). Nothing else about the secret (its
+        policy, rotation, stages) may change."""
+        if not refs:
+            return
+        written = [self.secrets[ref.name] for ref in refs]
+        for secret in written:
+            secret.grant_read(fn)
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="WriteRotatedCredentials",
+                actions=["secretsmanager:PutSecretValue"],
+                resources=[secret.secret_arn for secret in written],
+            )
+        )
 
     def _grant_table_key(self, fn: lambda_.Function) -> None:
         """What DynamoDB needs of the caller on the data key the tables are encrypted with."""
@@ -846,6 +859,7 @@ class JunctionStack(Stack):
         self._grant_write_payloads(i, poller)
         for ref in i.secrets:
             self.secrets[ref.name].grant_read(poller)
+        self._grant_write_back(poller, [ref for ref in i.secrets if ref.name in self.rotating_secrets])
 
         max_age = Duration.seconds(poll_event_age_seconds(i))
         # A failed run is retried by Lambda (asynchronous invocation) only while its tick is fresh.

@@ -3,6 +3,7 @@ files, byte-for-byte the same on every build, and actually used by that Python w
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import re
@@ -112,6 +113,52 @@ def test_bytecode_is_the_same_on_every_build(
     assert rebuilt.name == dev_stack.ingress_code_dir.name
     assert digest(rebuilt) == digest(dev_stack.ingress_code_dir)
     assert any(name.endswith(f".{TAG}.pyc") for name in digest(rebuilt))
+
+
+def _module_file(root: Path, module: str) -> Path:
+    base = root.joinpath(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def our_imports(root: Path, modules: list[str]) -> set[str]:
+    """``modules`` and every module of our packages they import, transitively (read from the source)."""
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        module = todo.pop()
+        if module in seen or not _module_file(root, module).is_file():
+            continue
+        seen.add(module)
+        path = _module_file(root, module)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            found = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1]) if node.level else ""  # from .x / ..x
+                source = ".".join(p for p in (base, node.module or "") if p)
+                found = [source] + [f"{source}.{a.name}" for a in node.names]
+            todo += [m for m in found if m.split(".")[0] in bundling.SOURCE_PACKAGES]
+    return seen
+
+
+def test_every_declared_module_and_what_it_imports_is_in_the_assets(dev_stack: JunctionStack) -> None:
+    """The flows (``functions.orders.to_hubspot``), the pollers (``functions.orders.allegro_source``),
+    the ingress handlers and the connectors they use are where Lambda imports them from."""
+    root = bundling.REPO_ROOT
+    handlers = [h.rsplit(".", 1)[0] for h in (PROCESSOR_HANDLER, POLLER_HANDLER)]
+    processor = [*handlers, *(i.flow_module(t) for i in INTEGRATIONS for t in i.targets)]
+    processor += [i.poller_module for i in INTEGRATIONS if i.poller_module]
+    ingress = [i.ingress_handler.rsplit(".", 1)[0] for i in INTEGRATIONS if i.ingress_handler]
+    for asset, modules in ((dev_stack.processor_code_dir, processor), (dev_stack.ingress_code_dir, ingress)):
+        needed = our_imports(root, modules)
+        assert set(modules) <= needed, "a declared module is missing from the source tree"
+        for module in needed:
+            assert _module_file(asset, module).is_file(), f"{module} is not in {asset.name}"
+    assert {"functions.orders.to_hubspot", "shared.connectors.hubspot", "shared.connectors.shipbob"} <= our_imports(
+        root, processor
+    )
+    assert "functions.woocommerce_orders.ingress" in our_imports(root, ingress)
 
 
 def test_cache_keys_follow_the_bytecode() -> None:

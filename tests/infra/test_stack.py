@@ -17,6 +17,7 @@ from infra.stack import (
     StageSettings,
     construct_id,
     poll_event_age_seconds,
+    rotating_secrets,
     schedule_interval_seconds,
     target_key,
 )
@@ -97,6 +98,30 @@ def function_id(template: Template, name: str) -> str:
     found = resources(template, "AWS::Lambda::Function", {"FunctionName": name})
     assert len(found) == 1, name
     return next(iter(found))
+
+
+def _api_path(template: Template, resource_id: str) -> str:
+    """A REST API resource's full path, from its parents' path parts."""
+    all_resources = template.to_json()["Resources"]
+    parts: list[str] = []
+    while resource_id in all_resources and all_resources[resource_id]["Type"] == "AWS::ApiGateway::Resource":
+        props = all_resources[resource_id]["Properties"]
+        parts.insert(0, props["PathPart"])
+        parent = props["ParentId"]
+        resource_id = parent.get("Ref", "") if isinstance(parent, dict) else ""
+    return "/" + "/".join(parts)
+
+
+def routes(template: Template) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every method of the API by (HTTP method, full path)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for method in resources(template, "AWS::ApiGateway::Method").values():
+        props = method["Properties"]
+        resource = props["ResourceId"]
+        key = (props["HttpMethod"], _api_path(template, resource["Ref"]) if "Ref" in resource else "/")
+        assert key not in out, f"two methods for {key}"
+        out[key] = props
+    return out
 
 
 # ------------------------------------------------------------------------------------ queues
@@ -236,15 +261,9 @@ def test_ingress_function_and_route(
     }
 
     ingress_id = logical_id(wide_stack, wide_stack.ingress_functions[i.name])
-    last_segment = i.webhook.path.rstrip("/").rsplit("/", 1)[-1]
-    resource_ids = list(resources(wide_template, "AWS::ApiGateway::Resource", {"PathPart": last_segment}))
-    methods = resources(wide_template, "AWS::ApiGateway::Method", {"HttpMethod": i.webhook.method.upper()})
-    method = [
-        m["Properties"] for m in methods.values() if m["Properties"]["ResourceId"] in [{"Ref": r} for r in resource_ids]
-    ]
-    assert len(method) == 1
-    assert method[0]["Integration"]["Type"] == "AWS_PROXY"
-    assert ingress_id in json.dumps(method[0]["Integration"]["Uri"])
+    method = routes(wide_template)[(i.webhook.method.upper(), i.webhook.path)]  # by full path: two end in /orders
+    assert method["Integration"]["Type"] == "AWS_PROXY"
+    assert ingress_id in json.dumps(method["Integration"]["Uri"])
 
     stage = only(resources(wide_template, "AWS::ApiGateway::Stage"))["Properties"]
     escaped = "/" + i.webhook.path.replace("/", "~1")  # the MethodSettings encoding of a resource path
@@ -535,8 +554,10 @@ def test_functions_read_only_their_secrets(
         fn = wide_stack.ingress_functions[i.name]
         assert _secret_access(wide_stack, wide_template, fn) == ({secret_ids[i.webhook.secret.name]}, set())
     if i.schedule:
+        # A source credential that a target writes back rotates on refresh: the poller stores it too.
         fn = wide_stack.pollers[i.name]
-        assert _secret_access(wide_stack, wide_template, fn) == ({secret_ids[r.name] for r in i.secrets}, set())
+        rotating = {secret_ids[r.name] for r in i.secrets if r.name in rotating_secrets(WIDE)}
+        assert _secret_access(wide_stack, wide_template, fn) == ({secret_ids[r.name] for r in i.secrets}, rotating)
 
 
 def test_a_rotated_credential_is_written_by_its_target_only(wide_stack: JunctionStack, wide_template: Template) -> None:
@@ -549,6 +570,13 @@ def test_a_rotated_credential_is_written_by_its_target_only(wide_stack: Junction
         if written in _secret_access(wide_stack, wide_template, fn)[1]
     ]
     assert writers == [target_key(SCHEDULED, allegro)]
+
+
+def test_a_poller_writes_back_a_rotating_source_credential_only() -> None:
+    """Which source credentials rotate is derived from the targets' ``writes_secrets``."""
+    rotating = rotating_secrets(WIDE)
+    assert {"allegro-api", "sample-market-api"} <= rotating
+    assert not rotating & {"erp-service-layer", "sample-erp", "shopify-admin", "shopify-webhook"}
 
 
 # ------------------------------------------------------------------------------------ tables
