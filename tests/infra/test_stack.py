@@ -657,6 +657,33 @@ def test_alarm_names_are_unique(wide_template: Template) -> None:
     assert len(found) == len(set(found))
 
 
+# Alarms per target (DLQ depth, DLQ near expiry, oldest message, processor errors, breaker opened),
+# per webhook (ingress errors, 401 spike, 503s) and per poller (errors, failed poll, cursor lag).
+ALARMS_PER = {"target": 5, "webhook": 3, "poller": 3}
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_registry_makes_as_many_resources_as_it_declares(
+    dev_template: Template, prod_template: Template, stage: str
+) -> None:
+    """Counted from the declarations, so an integration or target the stack skipped shows up here."""
+    template = dev_template if stage == "dev" else prod_template
+    targets = sum(len(i.targets) for i in INTEGRATIONS)
+    webhooks = sum(1 for i in INTEGRATIONS if i.webhook)
+    pollers = sum(1 for i in INTEGRATIONS if i.schedule)
+    assert len(resources(template, "AWS::Lambda::Function")) == targets + webhooks + pollers
+    assert len(resources(template, "AWS::SQS::Queue")) == 2 * targets
+    assert len(resources(template, "AWS::Lambda::EventSourceMapping")) == targets
+    assert len(resources(template, "AWS::Events::Rule")) == pollers
+    assert len(resources(template, "AWS::ApiGateway::Method")) == webhooks
+    assert len(resources(template, "AWS::SecretsManager::Secret")) == len(
+        {ref.name for i in INTEGRATIONS for ref in i.all_secrets}
+    )
+    assert len(resources(template, "AWS::CloudWatch::Alarm")) == (
+        ALARMS_PER["target"] * targets + ALARMS_PER["webhook"] * webhooks + ALARMS_PER["poller"] * pollers
+    )
+
+
 def test_alarm_topic_is_encrypted_and_ssl_only(dev_stack: JunctionStack, dev_template: Template) -> None:
     topic = only(resources(dev_template, "AWS::SNS::Topic"))["Properties"]
     assert topic["KmsMasterKeyId"] == arn(dev_stack, dev_stack.key)
