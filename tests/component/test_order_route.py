@@ -109,6 +109,27 @@ def test_a_cancellation_before_its_order_waits_for_it_then_cancels_it_everywhere
     no_dead_letters(route)
 
 
+def test_an_allegro_buyer_cancellation_and_a_woocommerce_cancellation_cancel_the_order_everywhere(
+    route: OrderRoute,
+) -> None:
+    form_id = allegro_order(route)
+    woo = woocommerce_order()
+    assert route.woocommerce(woo) == 202
+    route.settle()
+
+    route.standins.allegro.cancel_order(form_id)
+    assert route.poll().changes == 1
+    assert route.woocommerce(woocommerce_order("order-cancelled"), topic="order.updated") == 202
+    route.settle()
+
+    for key in (f"allegro:{form_id}", f"woocommerce:{woo['id']}"):
+        assert erp_order(route, key)["Cancelled"] == "tYES"
+        assert deal(route, key)["dealstage"] == CLOSED_LOST
+        assert shipment(route, key)["status"] == CANCELLED
+    assert route.counts()[0] == 2  # cancelled, never made again
+    no_dead_letters(route)
+
+
 # -- HubSpot down, HubSpot rate limited ---------------------------------------------------------
 def test_hubspot_down_waits_behind_its_breaker_while_the_erp_and_shipbob_deliver(route: OrderRoute) -> None:
     route.standins.hubspot.set_behaviour("down")
