@@ -10,8 +10,8 @@ whose ``kind`` says what happened and whose ``order`` is the canonical ``shared.
   and completed are a placed order; cancelled a cancellation; pending and failed are not an order
   yet (not routed). Version: ``date_modified_gmt``.
 - **Allegro** (polled, ``junction.changes``): a checkout form READY_FOR_PROCESSING is a placed
-  order (``order.updated`` after BUYER_MODIFIED), CANCELLED a cancellation. Version: the form's
-  last event id in the poll (Allegro's ids grow with time).
+  order (``order.updated`` after BUYER_MODIFIED), CANCELLED a cancellation (of a paid form only:
+  an unpaid one was never sent on). Version: the form's ``updatedAt``.
 
 A payload's shape is checked against the provider's documented fields: a new field is logged and
 counted (``Payload_shape_changed``) and the event goes on; a missing required field is a
@@ -93,12 +93,23 @@ def _shopify(envelope: Envelope) -> OrderEvent:
     return OrderEvent(kind=kind, version=version, order=order)
 
 
+# Payment methods whose orders are placed before they are paid (on-hold or processing with no
+# date_paid): bank transfer, cheque, cash on delivery.
+WOOCOMMERCE_PAID_LATER = frozenset({"bacs", "cheque", "cod"})
+
+
 def _woocommerce(envelope: Envelope, integration: str) -> OrderEvent | None:
     payload = _payload(envelope)
     _shape(integration, "woocommerce", woocommerce.unknown_fields(payload), envelope)
     event = woocommerce.junction_event(payload)
     if event is None:
         return None
+    if (
+        event == "order.cancelled"
+        and not payload.get("date_paid_gmt")
+        and payload.get("payment_method") not in WOOCOMMERCE_PAID_LATER
+    ):
+        return None  # an abandoned checkout WooCommerce cancelled: never placed, nothing to cancel
     order = woocommerce.order_from_webhook(payload)
     kind: Kind = "order.cancelled" if event == "order.cancelled" else _placed(envelope.topic)
     return OrderEvent(kind=kind, version=woocommerce.order_version(payload), order=order)
@@ -108,7 +119,7 @@ def _placed(topic: str | None) -> Kind:
     return "order.updated" if topic == "order.updated" else "order.created"
 
 
-def _allegro(envelope: Envelope, integration: str) -> OrderEvent:
+def _allegro(envelope: Envelope, integration: str) -> OrderEvent | None:
     ids = {"delivery_id": envelope.delivery_id}
     if envelope.topic != CHANGES_TOPIC:
         raise ValidationFailed(f"unexpected topic {envelope.topic!r}", entity_ids=ids)
@@ -126,6 +137,8 @@ def _allegro(envelope: Envelope, integration: str) -> OrderEvent:
     order = allegro.order_from_checkout_form(form)
     status = form.get("status")
     if status == "CANCELLED":
+        if not (form.get("payment") or {}).get("paidAmount"):
+            return None  # cancelled before it was paid: never sent on, nothing to cancel
         kind: Kind = "order.cancelled"
     elif status == "READY_FOR_PROCESSING":
         kind = "order.updated" if "BUYER_MODIFIED" in event_types else "order.created"

@@ -67,7 +67,11 @@ class OrderTarget:
             return Prepared(key, f"delivery:{envelope.delivery_id}", _digest(key), ids, None)
         order = event.order
         key = f"{event.entity_id}#{event.effect}"
-        ids = {"order": event.entity_id, "order_number": order.number, "event": event.kind, "version": event.version}
+        ids = {
+            "order": event.entity_id,
+            **source_ids(event),
+            "order_number": order.number,
+        }
         # The key is the content that matters: the effect on this order, whatever event carried it.
         return Prepared(
             business_key=key, entity_id=event.entity_id, fingerprint=_digest(key), entity_ids=ids, data=event

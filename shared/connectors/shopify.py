@@ -74,7 +74,7 @@ def order_from_webhook(payload: Any) -> Order:
     if not isinstance(payload, dict) or "id" not in payload:
         raise ValidationFailed("payload is not a Shopify order")
     order_id = str(payload["id"])
-    ids = {"shop_order_id": order_id, "order_number": str(payload.get("name") or "")}
+    ids = {"shopify_order_id": order_id, "order_number": str(payload.get("name") or "")}
     try:
         return _map(payload, order_id)
     except ValidationError as exc:

@@ -125,12 +125,12 @@ def test_dlq_list_groups_by_reason_and_leaves_messages_in_place(pipeline: Pipeli
     groups = dlq.group_by_reason(dlq.peek(pipeline.boto_sqs, STAGE, INTEGRATION, TARGET))
     assert sorted((g.reason, g.count) for g in groups) == [("malformed_envelope", 1), ("target_rejected", 1)]
     rejected = next(g for g in groups if g.reason == "target_rejected")
-    assert str(BAD_ORDER) in rejected.sample_entity_ids
+    assert f"shopify-order:{BAD_ORDER}" in rejected.sample_entity_ids
 
     out = ok(junction("dlq", "list"))
     assert "2 message(s) in the DLQ" in out
     assert "malformed_envelope" in out and "target_rejected" in out
-    assert f"shop_order_id={BAD_ORDER}" in out
+    assert f"shopify_order_id={BAD_ORDER}" in out
     assert reasons(pipeline.dlq()) == ["malformed_envelope", "target_rejected"]  # peeking moved nothing
 
 

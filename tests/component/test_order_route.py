@@ -208,6 +208,18 @@ def test_a_woocommerce_order_awaiting_payment_is_not_routed(route: OrderRoute) -
     no_dead_letters(route)
 
 
+def test_an_abandoned_woocommerce_checkout_cancelled_is_not_routed(route: OrderRoute) -> None:
+    """WooCommerce cancels an unpaid online checkout after its hold time: never placed, so no
+    target waits 72 hours for an order that will never come (and no DLQ alarm fires)."""
+    abandoned = woocommerce_order("order-pending", status="cancelled", date_paid_gmt=None, payment_method="payu")
+    assert route.woocommerce(abandoned, topic="order.updated") == 202
+
+    route.settle()
+
+    assert route.counts() == (0, 0, 0, 0)
+    no_dead_letters(route)
+
+
 def test_a_woocommerce_order_with_a_new_field_is_delivered_and_the_change_logged(
     route: OrderRoute, caplog: pytest.LogCaptureFixture
 ) -> None:

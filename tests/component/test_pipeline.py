@@ -97,7 +97,7 @@ def test_poison_messages_do_not_hold_back_a_batch_of_ten(pipeline: Pipeline) -> 
     assert sorted(reasons(dlq)) == ["malformed_envelope", "target_rejected"]
     rejected = next(m for m in dlq if reasons([m]) == ["target_rejected"])
     ids = json.loads(rejected["MessageAttributes"]["junction-entity-ids"]["StringValue"])
-    assert ids["shop_order_id"] == "2000"
+    assert ids["shopify_order_id"] == "2000"
     assert rejected["MessageAttributes"]["junction-attempts"]["StringValue"] == "1"
     assert json.loads(rejected["Body"])["delivery_id"] == "delivery-2000"  # the event itself is kept
 

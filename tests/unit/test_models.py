@@ -114,7 +114,7 @@ class TestShopifyMapping:
         mutate(payload)
         with pytest.raises(ValidationFailed) as info:
             shopify.order_from_webhook(payload)
-        assert info.value.entity_ids["shop_order_id"] == "820982911946154508"
+        assert info.value.entity_ids["shopify_order_id"] == "820982911946154508"
         assert "anna" not in info.value.message.lower()  # no personal data in errors
 
     @pytest.mark.parametrize("payload", [[], "order", {"no": "id"}, None])
