@@ -41,6 +41,7 @@ from functions.registry import INTEGRATIONS
 from infra import bundling
 from shared import claim_check, state_keys
 from shared.declaration import (
+    FOLLOWER_QUEUES_ENV,
     POLLER_HANDLER,
     PROCESSOR_HANDLER,
     TABLE_KEYS,
@@ -590,13 +591,21 @@ class JunctionStack(Stack):
         return fn
 
     def _integration(self, i: Integration) -> None:
-        target_queues: list[sqs.Queue] = []
         for t in i.targets:
-            target_queues.append(self._target(i, t))
+            self._target(i, t)
+        # The source sends to the targets after no other; each of those sends on to its followers.
+        entry_queues = [self.queues[target_key(i, t)] for t in i.entry_targets]
+        for t in i.targets:
+            followers = [self.queues[target_key(i, f)] for f in i.followers(t)]
+            if followers:
+                processor = self.processors[target_key(i, t)]
+                processor.add_environment(FOLLOWER_QUEUES_ENV, Fn.join(",", [q.queue_url for q in followers]))
+                for queue in followers:
+                    queue.grant_send_messages(processor)
         if i.webhook:
-            self._webhook(i, target_queues)
+            self._webhook(i, entry_queues)
         if i.schedule:
-            self._poller(i, target_queues)
+            self._poller(i, entry_queues)
 
     def _queue(self, cid: str, name: str, t: Target, *, dlq: sqs.Queue | None = None) -> sqs.Queue:
         """A target's queue (``dlq`` given) or its dead-letter queue: the data key, SSL only, the size

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.declaration import (
+    FOLLOWER_QUEUES_ENV,
     TABLE_KEYS,
     TTL_ATTRIBUTE,
     Integration,
@@ -86,8 +87,8 @@ class Resources:
         return self.queues[key]
 
     def queue_urls(self, integration: Integration) -> list[str]:
-        """The integration's target queues, in declaration order (what ingress and pollers send to)."""
-        return [self.queue(integration, t).url for t in integration.targets]
+        """The queues ingress and pollers send to, in declaration order: the targets after no other."""
+        return [self.queue(integration, t).url for t in integration.entry_targets]
 
     def function_env(self, integration: Integration, role: str) -> dict[str, str]:
         """The environment the stack gives one of the integration's functions. ``role``:
@@ -114,6 +115,7 @@ class Resources:
             raise ValueError(f"unknown function role {role!r}: one of {', '.join(function_roles(integration))}")
         target = integration.target(role.removesuffix(PROCESSOR_SUFFIX))
         pair = self.queue(integration, target)
+        followers = integration.followers(target)
         return {
             **base,
             "JUNCTION_TARGET": target.name,
@@ -122,6 +124,7 @@ class Resources:
             "JUNCTION_IDEMPOTENCY_TABLE": self.idempotency_table,
             "JUNCTION_STATE_TABLE": self.state_table,
             "JUNCTION_PAYLOAD_BUCKET": self.payload_bucket,
+            **({FOLLOWER_QUEUES_ENV: ",".join(self.queue(integration, t).url for t in followers)} if followers else {}),
         }
 
     def function_envs(self, integration: Integration) -> dict[str, dict[str, str]]:

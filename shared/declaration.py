@@ -156,6 +156,11 @@ class Target:
     # Records the ids it made in the entity's cross-reference (``shared.xref``), so that any of
     # them finds the entity's trace.
     cross_reference: bool = False
+    # The target whose ids this one needs (a warehouse that wants the ERP's document number). Its
+    # messages are then not sent by the source but by that target's processor, once its effect is
+    # made, carrying its ids (``Envelope.upstream``): the dependency waits on the queue, no
+    # message polls for the other's id.
+    after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,15 @@ class Integration:
     @property
     def ingress_handler(self) -> str | None:
         return f"{self.package}.ingress.handler" if self.webhook else None
+
+    @property
+    def entry_targets(self) -> tuple[Target, ...]:
+        """The targets the source's events are sent to (ingress, poller): those after no other."""
+        return tuple(t for t in self.targets if t.after is None)
+
+    def followers(self, target: Target) -> tuple[Target, ...]:
+        """The targets whose messages ``target``'s processor sends on, after its effect."""
+        return tuple(t for t in self.targets if t.after == target.name)
 
     def target(self, name: str) -> Target:
         for target in self.targets:
@@ -215,6 +229,8 @@ class Integration:
 # The functions of every integration. Processors and pollers share one handler each: it reads
 # the integration (and target) from its environment and builds what the declaration names.
 PROCESSOR_HANDLER = "functions.handlers.processor"
+# A processor's environment: the queues of the targets after it (``Target.after``), comma-separated.
+FOLLOWER_QUEUES_ENV = "JUNCTION_FOLLOWER_QUEUE_URLS"
 POLLER_HANDLER = "functions.handlers.poller"
 
 
@@ -272,6 +288,12 @@ def validate(integration: Integration) -> list[str]:
         out.append(f"target names must be unique: {names}")
     for t in i.targets:
         out.extend(validate_target(i, t))
+        if t.after is not None:
+            upstream = next((u for u in i.targets if u.name == t.after), None)
+            if upstream is None or upstream is t:
+                out.append(f"target {t.name!r}: after must name another target of the integration")
+            elif upstream.after is not None:
+                out.append(f"target {t.name!r}: after names {t.after!r}, which is itself after another")
     if i.webhook and not 0.5 <= i.webhook.deadline_seconds <= 25:
         out.append("webhook deadline_seconds must be 0.5..25")
     if i.webhook and not i.webhook.path.startswith("/"):

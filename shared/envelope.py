@@ -88,6 +88,9 @@ class Envelope:
     headers: dict[str, str] = field(default_factory=dict)  # non-secret provider headers kept for mapping
     # Set only by an operator's deliberate replay: the event takes effect again, once per replay id.
     replay_id: str | None = None
+    # Set by an upstream target's processor for the targets after it (``Target.after``): the ids
+    # its effect made ({"erp_doc_entry": "57"}).
+    upstream: dict[str, str] = field(default_factory=dict)
     v: int = VERSION
     claim_check: ClaimCheck | None = None  # set: the raw body lies in S3 (version 2)
 
@@ -111,6 +114,8 @@ class Envelope:
     def to_json(self) -> str:
         """The queue message (SQS-safe); for a claim check, the pointer form (no body)."""
         doc = asdict(self)
+        if not self.upstream:
+            del doc["upstream"]
         if self.claim_check is None:
             del doc["claim_check"]
             doc["v"] = VERSION

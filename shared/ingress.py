@@ -137,10 +137,12 @@ class Ingress:
         self.trigger: WebhookTrigger = integration.webhook
         self.verifier = verifier_for(self.trigger.scheme)
         self.secret_id = secret_id(stage, self.trigger.secret)
-        if len(queue_urls) != len(integration.targets):
-            raise ValueError(f"{integration.name}: one queue URL per target ({len(integration.targets)})")
-        # Every target's queue gets the delivery: each target is its own pipeline.
-        self.queues = [(url, target.queue.fifo) for url, target in zip(queue_urls, integration.targets, strict=True)]
+        entry = integration.entry_targets
+        if len(queue_urls) != len(entry):
+            raise ValueError(f"{integration.name}: one queue URL per target after no other ({len(entry)})")
+        # Every such target's queue gets the delivery: each target is its own pipeline (a target
+        # after another gets it from that target's processor).
+        self.queues = [(url, target.queue.fifo) for url, target in zip(queue_urls, entry, strict=True)]
         self.sqs = sqs
         self.secrets = secrets
         self.clock = clock

@@ -246,7 +246,7 @@ class Poller:
         schedule = integration.schedule
         if schedule is None:
             raise ValueError(f"{integration.name} has no schedule")
-        if len(queue_urls) != len(integration.targets):
+        if len(queue_urls) != len(integration.entry_targets):
             raise ValueError(f"{integration.name}: one queue URL per target")
         self.integration = integration
         self.schedule = schedule
@@ -254,7 +254,8 @@ class Poller:
         self.sqs = sqs
         self.ddb = ddb
         self.table = state_table
-        self.queues = [(url, t.queue.fifo) for url, t in zip(queue_urls, integration.targets, strict=True)]
+        # Targets after another get their messages from that target's processor, not from here.
+        self.queues = [(url, t.queue.fifo) for url, t in zip(queue_urls, integration.entry_targets, strict=True)]
         self.clock = clock
         self.pk = state_keys.sync_pk(integration.name)
 

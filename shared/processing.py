@@ -55,7 +55,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared import claim_check, state_keys
 from shared.aws import item_to_ddb
 from shared.breaker import CLOSED, BreakerView, CircuitBreaker
-from shared.declaration import Integration, RetryPolicy, Target
+from shared.declaration import FOLLOWER_QUEUES_ENV, Integration, RetryPolicy, Target
 from shared.envelope import CARRIED_ATTRIBUTES, Envelope, message_attributes
 from shared.errors import (
     CredentialsRejected,
@@ -254,6 +254,7 @@ class BatchProcessor:
         payload_bucket: str | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        follower_queue_urls: tuple[str, ...] = (),
     ) -> None:
         self.integration = integration
         self.target = target
@@ -264,6 +265,8 @@ class BatchProcessor:
         self.payload_bucket = payload_bucket
         self.queue_url = queue_url
         self.dlq_url = dlq_url
+        # The queues of the targets after this one (``Target.after``): each delivery is sent on.
+        self.follower_queue_urls = follower_queue_urls
         self.state_table = state_table
         self.clock = clock
         self.rng = rng or random.Random()
@@ -397,7 +400,7 @@ class BatchProcessor:
                 previous = (claim.duplicate_of or {}).get("result") or {}
                 self._trace(inv, envelope, prepared, "duplicate", attempt_number, target_ids=previous)
                 return self._done(message_id, "duplicate", prepared, started)
-            target_ids, rejected = self._deliver(inv, claim, prepared, attempt_number)
+            target_ids, rejected = self._deliver(inv, claim, prepared, attempt_number, envelope)
             if rejected:
                 self._dead_letter_items(record, inv, envelope, rejected, attempt_number)
             # Recorded (and traced) with the batch's other completions, in one write: _complete.
@@ -438,7 +441,7 @@ class BatchProcessor:
         return max(1.0, inv.breaker.wait_seconds(self.clock()))
 
     def _deliver(
-        self, inv: _Invocation, claim: Claim, prepared: Prepared, number: int
+        self, inv: _Invocation, claim: Claim, prepared: Prepared, number: int, envelope: Envelope
     ) -> tuple[dict[str, str], list[RejectedItem]]:
         attempt = Attempt(
             target_key(claim.key),
@@ -451,6 +454,7 @@ class BatchProcessor:
         )
         try:
             target_ids = self.flow.deliver(prepared, attempt)
+            self._forward(envelope, target_ids)
         except BaseException as exc:
             reason = exc.reason if isinstance(exc, JunctionError) else "unexpected_error"
             # Once the create was sent, only a refusal proves that the effect was not made: a 4xx
@@ -474,6 +478,22 @@ class BatchProcessor:
             inv.breaker = BreakerView()
             inv.probing = False
         return target_ids, attempt.rejected
+
+    def _forward(self, envelope: Envelope, target_ids: dict[str, str]) -> None:
+        """Send the delivery on to the targets after this one, with the ids it made, before it is
+        recorded complete: a failed send fails the delivery, whose retry finds the effect made
+        (looked up, or ``already``) and sends again; the followers' idempotency absorbs a repeat."""
+        if not self.follower_queue_urls:
+            return
+        sent = replace(envelope, upstream={**envelope.upstream, **target_ids})
+        params = {"MessageBody": sent.to_json(), "MessageAttributes": message_attributes(sent)}
+        for url in self.follower_queue_urls:
+            try:
+                self.sqs.send_message(QueueUrl=url, **params)
+            except (ClientError, BotoCoreError) as exc:
+                raise StoreUnavailable(
+                    f"sending on to the targets after {self.target.name}: {type(exc).__name__}"
+                ) from exc
 
     def _done(
         self,
@@ -882,6 +902,7 @@ def make_sqs_handler(
                     dlq_url=env["JUNCTION_DLQ_URL"],
                     idempotency_table=env["JUNCTION_IDEMPOTENCY_TABLE"],
                     state_table=env["JUNCTION_STATE_TABLE"],
+                    follower_queue_urls=tuple(u for u in env.get(FOLLOWER_QUEUES_ENV, "").split(",") if u),
                 )
             )
         return holder[0].process(event, context)

@@ -42,6 +42,8 @@ class OrderEvent(Canonical):
     kind: Kind
     version: str  # orders the events of one order: a larger version is a newer state
     order: Order
+    # Ids the order gathered at the targets before this one (``Target.after``): {"erp_doc_entry": "57"}.
+    upstream: dict[str, str] = {}
 
     @property
     def effect(self) -> Effect:

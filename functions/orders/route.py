@@ -21,16 +21,19 @@ duplicate. Each hop's ids go to the order's cross-reference (``shared.xref``) as
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 
 from shared.envelope import Envelope
-from shared.errors import RateLimited
+from shared.errors import RateLimited, StoreUnavailable
+from shared.observability import get_logger, log
 from shared.processing import Attempt, FlowContext, Prepared
 from shared.rate_budget import TokenBucket
 from shared.xref import CrossReference
 
 from .events import OrderEvent, from_envelope
 
+_logger = get_logger("junction.orders")
 ID_SUFFIXES = ("_id", "_entry", "_num")  # what a hop's result names as ids (not outcomes)
 
 
@@ -65,6 +68,8 @@ class OrderTarget:
             key = f"not-routed:{envelope.delivery_id}"
             ids = {"delivery_id": envelope.delivery_id}
             return Prepared(key, f"delivery:{envelope.delivery_id}", _digest(key), ids, None)
+        if envelope.upstream:
+            event = event.model_copy(update={"upstream": dict(envelope.upstream)})
         order = event.order
         key = f"{event.entity_id}#{event.effect}"
         ids = {
@@ -84,7 +89,12 @@ class OrderTarget:
         ids = dict(prepared.entity_ids)
         made = self.create(event, attempt, ids) if event.effect == "create" else self.cancel(event, attempt, ids)
         found = {k: v for k, v in made.items() if k.endswith(ID_SUFFIXES)}
-        self.xref.record(event.entity_id, self.hop, {**source_ids(event), **found})
+        try:
+            self.xref.record(event.entity_id, self.hop, {**source_ids(event), **found})
+        except StoreUnavailable as exc:
+            # An index for finding the order by any id, like the trace: its failure does not undo
+            # or repeat the effect (the ids are in the trace's delivered hop too).
+            log(_logger, logging.WARNING, "cross-reference not written", hop=self.hop, error=exc.message[:200])
         return made
 
     def create(self, event: OrderEvent, attempt: Attempt, ids: dict[str, str]) -> dict[str, str]:

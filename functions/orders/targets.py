@@ -60,6 +60,9 @@ SHIPBOB = Target(
     # 150 requests a minute (docs/wms-contract.md); an order spends up to three.
     rate=RateBudget(account="shipbob", per_second=2.5, burst=150),
     cross_reference=True,
+    # The pick request carries the ERP's document: ShipBob gets each order event from the ERP's
+    # processor, after the ERP made its effect, never straight from the source.
+    after="erp",
 )
 
 ORDER_TARGETS: tuple[Target, ...] = (ERP, HUBSPOT, SHIPBOB)

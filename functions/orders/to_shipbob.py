@@ -1,6 +1,9 @@
 """Orders -> the warehouse (ShipBob): a fulfilment order with its lines, ship-to, shipping method
 and the fulfilment centre the routing rule chooses (``warehouse.py``); cancelled while not picked.
 
+The warehouse comes after the ERP (``after="erp"`` in targets.py): an order reaches ShipBob once
+the ERP holds it, tagged with the ERP document, and a cancellation once the ERP cancelled it.
+
 ShipBob refuses a second order with the same ``reference_id`` (422), which the client answers
 by looking the order up: a lost answer never makes a second pick request. A cancellation finds
 the order by its reference; before it is there it waits; once picking began, ShipBob refuses and
@@ -50,7 +53,8 @@ class OrdersToShipBob(OrderTarget):
                         return {"shipbob_order_id": str(existing.get("id"))}
                 location = choose_location(order, self.shipbob.inventory_by_location(skus, ids))
                 attempt.creating()
-                created = self.shipbob.create_order(order, reference, location, ids)
+                tags = {"ERP document": event.upstream["erp_doc_entry"]} if "erp_doc_entry" in event.upstream else None
+                created = self.shipbob.create_order(order, reference, location, ids, tags)
             return {"shipbob_order_id": str(created.get("id")), "shipbob_location": str(location or "")}
 
         return self.guarded(run)

@@ -491,6 +491,7 @@ class ShipBobStandIn:
                 "channel": {"id": int(self.channel_id), "name": "junction-local"},
                 "shipping_method": body["shipping_method"],
                 "recipient": body["recipient"],
+                "tags": list(body.get("tags") or []),
                 "products": [
                     {"id": self._inventory_ids[sku], "reference_id": sku, "sku": sku, "quantity": units}
                     for sku, units in lines

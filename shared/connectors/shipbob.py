@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -95,7 +95,9 @@ def shipping_method(order: Order) -> str:
     return DEFAULT_SHIPPING_METHOD
 
 
-def order_body(order: Order, reference_id: str, location_id: int | None) -> dict[str, Any]:
+def order_body(
+    order: Order, reference_id: str, location_id: int | None, tags: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The create-order body. Raises ValidationFailed for an order no warehouse can ship: no
     ship-to address, or a quantity that is not a whole number of units."""
     ids = {"order": order.entity_id}
@@ -139,6 +141,8 @@ def order_body(order: Order, reference_id: str, location_id: int | None) -> dict
     }
     if location_id is not None:
         body["location_id"] = location_id
+    if tags:  # ShipBob's order tags: what the warehouse sees next to the order (the ERP document)
+        body["tags"] = [{"name": name, "value": value} for name, value in tags.items()]
     return body
 
 
@@ -185,12 +189,17 @@ class ShipBobClient:
         return None if response.status_code == 404 else _object(response, ids)
 
     def create_order(
-        self, order: Order, reference_id: str, location_id: int | None, ids: dict[str, str]
+        self,
+        order: Order,
+        reference_id: str,
+        location_id: int | None,
+        ids: dict[str, str],
+        tags: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Create the pick request; ShipBob's answer (with its order ``id``). A 422 is ShipBob's
         duplicate-reference refusal: the order it holds already is looked up and returned. A
         422 with no such order is a refusal of the content (``TargetRejected``)."""
-        body = order_body(order, reference_id, location_id)
+        body = order_body(order, reference_id, location_id, tags)
         response = self._request("POST", "/order", ids, body=body, accept=(422,))
         if response.status_code != 422:
             return _object(response, ids)

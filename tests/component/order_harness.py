@@ -37,7 +37,7 @@ from junction_local.standins.hubspot import HubSpotStandIn
 from junction_local.standins.shipbob import ShipBobStandIn
 from shared import state_keys
 from shared.aws import SecretCache, item_from_ddb, s3_client, secretsmanager_client, sqs_client
-from shared.declaration import Integration
+from shared.declaration import FOLLOWER_QUEUES_ENV, Integration
 from shared.ingress import Ingress
 from shared.parameters import Secrets
 from shared.polling import Poller, PollerContext, RunResult
@@ -202,6 +202,7 @@ class OrderRoute:
                 state_table=env["JUNCTION_STATE_TABLE"],
                 clock=self.clock,
                 rng=random.Random(len(self.processors)),
+                follower_queue_urls=tuple(u for u in env.get(FOLLOWER_QUEUES_ENV, "").split(",") if u),
             )
         return self.processors[key]
 

@@ -405,7 +405,7 @@ def test_an_unexpected_error_is_logged_with_its_traceback_but_no_payload_data(pi
             return flow.prepare(envelope)
 
         def deliver(self, prepared: Any, attempt: Any) -> dict[str, str]:
-            raise KeyError(f"customer {prepared.data.customer.email} unknown")  # a bug quoting the order
+            raise KeyError(f"customer {prepared.data.order.customer.email} unknown")  # a bug quoting the order
 
     pipeline.processor.flow = Broken()
     lines = LogLines()

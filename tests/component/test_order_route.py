@@ -91,10 +91,12 @@ def test_a_cancellation_before_its_order_waits_for_it_then_cancels_it_everywhere
 
     route.drain_all()
 
-    for target in TARGETS:
+    for target in ("erp", "hubspot"):
         assert outcomes(route, SHOPIFY_ENTITY, target) == [("retry_scheduled", "awaiting_order")]
+    # ShipBob comes after the ERP: the cancellation reaches it only once the ERP has cancelled.
+    assert outcomes(route, SHOPIFY_ENTITY, "shipbob") == []
     assert route.counts() == (0, 0, 0, 0)
-    assert route.waiting() == 3  # each target's cancellation comes back later
+    assert route.waiting() == 2  # each cancellation comes back later
     no_dead_letters(route)
 
     assert route.shopify(shopify_order()) == 202
@@ -179,21 +181,52 @@ def test_a_hubspot_429_holds_the_shared_budget_and_the_order_is_delivered_after_
 
 
 # -- cancellations a target refuses ------------------------------------------------------------
-def test_a_cancellation_after_delivery_or_picking_is_dead_lettered_with_its_reason(route: OrderRoute) -> None:
+def test_the_warehouse_gets_each_order_after_the_erp_with_the_erp_document(route: OrderRoute) -> None:
+    """ShipBob is declared after the ERP: it waits on its queue, not by polling for the ERP's id."""
+    route.standins.erp.set_behaviour("down")
+    assert route.shopify(shopify_order()) == 202
+    route.drain_all()
+    assert route.counts()[1] == 1  # HubSpot does not wait for the ERP
+    assert route.shipments() == []  # nothing sent to ShipBob while the ERP has no order
+    assert route.depth("shopify", "shipbob") == 0
+
+    route.standins.erp.set_behaviour("ok")
+    route.settle()
+
+    document = str(erp_order(route, SHOPIFY_KEY)["DocEntry"])
+    assert shipment(route, SHOPIFY_KEY)["tags"] == [{"name": "ERP document", "value": document}]
+    no_dead_letters(route)
+
+
+def test_a_cancellation_after_delivery_is_dead_lettered_and_never_reaches_the_warehouse(route: OrderRoute) -> None:
     assert route.shopify(shopify_order()) == 202
     route.settle()
     route.standins.erp.deliver_order(int(erp_order(route, SHOPIFY_KEY)["DocEntry"]))
-    route.standins.shipbob.advance_order("picked", reference_id=SHOPIFY_KEY)
 
     assert route.shopify(cancelled_shopify_order(), topic="orders/cancelled") == 202
     route.settle()
 
     assert route.dead_reasons("shopify", "erp") == ["order_delivered"]
-    assert route.dead_reasons("shopify", "shipbob") == ["order_already_picked"]
+    assert route.dead_reasons("shopify", "shipbob") == []  # after the ERP: it never had the cancel
     assert route.dead_reasons("shopify", "hubspot") == []
     assert erp_order(route, SHOPIFY_KEY)["Cancelled"] == "tNO"
     assert shipment(route, SHOPIFY_KEY)["status"] != CANCELLED
     assert deal(route, SHOPIFY_KEY)["dealstage"] == CLOSED_LOST  # the CRM records what happened
+    assert route.waiting() == 0
+
+
+def test_a_cancellation_after_picking_is_dead_lettered_at_the_warehouse_alone(route: OrderRoute) -> None:
+    assert route.shopify(shopify_order()) == 202
+    route.settle()
+    route.standins.shipbob.advance_order("picked", reference_id=SHOPIFY_KEY)
+
+    assert route.shopify(cancelled_shopify_order(), topic="orders/cancelled") == 202
+    route.settle()
+
+    assert route.dead_reasons("shopify", "shipbob") == ["order_already_picked"]
+    assert route.dead_reasons("shopify", "erp") == []
+    assert erp_order(route, SHOPIFY_KEY)["Cancelled"] == "tYES"
+    assert shipment(route, SHOPIFY_KEY)["status"] != CANCELLED
     assert route.waiting() == 0
 
 
@@ -247,10 +280,11 @@ def test_a_woocommerce_order_missing_a_required_field_is_dead_lettered_everywher
     route.settle()
 
     assert route.counts() == (0, 0, 0, 0)
-    for target in TARGETS:
+    for target in ("erp", "hubspot"):  # ShipBob, after the ERP, never gets what the ERP refused
         dead = route.dead_letters("woocommerce", target)
         assert [m["MessageAttributes"]["junction-reason"]["StringValue"] for m in dead] == ["validation_failed"]
         assert "line_items" in dead[0]["MessageAttributes"]["junction-error"]["StringValue"]
+    assert route.dead_letters("woocommerce", "shipbob") == []
 
 
 # -- duplicates ------------------------------------------------------------------------------
@@ -270,12 +304,15 @@ def test_an_event_delivered_twice_and_a_repeated_ready_for_processing_make_one_o
     assert route.counts() == (2, 2, 2, 2)
     assert route.standins.hubspot.summary()["duplicate_deals"] == 0
     assert route.standins.shipbob.summary()["duplicates"] == 0
-    for target in TARGETS:
+    for target in ("erp", "hubspot"):
         seen = [o for o, _ in outcomes(route, f"allegro-order:{form_id}", target)]
         assert sorted(seen) == ["delivered", "duplicate"]
         seen = [o for o, _ in outcomes(route, SHOPIFY_ENTITY, target)]
         assert seen.count("delivered") == 1
         assert seen.count("duplicate") == 3
+    # ShipBob hears of an order from the ERP's delivery only: the ERP's duplicates send nothing on.
+    assert [o for o, _ in outcomes(route, f"allegro-order:{form_id}", "shipbob")] == ["delivered"]
+    assert [o for o, _ in outcomes(route, SHOPIFY_ENTITY, "shipbob")] == ["delivered"]
     no_dead_letters(route)
 
 

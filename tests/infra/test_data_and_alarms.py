@@ -82,11 +82,20 @@ def test_processor_consumes_its_queue_and_sends_to_its_dlq(
         assert allowing(wide_stack, wide_template, fn, action, queue), action
     assert allowing(wide_stack, wide_template, fn, "sqs:SendMessage", dlq)
     assert not allowing(wide_stack, wide_template, fn, "sqs:SendMessage", queue)
+    # The targets after it (Target.after) get each delivery from it: send to their queues only.
+    followers = {target_key(integration, f) for f in integration.followers(target)}
+    for follower in followers:
+        follower_queue = arn(wide_stack, wide_stack.queues[follower])
+        assert allowing(wide_stack, wide_template, fn, "sqs:SendMessage", follower_queue)
+        for action in QUEUE_CONSUME:
+            assert not allowing(wide_stack, wide_template, fn, action, follower_queue), action
     # No other target's queues, whatever the integration.
     for other, other_queue in wide_stack.queues.items():
         if other == key:
             continue
         for q in (other_queue, wide_stack.dead_letter_queues[other]):
+            if other in followers and q is other_queue:
+                continue
             touched = [
                 s for s in statements(wide_stack, wide_template, fn) if arn(wide_stack, q) in _list(s["Resource"])
             ]
@@ -100,7 +109,7 @@ def test_ingress_sends_to_every_target_queue_and_writes_payloads_only(
     wide_stack: JunctionStack, wide_template: Template, integration: Integration
 ) -> None:
     fn = wide_stack.ingress_functions[integration.name]
-    own = {target_key(integration, t) for t in integration.targets}
+    own = {target_key(integration, t) for t in integration.entry_targets}  # not the targets after another
     for key, queue in wide_stack.queues.items():
         sends = allowing(wide_stack, wide_template, fn, "sqs:SendMessage", arn(wide_stack, queue))
         assert bool(sends) == (key in own), key
@@ -145,7 +154,7 @@ def test_poller_sends_to_every_target_queue_and_nothing_else(
     wide_stack: JunctionStack, wide_template: Template, integration: Integration
 ) -> None:
     fn = wide_stack.pollers[integration.name]
-    own = {target_key(integration, t) for t in integration.targets}
+    own = {target_key(integration, t) for t in integration.entry_targets}  # not the targets after another
     for key, queue in wide_stack.queues.items():
         sends = allowing(wide_stack, wide_template, fn, "sqs:SendMessage", arn(wide_stack, queue))
         assert bool(sends) == (key in own), key

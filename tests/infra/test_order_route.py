@@ -81,7 +81,7 @@ def test_the_registry_has_three_order_sources() -> None:
 
 # ------------------------------------------------------------------------------------ fan-out
 @pytest.mark.parametrize("integration", ORDER_SOURCES, ids=names(ORDER_SOURCES))
-def test_each_order_source_sends_to_exactly_its_three_target_queues(
+def test_each_order_source_sends_to_the_erp_and_hubspot_and_the_erp_on_to_shipbob(
     dev_stack: JunctionStack, dev_template: Template, integration: Integration
 ) -> None:
     fn = sender(dev_stack, integration)
@@ -90,7 +90,13 @@ def test_each_order_source_sends_to_exactly_its_three_target_queues(
         for key, queue in dev_stack.queues.items()
         if allowing(dev_stack, dev_template, fn, "sqs:SendMessage", arn(dev_stack, queue))
     }
-    assert sendable == {f"{integration.name}/{t}" for t in ("erp", "hubspot", "shipbob")}
+    assert sendable == {f"{integration.name}/{t}" for t in ("erp", "hubspot")}
+    # ShipBob comes after the ERP: the ERP's processor sends each delivery on, nothing else does.
+    erp = dev_stack.processors[f"{integration.name}/erp"]
+    shipbob = arn(dev_stack, dev_stack.queues[f"{integration.name}/shipbob"])
+    assert allowing(dev_stack, dev_template, erp, "sqs:SendMessage", shipbob)
+    hubspot = dev_stack.processors[f"{integration.name}/hubspot"]
+    assert not allowing(dev_stack, dev_template, hubspot, "sqs:SendMessage", shipbob)
     for key, dlq in dev_stack.dead_letter_queues.items():  # dead letters are the processors' to write
         assert not allowing(dev_stack, dev_template, fn, "sqs:SendMessage", arn(dev_stack, dlq)), key
     role = "ingress" if integration.webhook else "poller"
@@ -100,7 +106,7 @@ def test_each_order_source_sends_to_exactly_its_three_target_queues(
         if r["Properties"]["FunctionName"] == function_name("dev", integration, role)
     ]
     parts = props["Environment"]["Variables"]["JUNCTION_QUEUE_URLS"]["Fn::Join"][1]
-    assert parts == [ref(dev_stack, dev_stack.queues[target_key(integration, t)]) for t in ORDER_TARGETS]
+    assert parts == [ref(dev_stack, dev_stack.queues[target_key(integration, t)]) for t in ORDER_TARGETS if not t.after]
 
 
 def test_the_allegro_poller_is_the_dotted_module_and_writes_back_the_rotated_token(

@@ -22,6 +22,7 @@ from infra.stack import (
     target_key,
 )
 from shared.declaration import (
+    FOLLOWER_QUEUES_ENV,
     POLLER_HANDLER,
     PROCESSOR_HANDLER,
     TTL_ATTRIBUTE,
@@ -85,8 +86,17 @@ def joined(value: Any) -> list[Any]:
 
 
 def queue_refs(stack: JunctionStack, i: Integration) -> list[dict[str, Any]]:
-    """JUNCTION_QUEUE_URLS as the template should have it: every target's queue, in declaration order."""
-    return [ref(stack, stack.queues[target_key(i, t)]) for t in i.targets]
+    """JUNCTION_QUEUE_URLS as the template should have it: the queue of every target after no
+    other, in declaration order (a target after another gets its messages from that one)."""
+    return [ref(stack, stack.queues[target_key(i, t)]) for t in i.entry_targets]
+
+
+def followers_env(stack: JunctionStack, i: Integration, t: Target) -> dict[str, Any]:
+    """A processor's JUNCTION_FOLLOWER_QUEUE_URLS: the queues of the targets after it, if any."""
+    followers = [ref(stack, stack.queues[target_key(i, f)]) for f in i.followers(t)]
+    if not followers:
+        return {}
+    return {FOLLOWER_QUEUES_ENV: followers[0] if len(followers) == 1 else {"Fn::Join": [",", followers]}}
 
 
 def function_props(template: Template, name: str) -> dict[str, Any]:
@@ -213,6 +223,7 @@ def test_processor_function(
         "JUNCTION_IDEMPOTENCY_TABLE": ref(wide_stack, wide_stack.idempotency_table),
         "JUNCTION_STATE_TABLE": ref(wide_stack, wide_stack.state_table),
         "JUNCTION_PAYLOAD_BUCKET": ref(wide_stack, wide_stack.payload_bucket),
+        **followers_env(wide_stack, i, t),
     }
 
 
@@ -495,6 +506,7 @@ def test_no_secret_values_in_lambda_environment(wide_template: Template) -> None
             "JUNCTION_TARGET",
             "JUNCTION_QUEUE_URL",
             "JUNCTION_QUEUE_URLS",
+            "JUNCTION_FOLLOWER_QUEUE_URLS",
             "JUNCTION_DLQ_URL",
             "JUNCTION_IDEMPOTENCY_TABLE",
             "JUNCTION_STATE_TABLE",

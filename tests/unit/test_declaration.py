@@ -70,6 +70,8 @@ def scheduled(**changes: Any) -> Integration:
 def with_target(integration: Integration, **changes: Any) -> Integration:
     """The integration with its first target changed (the change validated as a whole)."""
     first, *rest = integration.targets
+    if "name" in changes:  # the targets after it follow it under its new name
+        rest = [replace(t, after=changes["name"]) if t.after == first.name else t for t in rest]
     return replace(integration, targets=(replace(first, **changes), *rest))
 
 
@@ -327,3 +329,23 @@ def test_a_pollers_lease_outlives_its_invocation() -> None:
     polled = with_schedule(function=FunctionSettings(512, 300))
     assert lease_seconds(polled) > 300
     assert lease_seconds(webhook_integration()) == 30  # no poller: nothing to overlap
+
+
+@pytest.mark.parametrize(
+    ("after", "message"),
+    [
+        ("nowhere", "after must name another target"),
+        ("erp", "after must name another target"),  # itself
+    ],
+)
+def test_a_target_after_another_must_name_another_of_its_integration(after: str, message: str) -> None:
+    base = webhook_integration()
+    with pytest.raises(ValueError, match=message):
+        with_target(base, after=after)
+
+
+def test_a_target_after_another_gets_its_messages_from_it_not_from_the_source() -> None:
+    orders = webhook_integration()
+    assert [t.name for t in orders.entry_targets] == ["erp", "hubspot"]
+    assert [t.name for t in orders.followers(orders.target("erp"))] == ["shipbob"]
+    assert orders.followers(orders.target("hubspot")) == ()
