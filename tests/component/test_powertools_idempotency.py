@@ -94,7 +94,7 @@ def test_powertools_forgets_an_attempt_that_reached_the_erp_so_its_retry_makes_a
     first_run = pipeline.run_batch()
     assert first_run is not None and len(first_run.failures) == 1  # timed out: retried later
     assert erp_orders(pipeline, 6200) == 1
-    key = f"{INTEGRATION.name}#{TARGET.name}#{shopify.order_from_webhook(ours).business_key}"
+    key = f"{INTEGRATION.name}#{TARGET.name}#{shopify.order_from_webhook(ours).entity_id}#create"
     record = pipeline.processor.store.get(key)
     assert record is not None and record["status"] == ATTEMPTED  # kept: this attempt may have reached the ERP
     pipeline.drain()  # the retry looks the order up by its reference before creating
