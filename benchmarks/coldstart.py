@@ -678,12 +678,21 @@ def processor_run(
     role = processor_role(target)
     name = f"{integration.name}/{role}"
     pair = stack.resources.queue(integration, target)
-    for url in stack.resources.queue_urls(integration):
-        _drain(stack.sqs, url)  # what earlier ingress and other targets' runs left
+    for t in integration.targets:
+        _drain(stack.sqs, stack.resources.queue(integration, t).url)  # what earlier runs left
     before = effects(stack.runtime, target.name)
     body = sample.body(n)
     delivery_id = f"bench-processor-{uuid.uuid4()}"
     enqueuer.send(body, sample.headers(body, delivery_id))
+    if target.after is not None:  # its copy comes from the upstream target's processor: moved here by hand
+        upstream = stack.resources.queue(integration, integration.target(target.after)).url
+        got = stack.sqs.receive_message(
+            QueueUrl=upstream, MaxNumberOfMessages=1, WaitTimeSeconds=1, MessageAttributeNames=["All"]
+        )
+        for m in got.get("Messages", []):
+            stack.sqs.send_message(
+                QueueUrl=pair.url, MessageBody=m["Body"], MessageAttributes=m.get("MessageAttributes", {})
+            )
     messages = stack.sqs.receive_message(
         QueueUrl=pair.url,
         MaxNumberOfMessages=1,

@@ -177,9 +177,9 @@ class Demo:
         ref = f"shopify:{order['id']}"
         entity = f"shopify-order:{order['id']}"
 
-        def settled() -> bool:  # both deliveries have an outcome: nothing left to retry
-            hops = self.cli("trace", entity)
-            return hops.count("delivered") + hops.count("duplicate") >= 2
+        def settled() -> bool:  # both deliveries have an outcome at the ERP: nothing left to retry
+            rows = _rows(self.cli("trace", entity))
+            return sum(row.get("outcome") in ("delivered", "duplicate") for row in rows) >= 2
 
         wait_for(settled, 90, interval=1.0)
         console.print(f"[dim]junction trace {entity}[/dim]")
@@ -221,7 +221,7 @@ class Demo:
         self.check("the circuit breaker opened during the outage", breaker_seen)
         self.check(
             "nothing was dead-lettered during the outage",
-            "retries_exhausted" not in self.cli("dlq", "list", INTEGRATION),
+            "retries_exhausted" not in self.cli("dlq", "list", INTEGRATION, "--target", "erp"),
         )
         self.runtime.erp_behaviour("ok")
         console.print("ERP is [green]back[/green]: the next probe closes the breaker.")
@@ -275,8 +275,8 @@ class Demo:
             "nothing from rejected requests reached the ERP", not ({"shopify:1098", "shopify:1099"} & set(delivered))
         )
 
-        console.print("[bold]Dead-letter queue[/bold] ([dim]junction dlq list[/dim]):")
-        listing = self.cli("dlq", "list", INTEGRATION)
+        console.print("[bold]Dead-letter queue[/bold] ([dim]junction dlq list shopify-orders --target erp[/dim]):")
+        listing = self.cli("dlq", "list", INTEGRATION, "--target", "erp")
         console.print(listing)
         self.check(
             "the poison order waits in the DLQ as target_rejected",
@@ -288,8 +288,10 @@ class Demo:
         console.rule("[bold]6. Fix and redrive")
         console.print(f"The ERP lacked the product [bold]{POISON_SKU}[/bold]: it is created in the ERP now.")
         self.runtime.erp_add_item(POISON_SKU)
-        console.print("[dim]junction dlq redrive --reason target_rejected --yes[/dim]")
-        console.print(self.cli("dlq", "redrive", INTEGRATION, "--reason", "target_rejected", "--yes"))
+        console.print("[dim]junction dlq redrive shopify-orders --target erp --reason target_rejected --yes[/dim]")
+        console.print(
+            self.cli("dlq", "redrive", INTEGRATION, "--target", "erp", "--reason", "target_rejected", "--yes")
+        )
         self.valid.append(self.poison_id)
         self.wait_delivered(len(self.valid), "redriven order", timeout=60)
         delivered = self.delivered()
@@ -298,7 +300,7 @@ class Demo:
             delivered.get(f"shopify:{self.poison_id}", 0) == 1,
         )
         wait_for(lambda: self.runtime.settled(INTEGRATION), 60)
-        listing = self.cli("dlq", "list", INTEGRATION)
+        listing = self.cli("dlq", "list", INTEGRATION, "--target", "erp")
         self.check("the DLQ is empty", str(self.poison_id) not in listing)
         console.print(f"[dim]junction trace shopify-order:{self.poison_id}[/dim]")
         console.print(self.cli("trace", f"shopify-order:{self.poison_id}"))
@@ -555,13 +557,21 @@ class Demo:
         return all(ok for _, ok in self.checks)
 
 
+def _rows(trace: str, target: str = "erp") -> list[dict[str, str]]:
+    """The rows of a ``junction trace`` table at one target, as column -> cell."""
+    lines = [line for line in trace.splitlines() if line.startswith(("┃", "│"))]
+    if not lines:
+        return []
+    columns = [c.strip() for c in lines[0].strip("┃").split("┃")]
+    rows = [dict(zip(columns, (c.strip() for c in line.strip("│").split("│")), strict=False)) for line in lines[1:]]
+    return [row for row in rows if row.get("target") == target]
+
+
 def _attempts(trace: str) -> int:
-    """The attempts column of the trace's last delivered row (receives, including waits)."""
-    rows = [line for line in trace.splitlines() if "delivered" in line]
-    if not rows:
-        return 0
-    cells = [c.strip() for c in rows[-1].strip(" │|").split("│")]
-    return int(cells[3]) if len(cells) > 3 and cells[3].isdigit() else 0
+    """The attempts of the ERP's last delivered row (receives, including waits)."""
+    delivered = [row for row in _rows(trace) if row.get("outcome") == "delivered"]
+    attempts = delivered[-1].get("attempts", "") if delivered else ""
+    return int(attempts) if attempts.isdigit() else 0
 
 
 def _skus(n: int) -> tuple[str, ...]:

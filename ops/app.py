@@ -37,8 +37,16 @@ CREDENTIAL_CODES = frozenset(
 )
 
 
+# Piped or redirected output is for grep and scripts: tables as wide as their content, never
+# wrapped at 80 columns (which cuts ids in two).
+PIPED_WIDTH = 1000
+
+
 def out() -> Console:
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=PIPED_WIDTH)
+    return console
 
 
 def err() -> Console:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from functions.registry import INTEGRATIONS, get
-from junction_local.runtime import LocalRuntime, wait_for
+from junction_local.runtime import LocalRuntime, _json, wait_for
 from junction_local.standins import Sender
 from junction_local.standins.shop import make_order
 from shared.webhooks import shopify
@@ -144,19 +144,25 @@ def test_rate_limited_erp_is_waited_out(runtime: LocalRuntime) -> None:
 def test_poison_order_to_dlq_then_fixed_and_redriven_once(runtime: LocalRuntime) -> None:
     order = make_order(930_000, skus=("MUG-BLUE", "PHANTOM-1"))
     assert shop(runtime).send(order).status == 202
-    assert wait_for(lambda: "930000" in junction(runtime, "dlq", "list", INTEGRATION).stdout, timeout=30)
-    listing = junction(runtime, "dlq", "list", INTEGRATION)
+    assert wait_for(
+        lambda: "930000" in junction(runtime, "dlq", "list", INTEGRATION, "--target", "erp").stdout, timeout=30
+    )
+    listing = junction(runtime, "dlq", "list", INTEGRATION, "--target", "erp")
     assert listing.returncode == 0 and "target_rejected" in listing.stdout
     assert "shopify:930000" not in erp_refs(runtime)
 
     runtime.erp_add_item("PHANTOM-1")
-    dry = junction(runtime, "dlq", "redrive", INTEGRATION, "--reason", "target_rejected", "--dry-run")
+    dry = junction(
+        runtime, "dlq", "redrive", INTEGRATION, "--target", "erp", "--reason", "target_rejected", "--dry-run"
+    )
     assert dry.returncode == 0
-    assert "930000" in junction(runtime, "dlq", "list", INTEGRATION).stdout  # a dry run moves nothing
-    moved = junction(runtime, "dlq", "redrive", INTEGRATION, "--reason", "target_rejected", "--yes")
+    assert (
+        "930000" in junction(runtime, "dlq", "list", INTEGRATION, "--target", "erp").stdout
+    )  # a dry run moves nothing
+    moved = junction(runtime, "dlq", "redrive", INTEGRATION, "--target", "erp", "--reason", "target_rejected", "--yes")
     assert moved.returncode == 0, moved.stderr
     assert settled(runtime, {"shopify:930000"}, timeout=AFTER_SETTLE)["shopify:930000"] == 1
-    assert "930000" not in junction(runtime, "dlq", "list", INTEGRATION).stdout
+    assert "930000" not in junction(runtime, "dlq", "list", INTEGRATION, "--target", "erp").stdout
 
     trace = junction(runtime, "trace", "shopify-order:930000")
     assert trace.returncode == 0
@@ -167,11 +173,16 @@ def test_replay_without_bypass_has_no_effect_and_with_bypass_one(runtime: LocalR
     order = make_order(940_000)
     assert shop(runtime).send(order).status == 202
     assert settled(runtime, {"shopify:940000"})["shopify:940000"] == 1
-    assert junction(runtime, "replay", "shopify-order:940000", "--yes").returncode == 0
+    assert junction(runtime, "replay", "shopify-order:940000", "--target", "erp", "--yes").returncode == 0
     # The replayed event was processed (its hop is traced as a duplicate) and nothing is left to run.
     assert wait_for(lambda: traced(runtime, "shopify-order:940000", "duplicate"), timeout=30)
     assert settled(runtime, {"shopify:940000"})["shopify:940000"] == 1
-    assert junction(runtime, "replay", "shopify-order:940000", "--bypass-idempotency", "--yes").returncode == 0
+    assert (
+        junction(
+            runtime, "replay", "shopify-order:940000", "--target", "erp", "--bypass-idempotency", "--yes"
+        ).returncode
+        == 0
+    )
     assert wait_for(lambda: erp_refs(runtime)["shopify:940000"] == 2, timeout=30)
     assert settled(runtime, {"shopify:940000"})["shopify:940000"] == 2
 
@@ -187,6 +198,9 @@ def test_a_schedule_runs_the_poller_and_each_target_processes_its_own_copy(runti
     """On demand as on its schedule: the poller runs (with no event source of its own), and what
     it enqueues reaches every target's processor through that target's own queue."""
     integration = get(name)
+    if integration.source == "allegro":  # its first run starts at the journal's latest event: add one after it
+        runtime.fire_schedule(name)
+        _json(f"{runtime.target_url('allegro')}/_standin/orders", {"lines": [{"sku": "MUG-BLUE", "quantity": 1}]})
     answer = runtime.fire_schedule(name)
     assert answer["fired"] == name and isinstance(answer["response"], dict)
     workers = [host for host in runtime.state["hosts"] if host.startswith("workers-")]
@@ -199,7 +213,8 @@ def test_a_schedule_runs_the_poller_and_each_target_processes_its_own_copy(runti
                 seen[key] = seen.get(key, 0) + int(count)
         return seen
 
-    # The first run (this one, or the schedule's own before it) reads the whole source.
+    # The first run (this one, or the schedule's own before it) reads the whole source (Allegro's
+    # order journal: what came after its latest event); a target after another gets its copy from it.
     keys = [f"{name}/{t.name}" for t in integration.targets]
     assert wait_for(lambda: all(invocations().get(key, 0) >= 1 for key in keys), timeout=60), invocations()
     assert f"{name}/poller" not in invocations()

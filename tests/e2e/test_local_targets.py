@@ -49,6 +49,7 @@ from shared.declaration import (
 from shared.envelope import Envelope, message_attributes
 from shared.errors import TargetUnavailable
 from shared.processing import Attempt, FlowContext, Prepared
+from tests.sample import SHOP_ORDERS_TO_ERP
 
 STAGE = "t"
 PACKAGE = "junction_test_stock"  # registered in sys.modules by the ``modules`` fixture
@@ -474,7 +475,7 @@ def test_a_polled_source_runs_as_a_process_once(fake_systems: None) -> None:
     )
     assert [s.system for s in standins.targets((STOCK,))] == ["fast", "flaky", "erp"]
     assert [s.system for s in standins.targets((STOCK, both))] == ["fast", "flaky", "erp"]
-    webhook_only = [s.system for s in standins.targets((SHOP_ORDERS,))]
+    webhook_only = [s.system for s in standins.targets((SHOP_ORDERS_TO_ERP,))]
     assert webhook_only == ["erp"]  # a webhook source is a sender, not a process
 
 
