@@ -559,11 +559,13 @@ class Demo:
 
 def _rows(trace: str, target: str = "erp") -> list[dict[str, str]]:
     """The rows of a ``junction trace`` table at one target, as column -> cell."""
-    lines = [line for line in trace.splitlines() if line.startswith(("┃", "│"))]
-    if not lines:
-        return []
-    columns = [c.strip() for c in lines[0].strip("┃").split("┃")]
-    rows = [dict(zip(columns, (c.strip() for c in line.strip("│").split("│")), strict=False)) for line in lines[1:]]
+    columns: list[str] = []
+    rows: list[dict[str, str]] = []
+    for line in trace.splitlines():
+        if line.startswith("┃") and "outcome" in line:  # the hops' header (the ids table has its own)
+            columns = [c.strip() for c in line.strip("┃").split("┃")]
+        elif line.startswith("│") and columns:
+            rows.append(dict(zip(columns, (c.strip() for c in line.strip("│").split("│")), strict=False)))
     return [row for row in rows if row.get("target") == target]
 
 
