@@ -42,7 +42,7 @@ def test_a_signed_order_becomes_one_erp_sales_order(pipeline: Pipeline) -> None:
     # The hop names its integration and target; the record is the target's own idempotency scope.
     assert hops[0]["target"] == TARGET.name
     assert f"#{INTEGRATION.name}/{TARGET.name}#delivered#" in hops[0]["sk"]
-    assert hops[0]["record_key"] == f"{INTEGRATION.name}#{TARGET.name}#order:{ORDER_ID}"
+    assert hops[0]["record_key"] == f"{INTEGRATION.name}#{TARGET.name}#shopify-order:{ORDER_ID}#create"
     assert pipeline.processor.store.get(hops[0]["record_key"]) is not None
     assert pipeline.state_item(*state_keys.last_success(INTEGRATION.name, TARGET.name)) is not None
 
@@ -66,16 +66,21 @@ def test_the_same_order_under_new_delivery_ids_and_later_batches_is_delivered_on
     assert pipeline.dlq() == []
 
 
-def test_same_order_with_different_content_is_a_conflict_in_the_dlq(pipeline: Pipeline) -> None:
+def test_same_order_with_different_content_makes_no_second_order_and_changes_nothing(pipeline: Pipeline) -> None:
+    """The key is the order's effect (create), not its content: an order edited after it reached
+    the ERP is a duplicate there, and the ERP's order stands (edits are made in the ERP by hand;
+    decision 26). Nothing is dead-lettered for it."""
     pipeline.send_order(shopify_order(), delivery_id="first")
     pipeline.drain()
     changed = shopify_order()
     changed["line_items"][0]["quantity"] = 5
     pipeline.send_order(changed, delivery_id="second")
     pipeline.drain()
-    assert len(pipeline.erp.orders()) == 1
-    dlq = pipeline.dlq()
-    assert reasons(dlq) == ["idempotency_conflict"]
+    [order] = pipeline.erp.orders()
+    assert [line["Quantity"] for line in order["DocumentLines"]][0] != 5
+    assert pipeline.dlq() == []
+    outcomes = sorted(h["outcome"] for h in pipeline.trace(f"shopify-order:{ORDER_ID}"))
+    assert outcomes == ["delivered", "duplicate"]
 
 
 def test_poison_messages_do_not_hold_back_a_batch_of_ten(pipeline: Pipeline) -> None:
