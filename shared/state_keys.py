@@ -14,8 +14,9 @@ limited by key prefix (``dynamodb:LeadingKeys``) and an operator can tell items 
   per target: the staleness gate. One partition per entity: a full resync spreads its writes.
 - ``idmap#<integration>#<target>#<key>`` / ``id``: an entity's id at a target (SKU -> offer id).
 - ``budget#<account>`` / ``bucket``: a rate budget shared by every invocation using the account.
-- ``xref#<entity id>`` / ``ids``: one entity's ids in every system (an order's shop id, ERP
-  DocEntry, CRM deal, WMS order), each written as its hop succeeds.
+- ``xref#<entity id>`` / ``<integration>/<target>``: one entity's ids at one hop (an order's shop
+  id and ERP DocEntry, its CRM deal, its WMS order), written as the hop succeeds; the partition
+  holds them all.
 - ``alias#<id>`` / ``<kind>#<entity id>``: from any of those ids back to the entity (its trace).
 """
 
@@ -73,8 +74,8 @@ def budget(account: str) -> tuple[str, str]:
     return f"{BUDGET}{account}", "bucket"
 
 
-def xref(entity_id: str) -> tuple[str, str]:
-    return f"{XREF}{entity_id}", "ids"
+def xref(entity_id: str, hop: str) -> tuple[str, str]:
+    return f"{XREF}{entity_id}", hop
 
 
 def alias(id_value: str, kind: str, entity_id: str) -> tuple[str, str]:

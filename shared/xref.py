@@ -3,8 +3,9 @@
 An order has an id in every system it reaches: the shop's or marketplace's, the ERP's DocEntry,
 the CRM's deal and contact, the warehouse's order. Each target writes its ids here as its hop
 succeeds (before the delivery is recorded complete, so a crash re-runs the hop and writes them
-again: the writes are idempotent). One item per entity (``xref#<entity id>``) holds them all, and
-one alias item per id (``alias#<id>``) leads back to the entity, so ``junction trace <any id>``
+again: the writes are idempotent). One item per entity and hop (``xref#<entity id>`` /
+``<integration>/<target>``) holds that hop's ids, and one alias item per id (``alias#<id>``)
+leads back to the entity, so ``junction trace <any id>``
 finds the entity's trace whichever system the id came from.
 """
 
@@ -29,67 +30,63 @@ class CrossReference:
         self.clock = clock
 
     def record(self, entity_id: str, hop: str, ids: Mapping[str, str]) -> None:
-        """Add ``ids`` (``{"erp_doc_entry": "57"}``) to the entity's cross-reference, and an
-        alias from each back to the entity. ``hop`` (``<integration>/<target>``) is kept with them."""
+        """Add ``ids`` (``{"erp_doc_entry": "57"}``) to the entity's cross-reference as ``hop``'s
+        (``<integration>/<target>``), and an alias from each back to the entity: one
+        BatchWriteItem of puts, each item whole, so a repeat writes the same items again."""
         ids = {k: str(v) for k, v in ids.items() if v not in (None, "")}
         if not ids:
             return
         now = int(self.clock())
-        expires = now + XREF_TTL_DAYS * 86_400
-        pk, sk = state_keys.xref(entity_id)
-        names = {f"#k{n}": key for n, key in enumerate(sorted(ids))}
-        values: dict[str, Any] = {f":v{n}": {"S": ids[key]} for n, key in enumerate(sorted(ids))}
-        values.update({":at": {"N": str(now)}, ":exp": {"N": str(expires)}, ":hop": {"S": hop}})
-        sets = [f"#k{n} = :v{n}" for n in range(len(ids))]
-        sets += ["updated_at = :at", "expires_at = :exp", "last_hop = :hop"]
-        aliases = [
-            {
-                "PutRequest": {
-                    "Item": {
-                        "pk": {"S": a_pk},
-                        "sk": {"S": a_sk},
-                        "entity_id": {"S": entity_id},
-                        "kind": {"S": kind},
-                        "expires_at": {"N": str(expires)},
-                    }
+        expires = {"N": str(now + XREF_TTL_DAYS * 86_400)}
+        pk, sk = state_keys.xref(entity_id, hop)
+        hop_item = {"pk": {"S": pk}, "sk": {"S": sk}, "ids": {"M": {k: {"S": v} for k, v in ids.items()}}}
+        items = [{**hop_item, "updated_at": {"N": str(now)}, "expires_at": expires}]
+        for kind, value in sorted(ids.items()):
+            a_pk, a_sk = state_keys.alias(value, kind, entity_id)
+            items.append(
+                {
+                    "pk": {"S": a_pk},
+                    "sk": {"S": a_sk},
+                    "entity_id": {"S": entity_id},
+                    "kind": {"S": kind},
+                    "expires_at": expires,
                 }
-            }
-            for kind, value in sorted(ids.items())
-            for a_pk, a_sk in [state_keys.alias(value, kind, entity_id)]
-        ]
-        try:
-            self.ddb.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": pk}, "sk": {"S": sk}},
-                UpdateExpression="SET " + ", ".join(sets),
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
             )
-            for start in range(0, len(aliases), 25):
-                pending: list[dict[str, Any]] = aliases[start : start + 25]
+        try:
+            for start in range(0, len(items), 25):
+                pending: list[dict[str, Any]] = [{"PutRequest": {"Item": i}} for i in items[start : start + 25]]
                 for _ in range(5):
                     answer = self.ddb.batch_write_item(RequestItems={self.table: pending})
                     pending = answer.get("UnprocessedItems", {}).get(self.table, [])
                     if not pending:
                         break
                 else:
-                    raise StoreUnavailable("cross-reference aliases: items left unprocessed")
+                    raise StoreUnavailable("cross-reference: items left unprocessed")
         except ClientError as exc:
             raise StoreUnavailable(f"cross-reference: {exc.response.get('Error', {}).get('Code')}") from exc
         except BotoCoreError as exc:
             raise StoreUnavailable(f"cross-reference: {type(exc).__name__}") from exc
 
     def ids(self, entity_id: str) -> dict[str, str]:
-        """The entity's ids in every system that has recorded one."""
-        pk, sk = state_keys.xref(entity_id)
+        """The entity's ids in every system that has recorded one (every hop's, merged)."""
+        pk = f"{state_keys.XREF}{entity_id}"
+        found: dict[str, str] = {}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+            "ConsistentRead": True,
+        }
         try:
-            item = self.ddb.get_item(
-                TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
-            ).get("Item")
+            while True:
+                page = self.ddb.query(**kwargs)
+                for item in page.get("Items", []):
+                    found.update({k: v["S"] for k, v in item.get("ids", {}).get("M", {}).items() if "S" in v})
+                if "LastEvaluatedKey" not in page:
+                    return found
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailable(f"cross-reference: {type(exc).__name__}") from exc
-        skip = {"pk", "sk", "updated_at", "expires_at", "last_hop"}
-        return {k: v["S"] for k, v in (item or {}).items() if k not in skip and "S" in v}
 
 
 def entities_of(ddb: Any, table: str, id_value: str) -> list[tuple[str, str]]:

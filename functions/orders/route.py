@@ -90,7 +90,7 @@ class OrderTarget:
         made = self.create(event, attempt, ids) if event.effect == "create" else self.cancel(event, attempt, ids)
         found = {k: v for k, v in made.items() if k.endswith(ID_SUFFIXES)}
         try:
-            self.xref.record(event.entity_id, self.hop, {**source_ids(event), **found})
+            self.xref.record(event.entity_id, f"{self.hop}#{event.effect}", {**source_ids(event), **found})
         except StoreUnavailable as exc:
             # An index for finding the order by any id, like the trace: its failure does not undo
             # or repeat the effect (the ids are in the trace's delivered hop too).
