@@ -60,7 +60,7 @@ def from_envelope(envelope: Envelope, integration: str) -> OrderEvent | None:
     order awaiting payment). Invalid payloads raise ValidationFailed with entity ids only."""
     source = envelope.source
     if source == "shopify":
-        return _shopify(envelope)
+        return _shopify(envelope, integration)
     if source == "woocommerce":
         return _woocommerce(envelope, integration)
     if source == "allegro":
@@ -82,12 +82,13 @@ SHOPIFY_KINDS: dict[str, Kind] = {
 }
 
 
-def _shopify(envelope: Envelope) -> OrderEvent:
+def _shopify(envelope: Envelope, integration: str) -> OrderEvent:
     topic = envelope.topic or "orders/create"
     kind = SHOPIFY_KINDS.get(topic)
     if kind is None:
         raise ValidationFailed(f"unexpected topic {topic!r}", entity_ids={"delivery_id": envelope.delivery_id})
     payload = _payload(envelope)
+    _shape(integration, "shopify", shopify.unknown_fields(payload), envelope)
     order = shopify.order_from_webhook(payload)
     if kind == "order.updated" and payload.get("cancelled_at"):
         kind = "order.cancelled"

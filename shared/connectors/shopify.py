@@ -17,6 +17,105 @@ from shared.errors import ValidationFailed
 from shared.models import Address, Customer, Money, Order, OrderLine, ShippingLine, TaxLine
 
 SOURCE = "shopify"
+# The order resource's top-level fields as Shopify documents them (Admin REST API, Order): a field
+# outside this set is a shape change to look at (logged and counted, never dropped).
+DOCUMENTED_FIELDS = frozenset(
+    [
+        "id",
+        "admin_graphql_api_id",
+        "app_id",
+        "billing_address",
+        "browser_ip",
+        "buyer_accepts_marketing",
+        "cancel_reason",
+        "cancelled_at",
+        "cart_token",
+        "checkout_id",
+        "checkout_token",
+        "client_details",
+        "closed_at",
+        "company",
+        "confirmation_number",
+        "confirmed",
+        "contact_email",
+        "created_at",
+        "currency",
+        "current_subtotal_price",
+        "current_subtotal_price_set",
+        "current_total_additional_fees_set",
+        "current_total_discounts",
+        "current_total_discounts_set",
+        "current_total_duties_set",
+        "current_total_price",
+        "current_total_price_set",
+        "current_total_tax",
+        "current_total_tax_set",
+        "customer",
+        "customer_locale",
+        "device_id",
+        "discount_applications",
+        "discount_codes",
+        "duties_included",
+        "email",
+        "estimated_taxes",
+        "financial_status",
+        "fulfillment_status",
+        "fulfillments",
+        "landing_site",
+        "landing_site_ref",
+        "line_items",
+        "location_id",
+        "merchant_business_entity_id",
+        "merchant_of_record_app_id",
+        "name",
+        "note",
+        "note_attributes",
+        "number",
+        "order_number",
+        "order_status_url",
+        "original_total_additional_fees_set",
+        "original_total_duties_set",
+        "payment_gateway_names",
+        "payment_terms",
+        "phone",
+        "po_number",
+        "presentment_currency",
+        "processed_at",
+        "reference",
+        "referring_site",
+        "refunds",
+        "returns",
+        "shipping_address",
+        "shipping_lines",
+        "source_identifier",
+        "source_name",
+        "source_url",
+        "subtotal_price",
+        "subtotal_price_set",
+        "tags",
+        "tax_exempt",
+        "tax_lines",
+        "taxes_included",
+        "test",
+        "token",
+        "total_cash_rounding_payment_adjustment_set",
+        "total_cash_rounding_refund_adjustment_set",
+        "total_discounts",
+        "total_discounts_set",
+        "total_line_items_price",
+        "total_line_items_price_set",
+        "total_outstanding",
+        "total_price",
+        "total_price_set",
+        "total_shipping_price_set",
+        "total_tax",
+        "total_tax_set",
+        "total_tip_received",
+        "total_weight",
+        "updated_at",
+        "user_id",
+    ]
+)
 VAT_ATTRIBUTE_NAMES = frozenset({"vat", "vat_number", "vat number", "nip", "tax_id", "tax id"})
 
 
@@ -67,6 +166,11 @@ def _vat_number(payload: dict[str, Any], billing: dict[str, Any] | None) -> str 
             if value:
                 return value
     return None
+
+
+def unknown_fields(payload: Any) -> list[str]:
+    """Top-level fields the documented order resource does not have (a shape change)."""
+    return sorted(k for k in payload if k not in DOCUMENTED_FIELDS) if isinstance(payload, dict) else []
 
 
 def order_from_webhook(payload: Any) -> Order:

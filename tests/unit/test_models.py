@@ -152,3 +152,9 @@ class TestErpDocuments:
         assert bp["FederalTaxID"] == "PL5260250995"
         assert bp["EmailAddress"] == "anna.kowalska@example.pl"
         assert bp["BPAddresses"][0]["Country"] == "PL"
+
+
+def test_the_documented_shopify_order_has_no_unknown_field_and_a_new_one_is_named() -> None:
+    assert shopify.unknown_fields(shopify_order()) == []
+    assert shopify.unknown_fields(shopify_order(loyalty_tier="gold", fraud_score=3)) == ["fraud_score", "loyalty_tier"]
+    assert shopify.unknown_fields("not an order") == []
