@@ -4,9 +4,12 @@ error types (by type and status, never by message text), and parses ``Retry-Afte
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -68,3 +71,45 @@ def transport_error(exc: httpx.TransportError, *, entity_ids: dict[str, str], ta
     return TargetUnavailable(
         f"{target} {kind} ({type(exc).__name__})", entity_ids=entity_ids, details={"target": target}
     )
+
+
+S = TypeVar("S")
+
+
+class HttpConnector(Generic[S]):
+    """What every connector's client shares: its settings, read again (``reload_settings``) when
+    the target refuses them, so rotated credentials are picked up without a restart; a kept-alive
+    HTTP client; and per-call timeouts bounded by the delivery's deadline (``bounded``)."""
+
+    def __init__(self, settings: S | Callable[[bool], S], http: httpx.Client | None = None) -> None:
+        self._source: Callable[[bool], S] = settings if callable(settings) else (lambda _refresh: settings)
+        self.settings: S = self._source(False)
+        self.http = http or client(DEFAULT_TIMEOUT)
+        self._local = threading.local()
+
+    def reload_settings(self) -> S:
+        self.settings = self._source(True)
+        return self.settings
+
+    @contextmanager
+    def bounded(self, timeout: Callable[[float], float]) -> Iterator[None]:
+        """Within the block, every call's timeout is ``timeout(default)``: a delivery passes its
+        ``Attempt.timeout`` so its calls end before the invocation does. Nested blocks restore
+        the outer bound."""
+        outer = getattr(self._local, "timeout", None)
+        self._local.timeout = timeout
+        try:
+            yield
+        finally:
+            self._local.timeout = outer
+
+    def call_timeout(self) -> httpx.Timeout:
+        """The timeout of the next call: the client's read timeout, cut to what the bound leaves."""
+        bound = getattr(self._local, "timeout", None)
+        configured = self.http.timeout
+        read = configured.read or 10.0
+        seconds = bound(read) if bound else read
+        return httpx.Timeout(seconds, connect=min(seconds, configured.connect or 3.0))
+
+    def close(self) -> None:
+        self.http.close()

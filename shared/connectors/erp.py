@@ -19,10 +19,8 @@ from __future__ import annotations
 import json
 import math
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -32,7 +30,7 @@ from urllib.parse import quote
 import httpx
 
 from shared.errors import ConfigurationError, CredentialsRejected, TargetRejected, ValidationFailed
-from shared.http import DEFAULT_TIMEOUT, classify_response, client, transport_error
+from shared.http import HttpConnector, classify_response, transport_error
 from shared.models import Address, Customer, Order
 
 TARGET = "erp"
@@ -130,30 +128,14 @@ class WarehouseStock:
 SettingsSource = Callable[[bool], ErpSettings]  # refresh -> settings (read again when True)
 
 
-class ErpClient:
+class ErpClient(HttpConnector[ErpSettings]):
     """``settings``: fixed settings, or a source that reads them again (``source(True)``) when the
     ERP refuses the login, so rotated credentials are picked up without a restart."""
 
     def __init__(self, settings: ErpSettings | SettingsSource, http: httpx.Client | None = None) -> None:
-        self._source: SettingsSource = settings if callable(settings) else (lambda _refresh: settings)
-        self.settings = self._source(False)
-        self.http = http or client(DEFAULT_TIMEOUT)
+        super().__init__(settings, http)
         self._logged_in = False
         self._known: dict[str, float] = {}  # card code -> when the ERP was last seen to have it
-        self._local = threading.local()
-
-    @contextmanager
-    def bounded(self, timeout: Callable[[float], float]) -> Iterator[None]:
-        """Within the block, every call's timeout is ``timeout(default)``: a delivery passes its
-        ``Attempt.timeout`` so its calls end before the invocation does."""
-        self._local.timeout = timeout
-        try:
-            yield
-        finally:
-            self._local.timeout = None
-
-    def close(self) -> None:
-        self.http.close()
 
     # -- transport -------------------------------------------------------------------------
     def _send(
@@ -168,11 +150,7 @@ class ErpClient:
         url = self.settings.base_url + path
         content = json.dumps(body).encode() if body is not None else None
         all_headers = {"Content-Type": "application/json", **(headers or {})}
-        bound = getattr(self._local, "timeout", None)
-        configured = self.http.timeout
-        read = configured.read or 10.0
-        seconds = bound(read) if bound else read
-        timeout = httpx.Timeout(seconds, connect=min(seconds, configured.connect or 3.0))
+        timeout = self.call_timeout()
         try:
             return self.http.request(method, url, content=content, headers=all_headers, timeout=timeout)
         except httpx.TransportError as exc:
@@ -197,7 +175,7 @@ class ErpClient:
         ids = ids or {}
         response = self._login_once(ids)
         if response.status_code == 401:
-            self.settings = self._source(True)
+            self.reload_settings()
             response = self._login_once(ids)
         if response.status_code == 401:
             raise CredentialsRejected("ERP login refused: check the ERP credentials secret", entity_ids=ids)

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +25,7 @@ from urllib.parse import quote
 import httpx
 
 from shared.errors import ConfigurationError, CredentialsRejected, RateLimited, TargetRejected, TargetUnavailable
-from shared.http import DEFAULT_TIMEOUT, client, retry_after_seconds, transport_error
+from shared.http import HttpConnector, retry_after_seconds, transport_error
 from shared.models import Customer, Order
 
 TARGET = "hubspot"
@@ -100,28 +98,9 @@ def deal_properties(order: Order, stage: str) -> dict[str, str]:
     }
 
 
-class HubSpotClient:
+class HubSpotClient(HttpConnector[HubSpotSettings]):
     """``settings``: fixed settings, or a source that reads the secret again (``source(True)``)
     when HubSpot refuses the token, so a rotated token is picked up without a restart."""
-
-    def __init__(self, settings: HubSpotSettings | SettingsSource, http: httpx.Client | None = None) -> None:
-        self._source: SettingsSource = settings if callable(settings) else (lambda _refresh: settings)
-        self.settings = self._source(False)
-        self.http = http or client(DEFAULT_TIMEOUT)
-        self._local = threading.local()
-
-    @contextmanager
-    def bounded(self, timeout: Callable[[float], float]) -> Iterator[None]:
-        """Within the block, every call's timeout is ``timeout(default)``: a delivery passes its
-        ``Attempt.timeout`` so its calls end before the invocation does."""
-        self._local.timeout = timeout
-        try:
-            yield
-        finally:
-            self._local.timeout = None
-
-    def close(self) -> None:
-        self.http.close()
 
     # -- contacts --------------------------------------------------------------------------
     def upsert_contact(self, customer: Customer, ids: Mapping[str, str]) -> str | None:
@@ -201,13 +180,6 @@ class HubSpotClient:
         )
 
     # -- transport -------------------------------------------------------------------------
-    def _timeout(self) -> httpx.Timeout:
-        bound = getattr(self._local, "timeout", None)
-        configured = self.http.timeout
-        read = configured.read or 10.0
-        seconds = bound(read) if bound else read
-        return httpx.Timeout(seconds, connect=min(seconds, configured.connect or 3.0))
-
     def _send(
         self, method: str, path: str, ids: dict[str, str], *, params: dict[str, str] | None, body: Any
     ) -> httpx.Response:
@@ -223,7 +195,7 @@ class HubSpotClient:
                 params=params,
                 content=content,
                 headers=headers,
-                timeout=self._timeout(),
+                timeout=self.call_timeout(),
             )
         except httpx.TransportError as exc:
             raise transport_error(exc, entity_ids=ids, target=TARGET) from exc
@@ -242,7 +214,7 @@ class HubSpotClient:
         Statuses in ``accept`` are returned unclassified."""
         response = self._send(method, path, ids, params=params, body=body)
         if response.status_code == 401:
-            self.settings = self._source(True)
+            self.reload_settings()
             response = self._send(method, path, ids, params=params, body=body)
             if response.status_code == 401:
                 raise CredentialsRejected(

@@ -17,9 +17,7 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -35,7 +33,7 @@ from shared.errors import (
     TargetUnavailable,
     ValidationFailed,
 )
-from shared.http import DEFAULT_TIMEOUT, client, retry_after_seconds, transport_error
+from shared.http import HttpConnector, retry_after_seconds, transport_error
 from shared.models import Order
 
 TARGET = "shipbob"
@@ -152,28 +150,9 @@ def _check_reference(reference_id: str, ids: dict[str, str]) -> None:
         raise ValidationFailed(f"reference_id must be 1-{REFERENCE_MAX} characters without a comma", entity_ids=ids)
 
 
-class ShipBobClient:
+class ShipBobClient(HttpConnector[ShipBobSettings]):
     """``settings``: fixed settings, or a source that reads them again (``source(True)``) when
     ShipBob refuses the token, so a rotated token is picked up without a restart."""
-
-    def __init__(self, settings: ShipBobSettings | SettingsSource, http: httpx.Client | None = None) -> None:
-        self._source: SettingsSource = settings if callable(settings) else (lambda _refresh: settings)
-        self.settings = self._source(False)
-        self.http = http or client(DEFAULT_TIMEOUT)
-        self._local = threading.local()
-
-    @contextmanager
-    def bounded(self, timeout: Callable[[float], float]) -> Iterator[None]:
-        """Within the block, every call's timeout is ``timeout(default)``: a delivery passes its
-        ``Attempt.timeout`` so its calls end before the invocation does."""
-        self._local.timeout = timeout
-        try:
-            yield
-        finally:
-            self._local.timeout = None
-
-    def close(self) -> None:
-        self.http.close()
 
     # -- orders ----------------------------------------------------------------------------
     def find_order(self, reference_id: str, ids: dict[str, str]) -> dict[str, Any] | None:
@@ -248,13 +227,6 @@ class ShipBobClient:
         return stock
 
     # -- transport -------------------------------------------------------------------------
-    def _timeout(self) -> httpx.Timeout:
-        bound = getattr(self._local, "timeout", None)
-        configured = self.http.timeout
-        read = configured.read or 10.0
-        seconds = bound(read) if bound else read
-        return httpx.Timeout(seconds, connect=min(seconds, configured.connect or 3.0))
-
     def _send(
         self, method: str, path: str, ids: dict[str, str], params: dict[str, str] | None, body: Any
     ) -> httpx.Response:
@@ -275,7 +247,7 @@ class ShipBobClient:
                 params=params,
                 content=content,
                 headers=headers,
-                timeout=self._timeout(),
+                timeout=self.call_timeout(),
             )
         except httpx.TransportError as exc:
             raise transport_error(exc, entity_ids=ids, target=TARGET) from exc
@@ -294,7 +266,7 @@ class ShipBobClient:
         (401/403) reads the secret again and sends once more."""
         response = self._send(method, path, ids, params, body)
         if response.status_code in (401, 403):
-            self.settings = self._source(True)
+            self.reload_settings()
             response = self._send(method, path, ids, params, body)
             if response.status_code in (401, 403):
                 raise CredentialsRejected(
