@@ -17,12 +17,17 @@ and/or ``_TARGETS``.
 
 from __future__ import annotations
 
+import http.client
 import importlib
 import json
+import socket
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from shared.declaration import Integration
 
@@ -42,6 +47,45 @@ class Sender(Protocol):
     ) -> Any: ...
 
     def send_raw(self, body: bytes, headers: dict[str, str]) -> Any: ...
+
+
+class WebhookPoster:
+    """How a sender stand-in puts a request on the wire: one kept-alive connection per thread to
+    the webhook URL, opened again once when it was closed under it (TCP_NODELAY: headers and body
+    are separate writes)."""
+
+    def __init__(self, webhook_url: str, timeout: float) -> None:
+        parts = urlsplit(webhook_url)
+        self.host, self.port, self.path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, float]:
+        """One HTTP attempt: (status, latency ms); status 0 when there was no answer."""
+        started = time.perf_counter()
+        for fresh in (False, True):
+            conn = self._connection(fresh)
+            try:
+                conn.request("POST", self.path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                return response.status, (time.perf_counter() - started) * 1000
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                self._local.conn = None
+                if fresh:
+                    break
+        return 0, (time.perf_counter() - started) * 1000
+
+    def _connection(self, fresh: bool) -> http.client.HTTPConnection:
+        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is None or fresh:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            conn.connect()
+            if conn.sock is not None:
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._local.conn = conn
+        return conn
 
 
 @dataclass(frozen=True)

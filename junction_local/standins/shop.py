@@ -7,9 +7,7 @@ or timeout. It keeps every delivery attempt so the demo and tests can check what
 from __future__ import annotations
 
 import copy
-import http.client
 import json
-import socket
 import threading
 import time
 import uuid
@@ -17,9 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
-from junction_local.standins import EVENTS, SourceStandIn
+from junction_local.standins import EVENTS, SourceStandIn, WebhookPoster
 from shared.webhooks import shopify
 
 SAMPLES = EVENTS / "shopify"  # Shopify's documented payloads, one file per topic
@@ -108,7 +105,7 @@ class Delivery:
         return self.attempts[-1] if self.attempts else 0
 
 
-class ShopStandIn:
+class ShopStandIn(WebhookPoster):
     """Sends webhooks to one URL. Thread-safe; one keep-alive connection per thread."""
 
     def __init__(
@@ -121,16 +118,13 @@ class ShopStandIn:
         retry_delay: float = 1.0,
         timeout: float = 5.0,
     ) -> None:
-        parts = urlsplit(webhook_url)
-        self.host, self.port, self.path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path
+        super().__init__(webhook_url, timeout)
         self.secret = secret
         self.shop_domain = shop_domain
         self.retries = retries
         self.retry_delay = retry_delay
-        self.timeout = timeout
         self.deliveries: list[Delivery] = []
         self._lock = threading.Lock()
-        self._local = threading.local()
 
     def headers(self, body: bytes, delivery_id: str, *, topic: str = "orders/create") -> dict[str, str]:
         return {
@@ -143,33 +137,6 @@ class ShopStandIn:
             "X-Shopify-Event-Id": str(uuid.uuid4()),
             "X-Shopify-Triggered-At": datetime.now(UTC).isoformat(timespec="milliseconds"),
         }
-
-    def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, float]:
-        """One HTTP attempt: (status, latency ms); status 0 when there was no answer."""
-        started = time.perf_counter()
-        for fresh in (False, True):
-            conn = self._connection(fresh)
-            try:
-                conn.request("POST", self.path, body=body, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                return response.status, (time.perf_counter() - started) * 1000
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                self._local.conn = None
-                if fresh:
-                    break
-        return 0, (time.perf_counter() - started) * 1000
-
-    def _connection(self, fresh: bool) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None or fresh:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            conn.connect()
-            if conn.sock is not None:  # headers and body are separate writes: avoid Nagle stalls
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._local.conn = conn
-        return conn
 
     def send(
         self,

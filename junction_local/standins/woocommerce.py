@@ -18,19 +18,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-import http.client
 import json
-import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
-from junction_local.standins import EVENTS, SourceStandIn
-from junction_local.standins.shop import CATALOGUE, CUSTOMERS
+from junction_local.standins import EVENTS, SourceStandIn, WebhookPoster
+from junction_local.standins.shop import CATALOGUE, CUSTOMERS, Delivery
 from shared.webhooks import woocommerce
 
 SAMPLES = EVENTS / "woocommerce"  # order resources as the REST API documents them, one file per state
@@ -124,19 +120,7 @@ def delivered(status: int) -> bool:
     return 200 <= status < 303
 
 
-@dataclass
-class Delivery:
-    delivery_id: str
-    order_id: int | None
-    attempts: list[int] = field(default_factory=list)  # HTTP status per attempt (0 = no answer; none: disabled)
-    latencies_ms: list[float] = field(default_factory=list)
-
-    @property
-    def status(self) -> int:
-        return self.attempts[-1] if self.attempts else 0
-
-
-class WooCommerceStandIn:
+class WooCommerceStandIn(WebhookPoster):
     """One webhook of a shop, delivering to one URL. Thread-safe; one keep-alive connection per thread."""
 
     def __init__(
@@ -152,21 +136,18 @@ class WooCommerceStandIn:
         timeout: float = DELIVERY_TIMEOUT,
         max_failures: int = MAX_DELIVERY_FAILURES,
     ) -> None:
-        parts = urlsplit(webhook_url)
-        self.host, self.port, self.path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path
+        super().__init__(webhook_url, timeout)
         self.secret = secret
         self.webhook_id = webhook_id
         self.topic = topic
         self.source_url = source_url
         self.retries = retries
         self.retry_delay = retry_delay
-        self.timeout = timeout
         self.max_failures = max_failures
         self.failure_count = 0
         self.status = "active"  # active | disabled (by failures)
         self.deliveries: list[Delivery] = []
         self._lock = threading.Lock()
-        self._local = threading.local()
 
     def new_delivery_id(self) -> str:
         """``wp_hash(webhook id . unix seconds)``: repeats for deliveries within one second."""
@@ -187,33 +168,6 @@ class WooCommerceStandIn:
             "X-WC-Webhook-ID": str(self.webhook_id),
             "X-WC-Webhook-Delivery-ID": delivery_id,
         }
-
-    def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, float]:
-        """One HTTP attempt: (status, latency ms); status 0 when there was no answer."""
-        started = time.perf_counter()
-        for fresh in (False, True):
-            conn = self._connection(fresh)
-            try:
-                conn.request("POST", self.path, body=body, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                return response.status, (time.perf_counter() - started) * 1000
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                self._local.conn = None
-                if fresh:
-                    break
-        return 0, (time.perf_counter() - started) * 1000
-
-    def _connection(self, fresh: bool) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
-        if conn is None or fresh:
-            conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            conn.connect()
-            if conn.sock is not None:  # headers and body are separate writes: avoid Nagle stalls
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._local.conn = conn
-        return conn
 
     def _count(self, status: int) -> None:
         """``log_delivery`` and ``failed_delivery``: reset on success, disable past the threshold."""
