@@ -652,6 +652,18 @@ def _order_problems(body: Any) -> dict[str, list[str]]:
         if not ok:
             problems.setdefault(path, []).append(message)
 
+    tags = body.get("tags")
+    need(
+        tags is None
+        or (
+            isinstance(tags, list)
+            and all(
+                isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("value"), str) for t in tags
+            )
+        ),
+        "tags",
+        "Tags must be a list of {name, value} strings.",
+    )
     reference = body.get("reference_id")
     need(
         isinstance(reference, str) and 1 <= len(reference) <= REFERENCE_MAX,

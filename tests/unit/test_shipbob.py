@@ -358,3 +358,11 @@ def test_the_stand_in_runs_as_a_process_and_serves_its_control_summary() -> None
             assert summary[LOCAL.effect_count] == 0
         finally:
             stop_process(process)
+
+
+def test_the_stand_in_refuses_tags_that_are_not_name_value_strings() -> None:
+    from junction_local.standins.shipbob import _order_problems
+
+    assert "tags" in _order_problems({"tags": [{"name": "ERP document"}]})
+    assert "tags" in _order_problems({"tags": "ERP 57"})
+    assert "tags" not in _order_problems({"tags": [{"name": "ERP document", "value": "57"}]})
