@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-SignatureScheme = Literal["shopify", "standard-webhooks", "woocommerce"]
+SignatureScheme = Literal["shopify", "standard-webhooks", "woocommerce", "stripe", "przelewy24", "shipx"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,16 @@ class WebhookTrigger:
     timestamp_tolerance_seconds: int = 300  # standard-webhooks only; both directions
     # The HTTP header that carries the provider's topic/event type, kept in the envelope.
     topic_header: str | None = None
+    # The status of an accepted delivery. 202 says "queued, not yet done"; a provider that stops
+    # re-sending only on a 200 (Przelewy24) gets 200.
+    accepted_status: int = 202
+
+    @property
+    def path_token(self) -> str | None:
+        """The path parameter that carries a secret token (``/webhooks/inpost/{token}``), for a
+        provider that cannot sign (ShipX): ingress compares it with the secret's values."""
+        last = self.path.rstrip("/").rsplit("/", 1)[-1]
+        return last[1:-1] if last.startswith("{") and last.endswith("}") else None
 
 
 @dataclass(frozen=True)
@@ -298,6 +308,10 @@ def validate(integration: Integration) -> list[str]:
         out.append("webhook deadline_seconds must be 0.5..25")
     if i.webhook and not i.webhook.path.startswith("/"):
         out.append("webhook path must start with '/'")
+    if i.webhook and i.webhook.accepted_status not in (200, 202):
+        out.append("webhook accepted_status must be 200 or 202")
+    if i.webhook and "{" in i.webhook.path.replace("{" + (i.webhook.path_token or "") + "}", ""):
+        out.append("a webhook path may hold one path parameter, its last segment (the path token)")
     if i.webhook and not 0 < i.webhook.timestamp_tolerance_seconds <= 3600:
         out.append("timestamp_tolerance_seconds must be 1..3600; the window cannot be switched off")
     s = i.schedule

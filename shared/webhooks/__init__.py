@@ -13,12 +13,13 @@ from shared.webhooks.base import (
     Verifier,
     ping_check,
 )
+from shared.webhooks.shipx import ShipXVerifier
 from shared.webhooks.shopify import ShopifyVerifier
 from shared.webhooks.standard import StandardWebhooksVerifier
 from shared.webhooks.woocommerce import WooCommerceVerifier
 
 VERIFIERS: dict[str, Verifier] = {
-    v.scheme: v for v in (ShopifyVerifier(), StandardWebhooksVerifier(), WooCommerceVerifier())
+    v.scheme: v for v in (ShopifyVerifier(), StandardWebhooksVerifier(), WooCommerceVerifier(), ShipXVerifier())
 }
 
 
