@@ -57,25 +57,28 @@ def apigw_event(
     stage: str = "local",
     source_ip: str = "127.0.0.1",
     query: Mapping[str, str] | None = None,
+    resource: str | None = None,
+    path_parameters: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """An API Gateway REST (v1) Lambda proxy event. Non-UTF-8 bodies arrive base64-encoded."""
+    """An API Gateway REST (v1) Lambda proxy event. Non-UTF-8 bodies arrive base64-encoded.
+    ``resource`` is the route's template (``/webhooks/inpost/{token}``) when it has parameters."""
     try:
         text, encoded = body.decode("utf-8"), False
     except UnicodeDecodeError:
         text, encoded = base64.b64encode(body).decode("ascii"), True
     request_id = str(uuid.uuid4())
     return {
-        "resource": path,
+        "resource": resource or path,
         "path": path,
         "httpMethod": method,
         "headers": dict(headers),
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "queryStringParameters": dict(query) if query else None,
         "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
-        "pathParameters": None,
+        "pathParameters": dict(path_parameters) if path_parameters else None,
         "stageVariables": None,
         "requestContext": {
-            "resourcePath": path,
+            "resourcePath": resource or path,
             "httpMethod": method,
             "path": f"/{stage}{path}",
             "stage": stage,

@@ -36,6 +36,7 @@ from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from functions.registry import INTEGRATIONS
 from junction_local.events import TIME_SCALE_ENV, UNMETERED_ENV, LambdaContext, apigw_event, sqs_event
@@ -134,6 +135,8 @@ class TokenBucket:
 class Gateway:
     def __init__(self, state: dict[str, Any], port: int, throttle: bool = True) -> None:
         self.routes: dict[tuple[str, str], tuple[Integration, Handler, TokenBucket | None]] = {}
+        # (method, path before the parameter) -> (the route's template, the parameter's name)
+        self.token_routes: dict[tuple[str, str], tuple[str, str]] = {}
         for integration in INTEGRATIONS:
             trigger = integration.webhook
             if trigger is None:
@@ -142,18 +145,26 @@ class Gateway:
             bucket = TokenBucket(trigger.throttle_rate_per_second, trigger.throttle_burst) if throttle else None
             handler = make_ingress_handler(integration, environ=env)
             self.routes[(trigger.method, trigger.path)] = (integration, handler, bucket)
+            if trigger.path_token:  # /webhooks/inpost/{token}: matched on the path before the token
+                prefix = trigger.path.rsplit("/", 1)[0] + "/"
+                self.token_routes[(trigger.method, prefix)] = (trigger.path, trigger.path_token)
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _gateway_handler(self))
         self.server.daemon_threads = True
         self.server.request_queue_size = 512
 
     def invoke(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        route = self.routes.get((method, path))
+        resource, parameters = path, None
+        prefix, _, last = path.rpartition("/")
+        templated = self.token_routes.get((method, prefix + "/"))
+        if templated is not None and last:
+            resource, parameters = templated[0], {templated[1]: unquote(last)}
+        route = self.routes.get((method, resource))
         if route is None:  # what an API Gateway REST API answers for a route it does not have
             return 403, {}, b'{"message":"Missing Authentication Token"}'
         integration, handler, bucket = route
         if bucket is not None and not bucket.take():
             return 429, {}, b'{"message":"Too Many Requests"}'
-        event = apigw_event(method, path, headers, body)
+        event = apigw_event(method, path, headers, body, resource=resource, path_parameters=parameters)
         context = LambdaContext(f"{integration.name}-ingress", integration.ingress.timeout_seconds)
         try:
             response = handler(event, context)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import logging
 import os
@@ -151,6 +152,7 @@ class Ingress:
         self.max_message_bytes = max_message_bytes
         self.kept_headers = kept_header_names(self.verifier, self.trigger.topic_header)
         self.is_ping = ping_check(self.verifier)
+        self.path_token = self.trigger.path_token
         self._last_refresh = float("-inf")
 
     @property
@@ -169,6 +171,8 @@ class Ingress:
                 # The provider checking the URL before it saves a webhook: a 200, and no effect.
                 self._outcome("ping", 200, None, started, None)
                 return _response(200, {"status": "pong"})
+            if self.path_token is not None:
+                self._check_path_token(event, deadline)
             delivery = self._verify(headers, raw, deadline)
             delivery_id = delivery.delivery_id
             try:
@@ -185,8 +189,9 @@ class Ingress:
             return self._answer(503, "temporarily unavailable, retry later", str(exc), delivery_id, started)
         except Exception as exc:  # a bug of ours: never let it become the platform's 502
             return self._crashed(exc, delivery_id, started)
-        self._outcome("accepted", 202, delivery_id, started, None, claim_check=claim_checked or None)
-        return _response(202, {"status": "accepted", "delivery_id": delivery_id})
+        status = self.trigger.accepted_status
+        self._outcome("accepted", status, delivery_id, started, None, claim_check=claim_checked or None)
+        return _response(status, {"status": "accepted", "delivery_id": delivery_id})
 
     def _answer(self, status: int, public: str, detail: str, delivery_id: str | None, started: float) -> dict[str, Any]:
         outcome = {401: "unauthorized", 413: "too_large", 503: "unavailable"}.get(status, "bad_request")
@@ -234,6 +239,27 @@ class Ingress:
         except UnicodeEncodeError:
             raise ServiceUnavailable(f"secret {self.secret_id} holds text that is not UTF-8") from None
         return values
+
+    def _check_path_token(self, event: dict[str, Any], deadline: float | None) -> None:
+        """The secret token in the path (a provider that cannot sign): compared in constant time
+        with every active value, read again once after a mismatch, as signatures are."""
+        params = event.get("pathParameters")
+        given = params.get(self.path_token) if isinstance(params, dict) and self.path_token else None
+        if not isinstance(given, str) or not given or len(given) > 256:
+            raise VerificationFailed("missing path token")
+        for refresh in (False, True):
+            if refresh:
+                now = time.monotonic()
+                if now - self._last_refresh < SECRET_REFRESH_SECONDS:
+                    break
+                self._last_refresh = now
+                self.secrets.invalidate(self.secret_id)
+            matched = False
+            for value in self._active_secrets(deadline):
+                matched |= hmac.compare_digest(value.encode(), given.encode("utf-8", "surrogateescape"))
+            if matched:
+                return
+        raise VerificationFailed("path token mismatch")
 
     def _verify(self, headers: Headers, raw: bytes, deadline: float | None) -> Any:
         verify = self.verifier.verify

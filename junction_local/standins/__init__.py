@@ -131,6 +131,10 @@ _SOURCES: dict[str, str] = {
     "woocommerce": "junction_local.standins.woocommerce",
     "erp": "junction_local.standins.erp",
     "allegro": "junction_local.standins.allegro",
+    "stripe": "junction_local.standins.stripe",
+    "przelewy24": "junction_local.standins.przelewy24",
+    "wms": "junction_local.standins.wms",
+    "inpost": "junction_local.standins.inpost_webhooks",
 }
 _TARGETS: dict[str, str] = {
     "erp": "junction_local.standins.erp",
@@ -138,6 +142,9 @@ _TARGETS: dict[str, str] = {
     "allegro": "junction_local.standins.allegro",
     "hubspot": "junction_local.standins.hubspot",
     "shipbob": "junction_local.standins.shipbob",
+    "przelewy24": "junction_local.standins.przelewy24_api",
+    "inpost": "junction_local.standins.inpost",
+    "woocommerce": "junction_local.standins.woocommerce_api",
 }
 # Every system with a stand-in, as a source or a target or both.
 _MODULES: dict[str, tuple[str, ...]] = {
