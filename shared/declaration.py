@@ -45,6 +45,9 @@ class WebhookTrigger:
     # The status of an accepted delivery. 202 says "queued, not yet done"; a provider that stops
     # re-sending only on a 200 (Przelewy24) gets 200.
     accepted_status: int = 202
+    # Source addresses (CIDR) the route accepts, for a provider that documents them (InPost ShipX:
+    # 91.216.25.0/24); the API's resource policy refuses any other. Empty: callable from anywhere.
+    source_ips: tuple[str, ...] = ()
 
     @property
     def path_token(self) -> str | None:
