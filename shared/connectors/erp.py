@@ -329,6 +329,260 @@ class ErpClient(HttpConnector[ErpSettings]):
             )
         return None
 
+    # -- payments, refunds, deliveries and returns (docs/erp-contract.md) ------------------
+    def _read(self, path: str, ids: dict[str, str]) -> dict[str, Any] | None:
+        response = self.request("GET", path, ids, accept=(404,))
+        if response.status_code == 404:
+            return None
+        return _order_body(response, ids)
+
+    def _post_document(self, collection: str, body: dict[str, Any], ids: dict[str, str], what: str) -> dict[str, Any]:
+        response = self.request("POST", f"/{collection}", ids, body=body, accept=(400, 404, 409, 422))
+        if response.status_code >= 400:
+            raise _refused(f"ERP refused the {what}", DOCUMENT_REFUSED, ids, response)
+        return _order_body(response, ids)
+
+    # -- incoming payments -----------------------------------------------------------------
+    def find_incoming_payment(self, reference: str, ids: dict[str, str]) -> dict[str, Any] | None:
+        """The live (not cancelled) incoming payment carrying ``reference``, or None."""
+        condition = f"{REF_FIELD} eq {_quoted(_check_reference(reference))}"
+        response = self.request("GET", _filter("IncomingPayments", condition, PAYMENT_SELECT), ids)
+        return _first(response, ids, "incoming payment")
+
+    def create_incoming_payment(self, payment: IncomingPayment, ids: dict[str, str]) -> dict[str, Any]:
+        """Book the payment on account of the order's customer (``POST /IncomingPayments``). The
+        caller looks it up first (``find_incoming_payment``): the Service Layer would book it twice."""
+        body = _payment_body(
+            card_code=payment.card_code,
+            reference=payment.reference,
+            amount=payment.amount,
+            currency=payment.currency,
+            day=payment.paid_on,
+            account=payment.transfer_account,
+            remarks=payment.remarks or f"{payment.reference} for sales order {payment.order_doc_entry}",
+            journal=f"Payment {payment.reference}",
+        )
+        return self._post_document("IncomingPayments", body, ids, "incoming payment")
+
+    def get_incoming_payment(self, doc_entry: int, ids: dict[str, str]) -> dict[str, Any] | None:
+        return self._read(f"/IncomingPayments({_doc_entry(doc_entry)})?$select={PAYMENT_SELECT}", ids)
+
+    # -- refunds ---------------------------------------------------------------------------
+    def find_refund(self, reference: str, ids: dict[str, str]) -> dict[str, Any] | None:
+        """The live outgoing payment to the customer carrying ``reference``, or None."""
+        condition = f"{REF_FIELD} eq {_quoted(_check_reference(reference))}"
+        response = self.request("GET", _filter("VendorPayments", condition, PAYMENT_SELECT), ids)
+        return _first(response, ids, "refund")
+
+    def refunded_total(self, payment_reference: str, ids: dict[str, str]) -> Decimal:
+        """What the live refunds of a payment add up to (those whose reference starts with
+        ``<payment reference>#refund:``)."""
+        prefix = _check_reference(payment_reference) + "#refund:"
+        condition = f"startswith({REF_FIELD},{_quoted(prefix)})"
+        response = self.request("GET", _filter("VendorPayments", condition, PAYMENT_SELECT), ids)
+        try:
+            values = response.json().get("value")
+        except (ValueError, AttributeError):
+            values = None
+        if not isinstance(values, list):
+            raise TargetRejected("ERP answered the refunds look-up without a list", entity_ids=ids)
+        return sum(
+            (_amount(v.get("TransferSum")) for v in values if isinstance(v, dict) and v.get("Cancelled") != "tYES"),
+            Decimal(0),
+        )
+
+    def create_refund(self, refund: CustomerRefund, ids: dict[str, str]) -> dict[str, Any]:
+        """Pay the refund back to the customer (``POST /VendorPayments`` with DocType rCustomer)
+        after checking it against its payment: the payment must exist and be live, in the same
+        currency, and the refunds (this one included) may not exceed it. The caller looks the
+        refund up first (``find_refund``)."""
+        if not refund.reference.startswith(refund.payment_reference + "#refund:"):
+            raise ValueError("a refund's reference starts with '<payment reference>#refund:'")
+        amount = _money(refund.amount)
+        payment = self.get_incoming_payment(refund.payment_doc_entry, ids)
+        if payment is None:
+            raise _refused(
+                "ERP has no such incoming payment", PAYMENT_NOT_FOUND, ids, doc_entry=refund.payment_doc_entry
+            )
+        if payment.get("Cancelled") == "tYES":
+            raise _refused("the incoming payment is cancelled", PAYMENT_CANCELLED, ids)
+        if payment.get("DocCurrency") != refund.currency:
+            raise _refused(
+                "the refund's currency differs from the payment's",
+                CURRENCY_MISMATCH,
+                ids,
+                payment_currency=payment.get("DocCurrency"),
+                refund_currency=refund.currency,
+            )
+        paid = _amount(payment.get("TransferSum"))
+        already = self.refunded_total(refund.payment_reference, ids)
+        if already + amount > paid:
+            raise _refused(
+                "the refunds would exceed the payment",
+                REFUND_EXCEEDS_PAYMENT,
+                ids,
+                paid=str(paid),
+                refunded=str(already),
+                refund=str(amount),
+            )
+        body = _payment_body(
+            card_code=refund.card_code,
+            reference=refund.reference,
+            amount=amount,
+            currency=refund.currency,
+            day=refund.refunded_on,
+            account=refund.transfer_account,
+            remarks=refund.remarks
+            or f"{refund.reference} of payment {refund.payment_doc_entry}, sales order {refund.order_doc_entry}",
+            journal=f"Refund {refund.reference}",
+        )
+        return self._post_document("VendorPayments", body, ids, "refund")
+
+    # -- deliveries ------------------------------------------------------------------------
+    def _order_for_delivery(self, order_doc_entry: int, ids: dict[str, str]) -> dict[str, Any]:
+        order = self._read(f"/Orders({_doc_entry(order_doc_entry)})?$select={ORDER_FOR_DELIVERY}", ids)
+        if order is None:
+            raise _not_found(order_doc_entry, ids)
+        return order
+
+    def find_delivery(
+        self, order_doc_entry: int, ids: dict[str, str], *, order_reference: str | None = None
+    ) -> dict[str, Any] | None:
+        """The live delivery note based on the sales order, or None. A delivery copies the order's
+        NumAtCard, so notes are looked up by it (``order_reference``, read from the order when not
+        given) and kept if a line is based on the order (BaseType 17, BaseEntry)."""
+        entry = _doc_entry(order_doc_entry)
+        if order_reference is None:
+            order_reference = str(self._order_for_delivery(entry, ids).get("NumAtCard") or "")
+        condition = f"NumAtCard eq {_quoted(order_reference)}"
+        response = self.request("GET", _filter("DeliveryNotes", condition, DELIVERY_SELECT), ids)
+        try:
+            values = response.json().get("value")
+        except (ValueError, AttributeError):
+            values = None
+        if not isinstance(values, list):
+            raise TargetRejected("ERP answered the delivery look-up without a list", entity_ids=ids)
+        for note in values:
+            if not isinstance(note, dict) or note.get("Cancelled") == "tYES":
+                continue
+            lines = note.get("DocumentLines")
+            if any(
+                isinstance(line, dict) and line.get("BaseType") == SALES_ORDER_TYPE and line.get("BaseEntry") == entry
+                for line in (lines if isinstance(lines, list) else ())
+            ):
+                return dict(note)
+        return None
+
+    def create_delivery(
+        self, order_doc_entry: int, *, reference: str, tracking_number: str, ids: dict[str, str]
+    ) -> dict[str, Any]:
+        """A delivery note of everything still open on the sales order (``POST /DeliveryNotes``,
+        lines with BaseType 17, BaseEntry, BaseLine), with its TrackingNumber and reference. A
+        delivery note already based on the order is returned instead (looked up first). A
+        cancelled order is ``OrderRefused`` ``order_cancelled``; one closed without such a note
+        (delivered or closed by hand) ``order_delivered``."""
+        ids = {**ids, "erp_doc_entry": str(_doc_entry(order_doc_entry))}
+        order = self._order_for_delivery(order_doc_entry, ids)
+        existing = self.find_delivery(order_doc_entry, ids, order_reference=str(order.get("NumAtCard") or ""))
+        if existing is not None:
+            return existing
+        if order.get("Cancelled") == "tYES":
+            raise _refused("the sales order is cancelled: nothing to deliver", ORDER_CANCELLED, ids)
+        lines = [
+            {
+                "BaseType": SALES_ORDER_TYPE,
+                "BaseEntry": order_doc_entry,
+                "BaseLine": line.get("LineNum"),
+                "Quantity": line.get("RemainingOpenQuantity"),
+            }
+            for line in order.get("DocumentLines") or ()
+            if isinstance(line, dict)
+            and line.get("LineStatus", "bost_Open") == "bost_Open"
+            and _quantity(line.get("RemainingOpenQuantity"))
+            and line["RemainingOpenQuantity"] > 0
+        ]
+        if order.get("DocumentStatus") == "bost_Close" or not lines:
+            raise _refused("the sales order has nothing left to deliver", ORDER_DELIVERED, ids)
+        body = {
+            "CardCode": order.get("CardCode"),
+            "NumAtCard": order.get("NumAtCard"),
+            "TrackingNumber": tracking_number[:100],
+            REF_FIELD: _check_reference(reference),
+            "DocumentLines": lines,
+        }
+        return self._post_document("DeliveryNotes", body, ids, "delivery note")
+
+    def get_delivery(self, delivery_doc_entry: int, ids: dict[str, str]) -> dict[str, Any] | None:
+        return self._read(f"/DeliveryNotes({_doc_entry(delivery_doc_entry)})?$select={DELIVERY_SELECT}", ids)
+
+    def _live_delivery(self, delivery_doc_entry: int, ids: dict[str, str]) -> dict[str, Any]:
+        note = self.get_delivery(delivery_doc_entry, ids)
+        if note is None:
+            raise _refused("ERP has no such delivery note", DELIVERY_NOT_FOUND, ids, doc_entry=delivery_doc_entry)
+        if note.get("Cancelled") == "tYES":
+            raise _refused("the delivery note is cancelled", DELIVERY_CANCELLED, ids)
+        return note
+
+    def mark_delivered(self, delivery_doc_entry: int, ids: dict[str, str]) -> str:
+        """Set the delivery note's U_ShipStatus to "delivered" (a PATCH of that one field):
+        ``"delivered"``, or ``"already_delivered"`` / ``"already_returned"`` when it says so already
+        (nothing is sent: a carrier status never goes back)."""
+        ids = {**ids, "erp_delivery_doc_entry": str(_doc_entry(delivery_doc_entry))}
+        note = self._live_delivery(delivery_doc_entry, ids)
+        status = note.get(SHIP_STATUS_FIELD)
+        if status == DELIVERED:
+            return ALREADY_DELIVERED
+        if status == RETURNED:
+            return ALREADY_RETURNED
+        self._set_ship_status(note, DELIVERED, ids)
+        return DELIVERED
+
+    # -- returns ---------------------------------------------------------------------------
+    def find_return(self, reference: str, ids: dict[str, str]) -> dict[str, Any] | None:
+        condition = f"{REF_FIELD} eq {_quoted(_check_reference(reference))}"
+        response = self.request("GET", _filter("Returns", condition, "DocEntry,DocNum,Cancelled," + REF_FIELD), ids)
+        return _first(response, ids, "return")
+
+    def create_return(self, delivery_doc_entry: int, *, reference: str, ids: dict[str, str]) -> dict[str, Any]:
+        """A return of everything the delivery note delivered (``POST /Returns``, lines with
+        BaseType 15, BaseEntry, BaseLine), looked up first by its reference; the delivery's
+        U_ShipStatus then says "returned"."""
+        ids = {**ids, "erp_delivery_doc_entry": str(_doc_entry(delivery_doc_entry))}
+        note = self._live_delivery(delivery_doc_entry, ids)
+        existing = self.find_return(reference, ids)
+        if existing is not None:
+            self._set_ship_status(note, RETURNED, ids)  # an earlier attempt may have stopped before it
+            return existing
+        lines = [
+            {
+                "BaseType": DELIVERY_NOTE,
+                "BaseEntry": delivery_doc_entry,
+                "BaseLine": line.get("LineNum"),
+                "Quantity": line.get("Quantity"),
+            }
+            for line in note.get("DocumentLines") or ()
+            if isinstance(line, dict)
+        ]
+        body = {
+            "CardCode": note.get("CardCode"),
+            "NumAtCard": note.get("NumAtCard"),
+            REF_FIELD: _check_reference(reference),
+            "DocumentLines": lines,
+        }
+        created = self._post_document("Returns", body, ids, "return")
+        self._set_ship_status(note, RETURNED, ids)
+        return created
+
+    def _set_ship_status(self, note: dict[str, Any], status: str, ids: dict[str, str]) -> None:
+        if note.get(SHIP_STATUS_FIELD) == status:
+            return
+        entry = _doc_entry(int(note["DocEntry"]))
+        response = self.request(
+            "PATCH", f"/DeliveryNotes({entry})", ids, body={SHIP_STATUS_FIELD: status}, accept=(400, 404)
+        )
+        if response.status_code >= 400:
+            raise _refused(f"ERP refused to mark the delivery {status}", DOCUMENT_REFUSED, ids, response)
+
     # -- stock -----------------------------------------------------------------------------
     def items_page(
         self,
@@ -584,3 +838,147 @@ def sales_order(order: Order, card_code: str) -> dict[str, Any]:
             "ShipToCountry": a.country,
         }
     return doc
+
+
+# -- payments, refunds, deliveries and returns -------------------------------------------------
+# Every document Junction adds for a payment, a refund or a return carries the effect's reference
+# in the user-defined field U_JunctionRef (docs/erp-contract.md, "Documents Junction adds"): the
+# Service Layer ignores Idempotency-Key, so a retry finds what an earlier attempt made by it.
+REF_FIELD = "U_JunctionRef"
+SHIP_STATUS_FIELD = "U_ShipStatus"  # a delivery's carrier status: "delivered" or "returned"
+DELIVERED = "delivered"
+RETURNED = "returned"
+ALREADY_DELIVERED = "already_delivered"
+ALREADY_RETURNED = "already_returned"
+DELIVERY_NOTE = 15  # BoObjectTypes: a return line's BaseType
+SALES_ORDER_TYPE = 17  # BoObjectTypes: a delivery line's BaseType
+TRANSFER_REFERENCE_MAX = 27  # Payments.TransferReference (TrsfrRef)
+JOURNAL_REMARKS_MAX = 50  # Payments.JournalRemarks
+REMARKS_MAX = 254  # Payments.Remarks (Comments)
+REF_MAX = 100  # the size of U_JunctionRef
+PAYMENT_SELECT = f"DocEntry,DocNum,CardCode,DocCurrency,TransferSum,Cancelled,{REF_FIELD}"
+DELIVERY_SELECT = (
+    f"DocEntry,DocNum,CardCode,NumAtCard,DocumentStatus,Cancelled,TrackingNumber,{REF_FIELD},"
+    f"{SHIP_STATUS_FIELD},DocumentLines"
+)
+ORDER_FOR_DELIVERY = "DocEntry,DocNum,CardCode,NumAtCard,DocCurrency,DocumentStatus,Cancelled,DocumentLines"
+# Reasons of refusals of these documents (DLQ groups), besides those of cancel_order.
+CURRENCY_MISMATCH = "currency_mismatch"
+ORDER_CANCELLED = "order_cancelled"
+REFUND_EXCEEDS_PAYMENT = "refund_exceeds_payment"
+PAYMENT_NOT_FOUND = "payment_not_found"
+PAYMENT_CANCELLED = "payment_cancelled"
+DELIVERY_NOT_FOUND = "delivery_not_found"
+DELIVERY_CANCELLED = "delivery_cancelled"
+DOCUMENT_REFUSED = "document_refused"
+
+
+@dataclass(frozen=True)
+class IncomingPayment:
+    """Money received for a sales order, booked as a payment on account of the order's customer.
+
+    ``reference`` is the provider's unique reference (``stripe:pi_...``, ``przelewy24:<orderId>``):
+    it goes to U_JunctionRef, by which the payment is found again."""
+
+    card_code: str
+    order_doc_entry: int
+    reference: str
+    amount: Decimal
+    currency: str
+    paid_on: date
+    transfer_account: str
+    remarks: str = ""
+
+
+@dataclass(frozen=True)
+class CustomerRefund:
+    """Money paid back to the customer against an incoming payment (an outgoing payment to the
+    customer). ``reference`` starts with the payment's: ``<payment reference>#refund:<refund id>``."""
+
+    card_code: str
+    order_doc_entry: int
+    payment_doc_entry: int
+    payment_reference: str
+    reference: str
+    amount: Decimal
+    currency: str
+    refunded_on: date
+    transfer_account: str
+    remarks: str = ""
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _filter(collection: str, condition: str, select: str) -> str:
+    return f"/{collection}?$select={select}&$filter={quote(condition, safe='')}"
+
+
+def _check_reference(reference: str) -> str:
+    if not isinstance(reference, str) or not reference or len(reference) > REF_MAX:
+        raise ValueError(f"a document reference is a string of 1 to {REF_MAX} characters")
+    return reference
+
+
+def _money(amount: Decimal) -> Decimal:
+    if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
+        raise ValueError("an amount is a positive, finite Decimal")
+    return amount
+
+
+def _transfer_reference(reference: str) -> str:
+    """The provider's own id, as a bank statement line would show it (``pi_...``), cut to the field."""
+    return reference.split(":", 1)[-1].split("#", 1)[0][:TRANSFER_REFERENCE_MAX]
+
+
+def _payment_body(
+    *,
+    card_code: str,
+    reference: str,
+    amount: Decimal,
+    currency: str,
+    day: date,
+    account: str,
+    remarks: str,
+    journal: str,
+) -> dict[str, Any]:
+    return {
+        "DocType": "rCustomer",
+        "CardCode": card_code,
+        "DocDate": day.isoformat(),
+        "DocCurrency": currency,
+        "TransferAccount": account,
+        "TransferSum": _num(_money(amount)),
+        "TransferDate": day.isoformat(),
+        "TransferReference": _transfer_reference(reference),
+        "Remarks": remarks[:REMARKS_MAX],
+        "JournalRemarks": journal[:JOURNAL_REMARKS_MAX],
+        REF_FIELD: _check_reference(reference),
+    }
+
+
+def _first(response: httpx.Response, ids: dict[str, str], what: str) -> dict[str, Any] | None:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    values = body.get("value") if isinstance(body, dict) else None
+    if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+        raise TargetRejected(f"ERP answered the {what} look-up without a list", entity_ids=ids)
+    live = [v for v in values if v.get("Cancelled") != "tYES"]
+    return dict(live[0]) if live else None
+
+
+def _refused(
+    message: str, reason: str, ids: dict[str, str], response: httpx.Response | None = None, **details: Any
+) -> OrderRefused:
+    if response is not None:
+        details = {"status": response.status_code, "erp_code": error_code(response), **details}
+    return OrderRefused(message, reason=reason, entity_ids=ids, details=details)
+
+
+def _amount(value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return Decimal(0)
+    return Decimal(str(value))
