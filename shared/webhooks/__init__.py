@@ -13,13 +13,23 @@ from shared.webhooks.base import (
     Verifier,
     ping_check,
 )
+from shared.webhooks.przelewy24 import Przelewy24Verifier
 from shared.webhooks.shipx import ShipXVerifier
 from shared.webhooks.shopify import ShopifyVerifier
 from shared.webhooks.standard import StandardWebhooksVerifier
+from shared.webhooks.stripe import StripeVerifier
 from shared.webhooks.woocommerce import WooCommerceVerifier
 
 VERIFIERS: dict[str, Verifier] = {
-    v.scheme: v for v in (ShopifyVerifier(), StandardWebhooksVerifier(), WooCommerceVerifier(), ShipXVerifier())
+    v.scheme: v
+    for v in (
+        ShopifyVerifier(),
+        StandardWebhooksVerifier(),
+        WooCommerceVerifier(),
+        ShipXVerifier(),
+        StripeVerifier(),
+        Przelewy24Verifier(),
+    )
 }
 
 
