@@ -58,6 +58,7 @@ from shared.breaker import CLOSED, BreakerView, CircuitBreaker
 from shared.declaration import FOLLOWER_QUEUES_ENV, Integration, RetryPolicy, Target
 from shared.envelope import CARRIED_ATTRIBUTES, Envelope, message_attributes
 from shared.errors import (
+    AwaitingPrerequisite,
     CredentialsRejected,
     DeadlineReached,
     IdempotencyConflict,
@@ -187,6 +188,21 @@ class RecordResult:
     message_id: str
     outcome: str  # delivered | duplicate | dead_lettered | retry_scheduled | waiting | deferred
     failed: bool  # reported as a batch item failure (Lambda keeps the message)
+    error_class: str | None = None  # a dead letter's: "business" or "system" (``error_class``)
+
+
+# Dead letters an operator fixes in a system (a secret, a target down for the whole horizon, a
+# bug of ours) rather than in the business data (a refused order, an unknown payment's order).
+SYSTEM_REASONS = frozenset(
+    {"configuration", "malformed_envelope", "unexpected_error", "retries_exhausted", "credentials_rejected"}
+)
+
+
+def error_class(reason: str) -> str:
+    """``business`` when the data must be fixed (or is waiting on data that never came),
+    ``system`` when a system or our own code must: what the DLQ, the metrics and the dashboards
+    keep apart."""
+    return "system" if reason in SYSTEM_REASONS else "business"
 
 
 class _Reported(Exception):
@@ -342,6 +358,9 @@ class BatchProcessor:
         counts: dict[str, int] = {}
         for r in inv.results:
             counts[f"Message_{r.outcome}"] = counts.get(f"Message_{r.outcome}", 0) + 1
+            if r.error_class:
+                name = f"Message_{r.outcome}_{r.error_class}"
+                counts[name] = counts.get(name, 0) + 1
         if inv.breaker_opened:
             counts["Breaker_opened"] = inv.breaker_opened
         if inv.rejected_items:
@@ -546,6 +565,15 @@ class BatchProcessor:
         horizon = self.target.retry.horizon_seconds
         elapsed = self.clock() - self.retry_since(record)
         if elapsed >= horizon:
+            if isinstance(err, AwaitingPrerequisite):
+                # What it waited for never came (a payment whose order never reached the ERP): a
+                # business error, under the reason it waited with.
+                waited = JunctionError(
+                    f"still waiting {int(elapsed)} s after the first attempt (horizon {horizon} s, "
+                    f"{attempts} attempts): {err.message}"[:1000],
+                    entity_ids=err.entity_ids,
+                )
+                return self._dead_letter(record, inv, waited, reason, attempts, envelope, prepared, last=reason)
             exhausted = JunctionError(
                 f"retries exhausted: still failing {int(elapsed)} s after the first attempt "
                 f"(horizon {horizon} s, {attempts} attempts); last error: {err.message}"[:1000],
@@ -646,6 +674,7 @@ class BatchProcessor:
         ids = self._ids(err, envelope, prepared)
         attributes = {
             "junction-reason": {"DataType": "String", "StringValue": reason},
+            "junction-error-class": {"DataType": "String", "StringValue": error_class(reason)},
             "junction-error": {"DataType": "String", "StringValue": (err.message or reason)[:1000]},
             "junction-entity-ids": {"DataType": "String", "StringValue": json.dumps(ids, sort_keys=True)},
             "junction-attempts": {"DataType": "Number", "StringValue": str(attempts)},
@@ -682,7 +711,7 @@ class BatchProcessor:
         )
         if envelope and prepared:
             self._trace(inv, envelope, prepared, "dead_lettered", attempts, reason=reason)
-        return RecordResult(message_id, "dead_lettered", failed=False)
+        return RecordResult(message_id, "dead_lettered", failed=False, error_class=error_class(reason))
 
     def _dead_letter_items(
         self, record: dict[str, Any], inv: _Invocation, envelope: Envelope, items: list[RejectedItem], attempts: int
@@ -708,6 +737,7 @@ class BatchProcessor:
                     "MessageBody": single.to_json(),
                     "MessageAttributes": {
                         "junction-reason": {"DataType": "String", "StringValue": item.reason},
+                        "junction-error-class": {"DataType": "String", "StringValue": error_class(item.reason)},
                         "junction-error": {"DataType": "String", "StringValue": item.error[:1000] or item.reason},
                         "junction-entity-ids": {"DataType": "String", "StringValue": json.dumps({"key": item.key})},
                         "junction-attempts": {"DataType": "Number", "StringValue": str(attempts)},

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shared import state_keys
-from tests.component.harness import TARGET, Pipeline, attempted, claiming, completing
+from tests.component.harness import TARGET, Pipeline, attempted, claiming, completing, shopify_headers
 from tests.sample import SHOP_ORDERS_TO_ERP as INTEGRATION
 from tests.sample import shopify_order
 
@@ -155,6 +155,7 @@ def test_target_down_for_good_ends_in_the_dlq_once_the_retry_horizon_has_passed(
     assert reasons(dlq) == ["retries_exhausted"]
     attrs = dlq[0]["MessageAttributes"]
     assert attrs["junction-last-reason"]["StringValue"] == "target_unavailable"
+    assert attrs["junction-error-class"]["StringValue"] == "system"  # a system to fix, not the order
     # Not after a number of receives: only once the declared horizon has passed.
     assert pipeline.clock() - started >= TARGET.retry.horizon_seconds
     assert int(attrs["junction-attempts"]["StringValue"]) > TARGET.queue.max_receive_count
@@ -242,3 +243,22 @@ def test_a_remembered_customer_removed_from_the_erp_is_created_again(pipeline: P
     assert [o["NumAtCard"] for o in pipeline.erp.orders()] == ["shopify:8101"]
     assert len(pipeline.erp.business_partners()) == 1
     assert pipeline.dlq() == []
+
+
+def test_what_waits_for_something_that_never_comes_is_a_business_dead_letter_after_the_horizon(
+    pipeline: Pipeline,
+) -> None:
+    # A cancellation of an order the ERP never gets: it waits (awaiting_order) up to the horizon,
+    # then goes to the DLQ under the reason it waited with, as a business error.
+    body = json.dumps({**shopify_order(), "cancelled_at": "2026-11-21T11:00:00+01:00"}, separators=(",", ":")).encode()
+    headers = {**shopify_headers(body, "cancel-1"), "X-Shopify-Topic": "orders/cancelled"}
+    assert pipeline.post(body, headers)[0] == 202
+    started = pipeline.clock()
+    pipeline.drain(max_batches=200, hours_between=1)
+    dlq = pipeline.dlq()
+    assert reasons(dlq) == ["awaiting_order"]
+    attrs = dlq[0]["MessageAttributes"]
+    assert attrs["junction-error-class"]["StringValue"] == "business"
+    assert "still waiting" in attrs["junction-error"]["StringValue"]
+    assert pipeline.clock() - started >= TARGET.retry.horizon_seconds
+    assert pipeline.erp.orders() == []
