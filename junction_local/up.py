@@ -44,8 +44,14 @@ def main() -> int:
         for integration in INTEGRATIONS:
             targets = ", ".join(t.name for t in integration.targets)
             if integration.webhook:
-                console.print(f"  {integration.name} (to {targets}): POST {runtime.webhook_url(integration.name)}")
-                console.print(f"    {integration.source} webhook secret: {runtime.webhook_secret(integration.name)}")
+                url, secret = runtime.webhook_url(integration.name), runtime.webhook_secret(integration.name)
+                token = integration.webhook.path_token
+                if token:  # the secret is the path's last segment (a provider that cannot sign)
+                    console.print(f"  {integration.name} (to {targets}): POST {url.replace('{' + token + '}', secret)}")
+                    console.print(f"    {integration.source} path token (the secret): {secret}")
+                else:
+                    console.print(f"  {integration.name} (to {targets}): POST {url}")
+                    console.print(f"    {integration.source} webhook secret: {secret}")
             if integration.schedule:
                 console.print(
                     f"  {integration.name} ({integration.source} to {targets}): polled on "
