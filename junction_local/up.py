@@ -18,7 +18,7 @@ import threading
 
 from rich.console import Console
 
-from functions.registry import INTEGRATIONS
+from functions.registry import INTEGRATIONS, get
 from junction_local.runtime import LocalRuntime
 
 console = Console()
@@ -87,8 +87,13 @@ def _example(runtime: LocalRuntime, name: str) -> None:
     path = runtime.state_dir / f"example-{name}.json"
     path.write_text(body, encoding="utf-8")
     headers = " ".join(f"-H '{k}: {v}'" for k, v in sender.headers(body.encode(), "example-1").items())
+    url = runtime.webhook_url(name)
+    webhook = get(name).webhook
+    token = webhook.path_token if webhook else None
+    if token:
+        url = url.replace("{" + token + "}", runtime.webhook_secret(name))
     console.print(f"\nSend one to {name} (the body is in {path}):")
-    console.print(f"  curl -i {runtime.webhook_url(name)} {headers} --data-binary @{path}", soft_wrap=True)
+    console.print(f"  curl -i {url} {headers} --data-binary @{path}", soft_wrap=True)
 
 
 if __name__ == "__main__":
