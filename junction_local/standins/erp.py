@@ -75,6 +75,73 @@ ORDER_FIELDS = frozenset(
     }
 )
 _ORDER_ROUTE = re.compile(r"/Orders\((\d+)\)(/Cancel)?")
+_DOCUMENT_ROUTE = re.compile(r"/(\w+)\((\d+)\)")
+DELIVERY_NOTE = 15  # the BoObjectTypes number of a delivery note: a return line's BaseType
+# The user-defined fields this installation has (docs/erp-contract.md, "Documents Junction adds"):
+# the effect's reference on payments, refunds, deliveries and returns, and a delivery's carrier
+# status, whose valid values the ERP enforces as it does for a UDF with valid values.
+REF_FIELD = "U_JunctionRef"
+REF_MAX = 100
+SHIP_STATUS_FIELD = "U_ShipStatus"
+SHIP_STATUSES = ("delivered", "returned")
+# The chart of accounts' bank and clearing accounts a transfer may go to, and the currencies.
+TRANSFER_ACCOUNTS = ("11300", "11310", "11320")
+CURRENCIES = ("PLN", "EUR", "USD", "GBP", "CZK", "JPY")
+PAYMENT_FIELDS = frozenset(
+    {
+        "DocEntry",
+        "DocNum",
+        "DocType",
+        "CardCode",
+        "DocDate",
+        "DocCurrency",
+        "TransferAccount",
+        "TransferSum",
+        "TransferDate",
+        "TransferReference",
+        "Remarks",
+        "JournalRemarks",
+        "Cancelled",
+        REF_FIELD,
+    }
+)
+PAYMENT_INPUT = PAYMENT_FIELDS - {"DocEntry", "DocNum", "Cancelled"}
+PAYMENT_LIMITS = {"TransferReference": 27, "Remarks": 254, "JournalRemarks": 50, REF_FIELD: REF_MAX}
+DELIVERY_FIELDS = frozenset(
+    {
+        "DocEntry",
+        "DocNum",
+        "CardCode",
+        "DocDate",
+        "NumAtCard",
+        "DocCurrency",
+        "DocumentStatus",
+        "Cancelled",
+        "TrackingNumber",
+        "Comments",
+        "DocumentLines",
+        REF_FIELD,
+        SHIP_STATUS_FIELD,
+    }
+)
+DELIVERY_INPUT = frozenset({"CardCode", "NumAtCard", "TrackingNumber", "Comments", "DocumentLines", REF_FIELD})
+DELIVERY_PATCH = frozenset({"TrackingNumber", "Comments", SHIP_STATUS_FIELD})
+RETURN_FIELDS = frozenset(
+    {
+        "DocEntry",
+        "DocNum",
+        "CardCode",
+        "DocDate",
+        "NumAtCard",
+        "DocCurrency",
+        "DocumentStatus",
+        "Cancelled",
+        "Comments",
+        "DocumentLines",
+        REF_FIELD,
+    }
+)
+RETURN_INPUT = frozenset({"CardCode", "NumAtCard", "Comments", "DocumentLines", REF_FIELD})
 DEFAULT_ITEMS = ("MUG-BLUE", "MUG-RED", "TEAPOT-L", "TEAPOT-S", "CUP-SET-4", "KETTLE-STEEL")
 DEFAULT_WAREHOUSES = ("01", "02")
 DEFAULT_WAREHOUSE = "01"  # where a document line without WarehouseCode commits its stock
@@ -193,6 +260,10 @@ class ErpStandIn:
             self._orders: list[dict[str, Any]] = []
             self._by_key: dict[str, dict[str, Any]] = {}
             self._deliveries: list[dict[str, Any]] = []
+            self._incoming: list[dict[str, Any]] = []  # IncomingPayments
+            self._outgoing: list[dict[str, Any]] = []  # VendorPayments (refunds to customers)
+            self._returns: list[dict[str, Any]] = []
+            self._returned: dict[tuple[int, int], float] = {}  # (delivery, line) -> quantity returned
             self._requests = 0
             self._rejected = 0
             self._items_reads = 0
@@ -259,6 +330,19 @@ class ErpStandIn:
     def delivery_notes(self) -> list[dict[str, Any]]:
         with self._lock:
             return [_copy_document(d) for d in self._deliveries]
+
+    def incoming_payments(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(p) for p in self._incoming]
+
+    def refunds(self) -> list[dict[str, Any]]:
+        """Outgoing payments to customers (``VendorPayments`` with DocType rCustomer)."""
+        with self._lock:
+            return [dict(p) for p in self._outgoing]
+
+    def returns(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [_copy_document(r) for r in self._returns]
 
     def deliver_order(self, doc_entry: int) -> dict[str, Any]:
         """Deliver everything still open on the order, as a warehouse does: a delivery note
@@ -405,6 +489,11 @@ class ErpStandIn:
                 "orders": len(references),
                 "orders_cancelled": sum(1 for o in self._orders if o["Cancelled"] == "tYES"),
                 "delivery_notes": len(self._deliveries),
+                "deliveries_delivered": sum(1 for d in self._deliveries if d.get(SHIP_STATUS_FIELD) == "delivered"),
+                "deliveries_returned": sum(1 for d in self._deliveries if d.get(SHIP_STATUS_FIELD) == "returned"),
+                "incoming_payments": len(self._incoming),
+                "refunds": len(self._outgoing),
+                "returns": len(self._returns),
                 "unique_references": len(set(references)),
                 "business_partners": len(self._partners),
                 "items": len(self._items),
@@ -418,6 +507,9 @@ class ErpStandIn:
                 "orders": self.orders(),
                 "business_partners": self.business_partners(),
                 "delivery_notes": self.delivery_notes(),
+                "incoming_payments": self.incoming_payments(),
+                "refunds": self.refunds(),
+                "returns": self.returns(),
                 "items": list(self._codes),
                 "requests": self._requests,
                 "rejected_by_behaviour": self._rejected,
@@ -532,12 +624,204 @@ class ErpStandIn:
             return self._items_api(method, route, query, headers, body)
         if route.startswith("/Orders"):
             return self._orders_api(method, route, query, headers, body)
-        if route == "/DeliveryNotes":
+        if route.startswith(("/IncomingPayments", "/VendorPayments", "/DeliveryNotes", "/Returns")):
+            try:
+                return self._documents_api(method, route, query, body)
+            except QueryError as exc:
+                return 400, {}, _error(ERR_QUERY, str(exc))
+        return 404, {}, _error(ERR_NOT_FOUND, "Resource not found")
+
+    # -- payments, refunds, deliveries, returns -------------------------------------------
+    def _collections(self) -> dict[str, tuple[list[dict[str, Any]], frozenset[str]]]:
+        return {
+            "IncomingPayments": (self._incoming, PAYMENT_FIELDS),
+            "VendorPayments": (self._outgoing, PAYMENT_FIELDS),
+            "DeliveryNotes": (self._deliveries, DELIVERY_FIELDS),
+            "Returns": (self._returns, RETURN_FIELDS),
+        }
+
+    def _documents_api(self, method: str, route: str, query: str, body: Any) -> tuple[int, dict[str, str], Any]:
+        one = _DOCUMENT_ROUTE.fullmatch(route)
+        name = one.group(1) if one else route.lstrip("/")
+        collections = self._collections()
+        if name not in collections:
+            return 404, {}, _error(ERR_NOT_FOUND, "Resource not found")
+        documents, fields = collections[name]
+        if one is None:
+            if method == "GET":
+                options = _options(query, frozenset({"$select", "$filter"}))
+                select = _document_select(options.get("$select"), fields)
+                predicate = _document_filter(options.get("$filter"), fields)
+                with self._lock:
+                    found = [_copy_document(d) for d in documents if predicate(d)]
+                return 200, {}, {"value": [_pick(d, select) for d in found]}
             if method != "POST":
                 return 405, {}, _error(-1, "Method not allowed")
             with self._lock:
-                return self._add_delivery(body)
-        return 404, {}, _error(ERR_NOT_FOUND, "Resource not found")
+                if name == "DeliveryNotes":
+                    unknown = _unknown(body, DELIVERY_INPUT)
+                    return (400, {}, _error(ERR_QUERY, unknown)) if unknown else self._add_delivery(body)
+                if name == "Returns":
+                    return self._add_return(body)
+                return self._add_payment(documents, body, refund=name == "VendorPayments")
+        entry = int(one.group(2))
+        with self._lock:
+            document = documents[entry - 1] if 1 <= entry <= len(documents) else None
+            if document is None:
+                return 404, {}, _error(ERR_NOT_FOUND, "No matching records found")
+            if method == "GET":
+                select = _document_select(_options(query, frozenset({"$select"})).get("$select"), fields)
+                return 200, {}, _pick(_copy_document(document), select)
+            if method == "PATCH" and name == "DeliveryNotes":
+                return self._patch_delivery(document, body)
+        return 405, {}, _error(-1, "Method not allowed")
+
+    def _add_payment(
+        self, documents: list[dict[str, Any]], body: Any, *, refund: bool
+    ) -> tuple[int, dict[str, str], Any]:
+        """An incoming payment, or an outgoing payment to a customer (a refund), by bank transfer
+        (callers hold the lock). Everything is checked as the Service Layer checks it: known
+        properties only, a customer's CardCode, a known currency and transfer account, a positive
+        TransferSum, dates, and the fields' sizes."""
+        entity = "Payment"
+        if not isinstance(body, dict):
+            return 400, {}, _error(ERR_INVALID, "Body must be an object")
+        unknown = _unknown(body, PAYMENT_INPUT, entity)
+        if unknown:
+            return 400, {}, _error(ERR_QUERY, unknown)
+        if body.get("DocType", "rCustomer") != "rCustomer":
+            return 400, {}, _error(ERR_INVALID, "Only payments to or from customers (rCustomer) are supported here")
+        card_code = body.get("CardCode")
+        partner = self._partners.get(card_code) if isinstance(card_code, str) else None
+        if partner is None or partner.get("CardType", "cCustomer") != "cCustomer":
+            return 400, {}, _error(ERR_INVALID, "Invalid BP code")
+        if body.get("DocCurrency") not in CURRENCIES:
+            return 400, {}, _error(ERR_INVALID, f"Invalid currency: {body.get('DocCurrency')}")
+        total = body.get("TransferSum")
+        if isinstance(total, bool) or not isinstance(total, int | float) or not math.isfinite(total) or total <= 0:
+            return 400, {}, _error(ERR_INVALID, "Payment amount must be positive")
+        if body.get("TransferAccount") not in TRANSFER_ACCOUNTS:
+            return 400, {}, _error(ERR_INVALID, f"Invalid G/L account: {body.get('TransferAccount')}")
+        for day in ("DocDate", "TransferDate"):
+            value = body.get(day)
+            if value is not None and (not isinstance(value, str) or not _valid_date(value)):
+                return 400, {}, _error(ERR_INVALID, f"{day} must be a date 'YYYY-MM-DD'")
+        for name, most in PAYMENT_LIMITS.items():
+            value = body.get(name)
+            if value is not None and (not isinstance(value, str) or len(value) > most):
+                return 400, {}, _error(ERR_INVALID, f"{name} must be text of at most {most} characters")
+        entry = len(documents) + 1
+        payment = {
+            "DocType": "rCustomer",
+            **body,
+            "DocEntry": entry,
+            "DocNum": (400000 if refund else 300000) + entry,
+            "DocDate": body.get("DocDate") or self._stamp()[0],
+            "Cancelled": "tNO",
+        }
+        documents.append(payment)
+        return 201, {}, dict(payment)
+
+    def _patch_delivery(self, note: dict[str, Any], body: Any) -> tuple[int, dict[str, str], Any]:
+        if not isinstance(body, dict) or not body:
+            return 400, {}, _error(ERR_INVALID, "Body must be an object with the properties to change")
+        unknown = _unknown(body, DELIVERY_PATCH)
+        if unknown:
+            return 400, {}, _error(ERR_QUERY, unknown)
+        status = body.get(SHIP_STATUS_FIELD)
+        if SHIP_STATUS_FIELD in body and status not in SHIP_STATUSES:
+            return 400, {}, _error(ERR_INVALID, f"Value '{status}' is not a valid value of {SHIP_STATUS_FIELD}")
+        if note["Cancelled"] == "tYES":
+            return 400, {}, _error(ERR_INVALID, "Cannot update a cancelled document")
+        note.update(body)
+        return 204, {}, None
+
+    def _add_return(self, body: Any) -> tuple[int, dict[str, str], Any]:
+        """A return based on delivery note lines (BaseType 15): the goods come back into stock;
+        no line may return more than it delivered, less what earlier returns took back."""
+        if not isinstance(body, dict) or not isinstance(body.get("CardCode"), str) or not body["CardCode"]:
+            return 400, {}, _error(ERR_INVALID, "CardCode is required")
+        unknown = _unknown(body, RETURN_INPUT)
+        if unknown:
+            return 400, {}, _error(ERR_QUERY, unknown)
+        problem = _reference_problem(body)
+        if problem:
+            return 400, {}, _error(ERR_INVALID, problem)
+        lines = body.get("DocumentLines")
+        if not isinstance(lines, list) or not lines:
+            return 400, {}, _error(ERR_INVALID, "Document must have at least one line")
+        planned: list[tuple[dict[str, Any], dict[str, Any], float]] = []
+        taken: dict[tuple[int, int], float] = {}
+        for line in lines:
+            if not isinstance(line, dict) or line.get("BaseType") != DELIVERY_NOTE:
+                return (
+                    400,
+                    {},
+                    _error(ERR_INVALID, f"Return lines must be based on a delivery (BaseType {DELIVERY_NOTE})"),
+                )
+            entry, base_line = line.get("BaseEntry"), line.get("BaseLine")
+            note = (
+                self._deliveries[entry - 1]
+                if isinstance(entry, int) and not isinstance(entry, bool) and 1 <= entry <= len(self._deliveries)
+                else None
+            )
+            if note is None or not isinstance(entry, int):
+                return 400, {}, _error(ERR_INVALID, f"Base document {entry!r} not found")
+            if note["CardCode"] != body["CardCode"]:
+                return 400, {}, _error(ERR_INVALID, "CardCode differs from the base document's")
+            if note["Cancelled"] == "tYES":
+                return 400, {}, _error(ERR_INVALID, f"Base document {entry} is cancelled")
+            rows = note["DocumentLines"]
+            if isinstance(base_line, bool) or not isinstance(base_line, int) or not 0 <= base_line < len(rows):
+                return 400, {}, _error(ERR_INVALID, f"Base line {base_line!r} not found in document {entry}")
+            key = (entry, base_line)
+            left = rows[base_line]["Quantity"] - self._returned.get(key, 0) - taken.get(key, 0)
+            quantity = line.get("Quantity", left)
+            if isinstance(quantity, bool) or not isinstance(quantity, int | float) or not quantity > 0:
+                return 400, {}, _error(ERR_INVALID, "Quantity must be positive")
+            if quantity > left:
+                return (
+                    400,
+                    {},
+                    _error(ERR_INVALID, f"Quantity exceeds what line {base_line} of document {entry} can return"),
+                )
+            taken[key] = taken.get(key, 0) + quantity
+            planned.append((note, rows[base_line], quantity))
+        day, clock = self._stamp()
+        made: list[dict[str, Any]] = []
+        for n, (note, row, quantity) in enumerate(planned):
+            self._move_stock(row, day, clock, in_stock=quantity)
+            key = (note["DocEntry"], row["LineNum"])
+            self._returned[key] = self._returned.get(key, 0) + quantity
+            made.append(
+                {
+                    "LineNum": n,
+                    "ItemCode": row["ItemCode"],
+                    "Quantity": quantity,
+                    "WarehouseCode": row["WarehouseCode"],
+                    "BaseType": DELIVERY_NOTE,
+                    "BaseEntry": note["DocEntry"],
+                    "BaseLine": row["LineNum"],
+                }
+            )
+        self._changed()
+        entry = len(self._returns) + 1
+        first = planned[0][0]
+        document = {
+            "DocEntry": entry,
+            "DocNum": 500000 + entry,
+            "CardCode": body["CardCode"],
+            "DocDate": day,
+            "NumAtCard": body.get("NumAtCard", first.get("NumAtCard")),
+            "DocCurrency": first.get("DocCurrency"),
+            "DocumentStatus": CLOSED,
+            "Cancelled": "tNO",
+            "Comments": body.get("Comments"),
+            "DocumentLines": made,
+            REF_FIELD: body.get(REF_FIELD),
+        }
+        self._returns.append(document)
+        return 201, {}, _copy_document(document)
 
     def _session_alive(self, session: str | None) -> bool:
         """A known session used within SessionTimeout; using it renews it (an idle timeout)."""
@@ -733,6 +1017,10 @@ class ErpStandIn:
         stock: InStock and Committed both drop in the line's warehouse. An order with nothing
         left open closes. All or nothing: a refused line delivers nothing."""
         planned, problem = self._plan_delivery(body)
+        problem = problem or _reference_problem(body)
+        tracking = body.get("TrackingNumber") if isinstance(body, dict) else None
+        if not problem and tracking is not None and (not isinstance(tracking, str) or len(tracking) > 100):
+            problem = "TrackingNumber must be text of at most 100 characters"
         if problem:
             return 400, {}, _error(ERR_INVALID, problem)
         day, clock = self._stamp()
@@ -757,14 +1045,22 @@ class ErpStandIn:
             )
         self._changed()
         doc_entry = len(self._deliveries) + 1
+        base = planned[0][0]
         note = {
             "DocEntry": doc_entry,
             "DocNum": 200000 + doc_entry,
             "CardCode": body["CardCode"],
             "DocDate": day,
+            # Copied from the base order unless given, as a copy from a base document does.
+            "NumAtCard": body.get("NumAtCard", base.get("NumAtCard")),
+            "DocCurrency": base.get("DocCurrency"),
             "DocumentStatus": OPEN,
             "Cancelled": "tNO",
+            "TrackingNumber": body.get("TrackingNumber"),
+            "Comments": body.get("Comments"),
             "DocumentLines": lines,
+            REF_FIELD: body.get(REF_FIELD),
+            SHIP_STATUS_FIELD: None,
         }
         self._deliveries.append(note)
         return 201, {}, _copy_document(note)
@@ -1168,6 +1464,67 @@ def _valid_date(value: str) -> bool:
     return True
 
 
+# -- documents -----------------------------------------------------------------------------
+_DOCUMENT_CONDITION = re.compile(
+    r"\s*(?:(?P<field>\w+)\s+eq\s+(?P<eq>'(?:[^']|'')*')|startswith\(\s*(?P<sfield>\w+)\s*,\s*(?P<prefix>'(?:[^']|'')*')\s*\))\s*"
+)
+
+
+def _document_select(value: str | None, fields: frozenset[str]) -> list[str] | None:
+    if value is None:
+        return None
+    wanted = [f.strip() for f in value.split(",")]
+    for name in wanted:
+        if name not in fields:
+            raise QueryError(f"Property '{name}' of 'Document' is invalid")
+    return list(dict.fromkeys(wanted))
+
+
+def _document_filter(text: str | None, fields: frozenset[str]) -> Callable[[dict[str, Any]], bool]:
+    """``Field eq 'text'`` or ``startswith(Field,'text')``, joined by ``and``: what the ERP client
+    sends. Anything else is refused, so the client never depends on a query only tolerated here."""
+    if text is None:
+        return lambda _document: True
+    tests: list[Callable[[dict[str, Any]], bool]] = []
+    for part in re.split(r"\s+and\s+", text):
+        match = _DOCUMENT_CONDITION.fullmatch(part)
+        if match is None:
+            raise QueryError(f"$filter '{text}' is not supported here")
+        name = match.group("field") or match.group("sfield")
+        if name not in fields or name == "DocumentLines":
+            raise QueryError(f"$filter '{text}': property '{name}' of 'Document' is invalid")
+        literal = (match.group("eq") or match.group("prefix"))[1:-1].replace("''", "'")
+        tests.append(_equals(name, literal) if match.group("eq") is not None else _starts(name, literal))
+    return lambda document: all(test(document) for test in tests)
+
+
+def _equals(name: str, value: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda document: document.get(name) == value
+
+
+def _starts(name: str, prefix: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda document: isinstance(document.get(name), str) and str(document[name]).startswith(prefix)
+
+
+def _pick(document: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
+    return document if select is None else {name: document.get(name) for name in select}
+
+
+def _unknown(body: Any, allowed: frozenset[str], entity: str = "Document") -> str | None:
+    """The Service Layer's refusal of a property the entity does not have, or None."""
+    if not isinstance(body, dict):
+        return None
+    extra = sorted(set(body) - allowed)
+    return f"Property '{extra[0]}' of '{entity}' is invalid" if extra else None
+
+
+def _reference_problem(body: Any) -> str | None:
+    value = body.get(REF_FIELD) if isinstance(body, dict) else None
+    if value is not None and (not isinstance(value, str) or len(value) > REF_MAX):
+        return f"{REF_FIELD} must be text of at most {REF_MAX} characters"
+    return None
+
+
 # -- wire helpers --------------------------------------------------------------------------
 def _error(code: int, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": {"lang": "en-us", "value": message}}}
@@ -1262,7 +1619,15 @@ def main() -> None:
 
 def _credentials(root_url: str) -> dict[str, str]:
     """The Service Layer secret's value for a stand-in listening on ``root_url``."""
-    return {"base_url": root_url + PREFIX, "company_db": COMPANY_DB, "username": USERNAME, "password": PASSWORD}
+    return {
+        "base_url": root_url + PREFIX,
+        "company_db": COMPANY_DB,
+        "username": USERNAME,
+        "password": PASSWORD,
+        # The accounts payments and refunds of each provider are booked to (a clearing account each).
+        "transfer_account_stripe": TRANSFER_ACCOUNTS[0],
+        "transfer_account_przelewy24": TRANSFER_ACCOUNTS[1],
+    }
 
 
 # Run as a process of its own. No flag needed: like SAP Business One's Service Layer, the

@@ -37,6 +37,7 @@ TARGET = "erp"
 ERR_ALREADY_EXISTS = -2035  # "This entry already exists in the following tables"
 ERR_NOT_FOUND = -2028  # "No matching records found"
 FREIGHT_EXPENSE_CODE = 1
+TRANSFER_ACCOUNT_KEY = "transfer_account_"  # secret keys: transfer_account_stripe, ...
 # What a stock read needs of an item, and nothing more: the Service Layer sends every field
 # of an item (hundreds) unless told otherwise.
 ITEM_SELECT = "ItemCode,UpdateDate,UpdateTime,ItemWarehouseInfoCollection"
@@ -57,6 +58,9 @@ class ErpSettings:
     company_db: str
     username: str
     password: str = field(repr=False)  # never in a log line or a traceback's locals
+    # The G/L account each payment provider's money is booked to ({"stripe": "11300"}): the
+    # secret's optional ``transfer_account_<provider>`` keys.
+    transfer_accounts: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_secret(cls, doc: Any) -> ErpSettings:
@@ -66,9 +70,23 @@ class ErpSettings:
                 company_db=str(doc["company_db"]),
                 username=str(doc["username"]),
                 password=str(doc["password"]),
+                transfer_accounts={
+                    str(k)[len(TRANSFER_ACCOUNT_KEY) :]: str(v)
+                    for k, v in doc.items()
+                    if str(k).startswith(TRANSFER_ACCOUNT_KEY) and v
+                },
             )
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, AttributeError):
             raise ConfigurationError("ERP secret must hold base_url, company_db, username and password") from None
+
+    def transfer_account(self, provider: str) -> str:
+        """The account ``provider``'s payments and refunds go to; ConfigurationError if unset."""
+        account = self.transfer_accounts.get(provider)
+        if not account:
+            raise ConfigurationError(
+                f"ERP secret has no {TRANSFER_ACCOUNT_KEY}{provider}: the account its payments are booked to"
+            )
+        return account
 
 
 def error_code(response: httpx.Response) -> int | None:
