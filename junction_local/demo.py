@@ -550,6 +550,28 @@ class Demo:
             f"shopify-order:{shop_id}" in trace and all(system in trace for system in ORDER_SYSTEMS),
         )
 
+    # -- last: what operators read holds no secret and no personal data -----------------------
+    def privacy(self) -> None:
+        console.rule("[bold]Last: no secret and no personal data in what operators read")
+        from junction_local.pii import scan_attributes, scan_logs, secret_strings
+
+        secrets = secret_strings(self.runtime.secret_values())
+        folder = self.runtime.state_dir / "logs"
+        lines = sum(len(p.read_bytes().splitlines()) for p in folder.rglob("*.log"))
+        dead = self.runtime.dead_letters()
+        found = scan_logs(folder, secrets) + scan_attributes(dead, secrets)
+        console.print(
+            f"{lines} log lines and the attributes of {len(dead)} dead letters scanned for "
+            f"{len(secrets)} secret values, e-mails, phone numbers, street addresses and tax ids: "
+            f"{len(found)} found."
+        )
+        for finding in found[:10]:
+            console.print(f"  [red]{finding.where}: {finding.kind} ({finding.excerpt})[/red]")
+        self.check(
+            "no secret, e-mail, phone number, street address or tax id in any log line or dead-letter attribute",
+            lines > 0 and not found,
+        )
+
     def verdict(self) -> bool:
         console.rule("[bold]Expectations")
         for label, ok in self.checks:
@@ -597,6 +619,7 @@ def main() -> int:
         demo.fix_and_redrive()
         demo.stock()
         demo.orders()
+        demo.privacy()
         ok = demo.verdict()
     except Exception as exc:
         console.print(f"[red]demo failed:[/red] {type(exc).__name__}: {exc}")

@@ -442,6 +442,31 @@ class LocalRuntime:
             total["dead_letters"] += int(dead[names[0]])
         return total
 
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Every message in every DLQ, with its attributes, left where it is (each is received
+        with a zero visibility timeout, so it stays visible to the next reader)."""
+        sqs = self._sqs_client()
+        found: dict[str, dict[str, Any]] = {}
+        for queue in self.state["queues"].values():
+            for _ in range(100):
+                answer = sqs.receive_message(
+                    QueueUrl=queue["dlq_url"],
+                    MaxNumberOfMessages=10,
+                    VisibilityTimeout=0,
+                    MessageAttributeNames=["All"],
+                    AttributeNames=["All"],
+                )
+                fresh = [m for m in answer.get("Messages", []) if m["MessageId"] not in found]
+                if not fresh:
+                    break
+                found.update((m["MessageId"], m) for m in fresh)
+        return list(found.values())
+
+    def secret_values(self) -> dict[str, Any]:
+        """The local value of every declared secret (what a scan must never find in a log)."""
+        urls = {system: found["root_url"] for system, found in self.state["targets"].items()}
+        return secret_values(INTEGRATIONS, urls)
+
     def aws_calls(self) -> dict[str, int]:
         """Requests the local SQS and DynamoDB stand-in has served, per action."""
         return {k: int(v) for k, v in _json(self.state["endpoints"]["sqs"])["calls"].items()}
