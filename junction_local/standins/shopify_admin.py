@@ -128,6 +128,13 @@ DEFAULT_LOCATION_ID = "gid://shopify/Location/1"
 DEFAULT_LOCATION_NAME = "Warehouse PL"
 VARIANT_BASE = 44_000_000_000  # variant and inventory item numbers never coincide, as in a real shop
 ITEM_BASE = 46_000_000_000
+# Orders and fulfilments: numbers of each kind of object apart, as a shop's ids never coincide.
+FULFILLMENT_BASE = 5_000_000_000
+FULFILLMENT_ORDER_BASE = 6_000_000_000
+FO_LINE_BASE = 7_000_000_000
+LINE_ITEM_BASE = 8_000_000_000
+EVENT_BASE = 9_000_000_000
+FULFILLABLE = frozenset({"OPEN", "IN_PROGRESS"})
 UNAUTHORIZED = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 # Bulk query operations (sources in docs/shopify-contract.md): from 2026-01 five may run at a time
 # per app and shop; results are kept for a week; a query has 10 days to complete. The processing
@@ -250,8 +257,12 @@ type BulkOperationUserError {{ code: BulkOperationUserErrorCode field: [String!]
 type UserError {{ field: [String!] message: String! }}
 type BulkOperationRunQueryPayload {{ bulkOperation: BulkOperation userErrors: [BulkOperationUserError!]! }}
 type BulkOperationCancelPayload {{ bulkOperation: BulkOperation userErrors: [UserError!]! }}
+{_fulfilment_sdl(page_args)}
 type Query {{
   node(id: ID!): Node
+  order(id: ID!): Order
+  fulfillmentOrder(id: ID!): FulfillmentOrder
+  fulfillment(id: ID!): Fulfillment
   nodes(ids: [ID!]!): [Node]!
   inventoryItem(id: ID!): InventoryItem
   inventoryItems({page_args}): InventoryItemConnection!
@@ -267,8 +278,84 @@ type Mutation {{
   inventorySetQuantities(input: InventorySetQuantitiesInput!): InventorySetQuantitiesPayload
   bulkOperationRunQuery(query: String!, groupObjects: Boolean! = false): BulkOperationRunQueryPayload
   bulkOperationCancel(id: ID!): BulkOperationCancelPayload
+  fulfillmentCreate(fulfillment: FulfillmentInput!, message: String): FulfillmentCreatePayload
+  fulfillmentEventCreate(fulfillmentEvent: FulfillmentEventInput!): FulfillmentEventCreatePayload
 }}
 """
+
+
+def _fulfilment_sdl(page_args: str) -> str:
+    """Orders, their fulfillment orders, fulfillments and fulfillment events: the subset the
+    tracking hop reads and writes (``fulfillmentCreate``, ``fulfillmentEventCreate``)."""
+    return """
+enum FulfillmentOrderStatus { CANCELLED CLOSED INCOMPLETE IN_PROGRESS ON_HOLD OPEN SCHEDULED }
+enum FulfillmentStatus { CANCELLED ERROR FAILURE SUCCESS OPEN PENDING }
+enum FulfillmentDisplayStatus {
+  ATTEMPTED_DELIVERY CANCELED CARRIER_PICKED_UP CONFIRMED DELAYED DELIVERED FAILURE FULFILLED IN_TRANSIT
+  LABEL_PRINTED LABEL_PURCHASED LABEL_VOIDED MARKED_AS_FULFILLED NOT_DELIVERED OUT_FOR_DELIVERY PICKED_UP
+  READY_FOR_PICKUP SUBMITTED
+}
+enum FulfillmentEventStatus {
+  ATTEMPTED_DELIVERY CARRIER_PICKED_UP CONFIRMED DELAYED DELIVERED FAILURE IN_TRANSIT LABEL_PRINTED
+  LABEL_PURCHASED OUT_FOR_DELIVERY READY_FOR_PICKUP
+}
+enum OrderDisplayFulfillmentStatus {
+  FULFILLED IN_PROGRESS ON_HOLD OPEN PARTIALLY_FULFILLED PENDING_FULFILLMENT REQUEST_DECLINED RESTOCKED
+  SCHEDULED UNFULFILLED
+}
+type LineItem implements Node { id: ID! sku: String name: String! quantity: Int! }
+type FulfillmentOrderLineItem implements Node {
+  id: ID! lineItem: LineItem! sku: String remainingQuantity: Int! totalQuantity: Int!
+}
+type FulfillmentOrderLineItemEdge { cursor: String! node: FulfillmentOrderLineItem! }
+type FulfillmentOrderLineItemConnection {
+  edges: [FulfillmentOrderLineItemEdge!]! nodes: [FulfillmentOrderLineItem!]! pageInfo: PageInfo!
+}
+type FulfillmentOrderAssignedLocation { location: Location name: String! }
+type FulfillmentOrder implements Node {
+  id: ID! status: FulfillmentOrderStatus! orderId: ID! orderName: String! createdAt: DateTime! updatedAt: DateTime!
+  assignedLocation: FulfillmentOrderAssignedLocation!
+  lineItems(PAGE_ARGS): FulfillmentOrderLineItemConnection!
+}
+type FulfillmentOrderEdge { cursor: String! node: FulfillmentOrder! }
+type FulfillmentOrderConnection { edges: [FulfillmentOrderEdge!]! nodes: [FulfillmentOrder!]! pageInfo: PageInfo! }
+type FulfillmentTrackingInfo { company: String number: String url: URL }
+type FulfillmentEvent implements Node {
+  id: ID! status: FulfillmentEventStatus! message: String happenedAt: DateTime! createdAt: DateTime!
+}
+type FulfillmentEventEdge { cursor: String! node: FulfillmentEvent! }
+type FulfillmentEventConnection { edges: [FulfillmentEventEdge!]! nodes: [FulfillmentEvent!]! pageInfo: PageInfo! }
+type Fulfillment implements Node {
+  id: ID! name: String! status: FulfillmentStatus! displayStatus: FulfillmentDisplayStatus createdAt: DateTime!
+  deliveredAt: DateTime trackingInfo(first: Int): [FulfillmentTrackingInfo!]!
+  events(PAGE_ARGS): FulfillmentEventConnection!
+  fulfillmentOrders(PAGE_ARGS): FulfillmentOrderConnection!
+}
+type Order implements Node {
+  id: ID! name: String! legacyResourceId: UnsignedInt64! displayFulfillmentStatus: OrderDisplayFulfillmentStatus!
+  fulfillmentOrders(PAGE_ARGS, displayable: Boolean = false): FulfillmentOrderConnection!
+  fulfillments(first: Int): [Fulfillment!]!
+}
+input FulfillmentOrderLineItemInput { id: ID! quantity: Int! }
+input FulfillmentOrderLineItemsInput {
+  fulfillmentOrderId: ID! fulfillmentOrderLineItems: [FulfillmentOrderLineItemInput!]
+}
+input FulfillmentTrackingInput { company: String number: String numbers: [String!] url: URL urls: [URL!] }
+input FulfillmentOriginAddressInput {
+  address1: String address2: String city: String countryCode: String! provinceCode: String zip: String
+}
+input FulfillmentInput {
+  lineItemsByFulfillmentOrder: [FulfillmentOrderLineItemsInput!]! notifyCustomer: Boolean = false
+  originAddress: FulfillmentOriginAddressInput trackingInfo: FulfillmentTrackingInput
+}
+type FulfillmentCreatePayload { fulfillment: Fulfillment userErrors: [UserError!]! }
+input FulfillmentEventInput {
+  fulfillmentId: ID! status: FulfillmentEventStatus! message: String happenedAt: DateTime
+  estimatedDeliveryAt: DateTime address1: String city: String province: String country: String zip: String
+  latitude: Float longitude: Float
+}
+type FulfillmentEventCreatePayload { fulfillmentEvent: FulfillmentEvent userErrors: [UserError!]! }
+""".replace("PAGE_ARGS", page_args)
 
 
 SCHEMAS: dict[str, GraphQLSchema] = {version: build_schema(_sdl(version)) for version in VERSIONS}
@@ -439,6 +526,68 @@ class _Analysis:
     roots: dict[str, tuple[str, int, int]] = field(default_factory=dict)
 
 
+@dataclass
+class _LineItem:
+    number: int
+    order: int
+    sku: str
+    quantity: int
+
+
+@dataclass
+class _FulfillmentOrderLine:
+    number: int
+    fulfillment_order: int
+    line_item: int
+    total: int
+    remaining: int
+
+
+@dataclass
+class _FulfillmentOrder:
+    number: int
+    order: int
+    location: int
+    created: str
+    status: str = "OPEN"
+    lines: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _FulfillmentEvent:
+    number: int
+    status: str
+    message: str | None
+    happened_at: str
+    created: str
+
+
+@dataclass
+class _Fulfillment:
+    number: int
+    order: int
+    name: str
+    created: str
+    fulfillment_orders: list[int]
+    lines: list[tuple[int, int]]  # (fulfillment order line, quantity)
+    tracking: list[dict[str, Any]]
+    notify_customer: bool
+    status: str = "SUCCESS"
+    display_status: str = "FULFILLED"
+    delivered_at: str | None = None
+    events: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _ShopOrder:
+    number: int
+    name: str
+    created: str
+    lines: list[int] = field(default_factory=list)
+    fulfillment_orders: list[int] = field(default_factory=list)
+    fulfillments: list[int] = field(default_factory=list)
+
+
 class ShopifyAdminStandIn:
     def __init__(
         self,
@@ -530,9 +679,13 @@ class ShopifyAdminStandIn:
                     "bulk_operations",
                     "bulk_refused",
                     "bulk_downloads",
+                    "orders",
+                    "fulfillments_created",
+                    "fulfillment_events_created",
                 ),
                 0,
             )
+            self._reset_orders()
 
     def now(self) -> float:
         return self._clock() + self._offset
@@ -1040,6 +1193,16 @@ class ShopifyAdminStandIn:
                 return self._item_obj(number)
             if kind == "Location":
                 return self._location_obj(number)
+            found = {
+                "Order": self._order_obj,
+                "FulfillmentOrder": self._fulfillment_order_obj,
+                "FulfillmentOrderLineItem": self._fo_line_obj,
+                "LineItem": self._line_item_obj,
+                "Fulfillment": self._fulfillment_obj,
+                "FulfillmentEvent": self._event_obj,
+            }.get(kind)
+            if found is not None:
+                return found(number)
             if kind == "InventoryLevel":
                 item = re.search(r"inventory_item_id=([0-9]+)", value)
                 return self._level_obj(int(item.group(1)), number) if item else None
@@ -1087,6 +1250,9 @@ class ShopifyAdminStandIn:
                 return self._bulk_node(max(mine), info.context.token) if mine else None
 
         return {
+            "order": lambda _info, id: self._node_of(id, "Order", self._order_obj),
+            "fulfillmentOrder": lambda _info, id: self._node_of(id, "FulfillmentOrder", self._fulfillment_order_obj),
+            "fulfillment": lambda _info, id: self._node_of(id, "Fulfillment", self._fulfillment_obj),
             "node": lambda info, id: self._node(id, info.context.token),
             "nodes": lambda info, ids: [self._node(i, info.context.token) for i in ids],
             "bulkOperation": bulk_operation,
@@ -1193,6 +1359,8 @@ class ShopifyAdminStandIn:
             "inventorySetQuantities": self._set_quantities_field,
             "bulkOperationRunQuery": self._run_bulk_query,
             "bulkOperationCancel": self._cancel_bulk,
+            "fulfillmentCreate": self._fulfillment_create,
+            "fulfillmentEventCreate": self._fulfillment_event_create,
         }
 
     def _set_quantities_field(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:
@@ -1553,6 +1721,401 @@ class ShopifyAdminStandIn:
             self._counts["bulk_downloads"] += 1
         return 200, {"Content-Type": "application/jsonl"}, body
 
+    # -- orders and fulfilments ----------------------------------------------------------------
+    def _reset_orders(self) -> None:
+        self._orders: dict[int, _ShopOrder] = {}
+        self._line_items: dict[int, _LineItem] = {}
+        self._fulfillment_orders: dict[int, _FulfillmentOrder] = {}
+        self._fo_lines: dict[int, _FulfillmentOrderLine] = {}
+        self._fulfillments: dict[int, _Fulfillment] = {}
+        self._events: dict[int, _FulfillmentEvent] = {}
+        self._numbers = itertools.count(1)
+
+    def _next(self, base: int) -> int:
+        return base + next(self._numbers)
+
+    def seed_order(
+        self,
+        order_id: int,
+        line_items: Sequence[Mapping[str, Any]],
+        *,
+        name: str | None = None,
+        location_id: str = DEFAULT_LOCATION_ID,
+    ) -> dict[str, Any]:
+        """An order as a checkout makes it: line items ``[{"sku", "quantity", "location_id"?}]``
+        and one fulfillment order per location, OPEN. ValueError for a taken id, an unknown
+        location or a quantity that is not a positive integer."""
+        if isinstance(order_id, bool) or not isinstance(order_id, int) or order_id < 1:
+            raise ValueError("id must be a positive integer")
+        if not line_items:
+            raise ValueError("an order needs line items")
+        with self._lock:
+            if order_id in self._orders:
+                raise ValueError(f"order {order_id} exists already")
+            planned: list[tuple[str, int, int]] = []
+            for line in line_items:
+                sku, quantity = line.get("sku"), line.get("quantity")
+                if not isinstance(sku, str) or not sku:
+                    raise ValueError("each line item needs a sku")
+                if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+                    raise ValueError(f"{sku}: quantity must be a positive integer")
+                planned.append((sku, quantity, self._location_number(str(line.get("location_id", location_id)))))
+            order = _ShopOrder(order_id, name or f"#{order_id % 100000}", _now_iso())
+            by_location: dict[int, _FulfillmentOrder] = {}
+            for sku, quantity, location in planned:
+                line_number = self._next(LINE_ITEM_BASE)
+                self._line_items[line_number] = _LineItem(line_number, order_id, sku, quantity)
+                order.lines.append(line_number)
+                fo = by_location.get(location)
+                if fo is None:
+                    fo = _FulfillmentOrder(self._next(FULFILLMENT_ORDER_BASE), order_id, location, _now_iso())
+                    by_location[location] = fo
+                    self._fulfillment_orders[fo.number] = fo
+                    order.fulfillment_orders.append(fo.number)
+                fo_line = _FulfillmentOrderLine(self._next(FO_LINE_BASE), fo.number, line_number, quantity, quantity)
+                self._fo_lines[fo_line.number] = fo_line
+                fo.lines.append(fo_line.number)
+            self._orders[order_id] = order
+            self._counts["orders"] += 1
+            return self.order_state(order_id)
+
+    def order_state(self, order_id: int) -> dict[str, Any]:
+        """The order's fulfillment orders and fulfilments, for tests and the control API."""
+        with self._lock:
+            order = self._orders[order_id]
+            return {
+                "id": gid("Order", order_id),
+                "name": order.name,
+                "fulfillment_orders": [
+                    {
+                        "id": gid("FulfillmentOrder", n),
+                        "status": self._fulfillment_orders[n].status,
+                        "location_id": gid("Location", self._fulfillment_orders[n].location),
+                        "remaining": sum(self._fo_lines[i].remaining for i in self._fulfillment_orders[n].lines),
+                    }
+                    for n in order.fulfillment_orders
+                ],
+                "fulfillments": [
+                    {
+                        "id": gid("Fulfillment", n),
+                        "status": self._fulfillments[n].status,
+                        "display_status": self._fulfillments[n].display_status,
+                        "tracking": [dict(t) for t in self._fulfillments[n].tracking],
+                        "notify_customer": self._fulfillments[n].notify_customer,
+                        "events": [
+                            {"status": self._events[e].status, "message": self._events[e].message}
+                            for e in self._fulfillments[n].events
+                        ],
+                    }
+                    for n in order.fulfillments
+                ],
+            }
+
+    def fulfil_elsewhere(self, order_id: int, *, company: str | None = None, number: str | None = None) -> str:
+        """Fulfil every open fulfillment order of the order as the merchant would by hand (with
+        their own tracking, or none): they close. Returns the fulfilment's id."""
+        with self._lock:
+            order = self._orders[order_id]
+            open_fos = [n for n in order.fulfillment_orders if self._fulfillment_orders[n].status in FULFILLABLE]
+            if not open_fos:
+                raise ValueError(f"order {order_id} has no open fulfillment order")
+            lines = [(i, self._fo_lines[i].remaining) for n in open_fos for i in self._fulfillment_orders[n].lines]
+            tracking = [{"company": company, "number": number, "url": None}] if number else []
+            return gid("Fulfillment", self._fulfil(order, open_fos, lines, tracking, notify=False))
+
+    def set_fulfillment_order_status(self, fulfillment_order_id: str, status: str) -> None:
+        """Put a fulfillment order on hold, release it or cancel it, as the merchant can."""
+        if status not in ("OPEN", "ON_HOLD", "CANCELLED", "SCHEDULED"):
+            raise ValueError("status must be OPEN, ON_HOLD, CANCELLED or SCHEDULED")
+        with self._lock:
+            fo = self._fulfillment_orders.get(gid_number(fulfillment_order_id, "FulfillmentOrder") or 0)
+            if fo is None:
+                raise KeyError(fulfillment_order_id)
+            fo.status = status
+
+    def _fulfil(
+        self,
+        order: _ShopOrder,
+        fo_numbers: list[int],
+        lines: list[tuple[int, int]],
+        tracking: list[dict[str, Any]],
+        *,
+        notify: bool,
+    ) -> int:
+        """Take ``lines`` (fulfillment order line, quantity) off their fulfillment orders and record
+        the fulfilment (under the lock)."""
+        for line_number, quantity in lines:
+            self._fo_lines[line_number].remaining -= quantity
+        for fo_number in fo_numbers:
+            fo = self._fulfillment_orders[fo_number]
+            left = sum(self._fo_lines[i].remaining for i in fo.lines)
+            fo.status = "CLOSED" if left == 0 else "IN_PROGRESS"
+        number = self._next(FULFILLMENT_BASE)
+        fulfillment = _Fulfillment(
+            number,
+            order.number,
+            f"{order.name}-F{len(order.fulfillments) + 1}",
+            _now_iso(),
+            list(fo_numbers),
+            [(i, q) for i, q in lines if q > 0],
+            tracking,
+            notify,
+        )
+        self._fulfillments[number] = fulfillment
+        order.fulfillments.append(number)
+        self._counts["fulfillments_created"] += 1
+        return number
+
+    def _order_obj(self, number: int) -> dict[str, Any] | None:
+        order = self._orders.get(number)
+        if order is None:
+            return None
+
+        def fulfillment_orders(_info: Any, **args: Any) -> dict[str, Any]:
+            with self._lock:
+                numbers = sorted(order.fulfillment_orders)
+                page = (args.get("first"), args.get("after"), args.get("last"), args.get("before"), args["reverse"])
+                return self._page(numbers, *page, self._fulfillment_order_obj)
+
+        def fulfillments(_info: Any, first: int | None = None) -> list[dict[str, Any] | None]:
+            with self._lock:
+                numbers = order.fulfillments[: first if first is not None else None]
+                return [self._fulfillment_obj(n) for n in numbers]
+
+        return {
+            "__typename": "Order",
+            "id": gid("Order", number),
+            "name": order.name,
+            "legacyResourceId": str(number),
+            "displayFulfillmentStatus": lambda _info: self._display_fulfillment_status(order),
+            "fulfillmentOrders": fulfillment_orders,
+            "fulfillments": fulfillments,
+        }
+
+    def _display_fulfillment_status(self, order: _ShopOrder) -> str:
+        with self._lock:
+            total = sum(self._line_items[n].quantity for n in order.lines)
+            left = sum(
+                self._fo_lines[i].remaining
+                for n in order.fulfillment_orders
+                if self._fulfillment_orders[n].status != "CANCELLED"
+                for i in self._fulfillment_orders[n].lines
+            )
+            if left == 0:
+                return "FULFILLED"
+            if any(self._fulfillment_orders[n].status == "ON_HOLD" for n in order.fulfillment_orders):
+                return "ON_HOLD"
+            return "UNFULFILLED" if left == total else "PARTIALLY_FULFILLED"
+
+    def _fulfillment_order_obj(self, number: int) -> dict[str, Any] | None:
+        fo = self._fulfillment_orders.get(number)
+        if fo is None:
+            return None
+
+        def line_items(_info: Any, **args: Any) -> dict[str, Any]:
+            with self._lock:
+                page = (args.get("first"), args.get("after"), args.get("last"), args.get("before"), args["reverse"])
+                return self._page(sorted(fo.lines), *page, self._fo_line_obj)
+
+        return {
+            "__typename": "FulfillmentOrder",
+            "id": gid("FulfillmentOrder", number),
+            "status": fo.status,
+            "orderId": gid("Order", fo.order),
+            "orderName": self._orders[fo.order].name,
+            "createdAt": fo.created,
+            "updatedAt": _now_iso(),
+            "assignedLocation": {
+                "name": self._locations.get(fo.location, ""),
+                "location": lambda _info: self._location_obj(fo.location),
+            },
+            "lineItems": line_items,
+        }
+
+    def _fo_line_obj(self, number: int) -> dict[str, Any] | None:
+        line = self._fo_lines.get(number)
+        if line is None:
+            return None
+        item = self._line_items[line.line_item]
+        return {
+            "__typename": "FulfillmentOrderLineItem",
+            "id": gid("FulfillmentOrderLineItem", number),
+            "sku": item.sku,
+            "remainingQuantity": line.remaining,
+            "totalQuantity": line.total,
+            "lineItem": self._line_item_obj(item.number),
+        }
+
+    def _line_item_obj(self, number: int) -> dict[str, Any] | None:
+        item = self._line_items.get(number)
+        if item is None:
+            return None
+        return {
+            "__typename": "LineItem",
+            "id": gid("LineItem", number),
+            "sku": item.sku,
+            "name": item.sku,
+            "quantity": item.quantity,
+        }
+
+    def _fulfillment_obj(self, number: int) -> dict[str, Any] | None:
+        fulfillment = self._fulfillments.get(number)
+        if fulfillment is None:
+            return None
+
+        def tracking(_info: Any, first: int | None = None) -> list[dict[str, Any]]:
+            with self._lock:
+                return [dict(t) for t in fulfillment.tracking[: first if first is not None else None]]
+
+        def events(_info: Any, **args: Any) -> dict[str, Any]:
+            with self._lock:
+                page = (args.get("first"), args.get("after"), args.get("last"), args.get("before"), args["reverse"])
+                return self._page(sorted(fulfillment.events), *page, self._event_obj)
+
+        def fulfillment_orders(_info: Any, **args: Any) -> dict[str, Any]:
+            with self._lock:
+                page = (args.get("first"), args.get("after"), args.get("last"), args.get("before"), args["reverse"])
+                return self._page(sorted(fulfillment.fulfillment_orders), *page, self._fulfillment_order_obj)
+
+        return {
+            "__typename": "Fulfillment",
+            "id": gid("Fulfillment", number),
+            "name": fulfillment.name,
+            "status": fulfillment.status,
+            "displayStatus": fulfillment.display_status,
+            "createdAt": fulfillment.created,
+            "deliveredAt": fulfillment.delivered_at,
+            "trackingInfo": tracking,
+            "events": events,
+            "fulfillmentOrders": fulfillment_orders,
+        }
+
+    def _event_obj(self, number: int) -> dict[str, Any] | None:
+        event = self._events.get(number)
+        if event is None:
+            return None
+        return {
+            "__typename": "FulfillmentEvent",
+            "id": gid("FulfillmentEvent", number),
+            "status": event.status,
+            "message": event.message,
+            "happenedAt": event.happened_at,
+            "createdAt": event.created,
+        }
+
+    def _fulfillment_create(self, info: Any, fulfillment: dict[str, Any], message: str | None = None) -> dict[str, Any]:
+        """``fulfillmentCreate``: every fulfillment order named must be fulfillable (OPEN or
+        IN_PROGRESS), of one order and one location; the quantities asked (all that remains
+        when no line items are named) must remain. Then the fulfilment is made and, under
+        ``slow``, its answer held: the lost answer of a change that was made."""
+        request: _Request = info.context
+        with self._lock:
+            planned = self._plan_fulfilment(fulfillment)
+            if isinstance(planned, list):
+                return {"fulfillment": None, "userErrors": planned}
+            order, fo_numbers, lines = planned
+            tracking_input = fulfillment.get("trackingInfo") or {}
+            tracking = self._tracking(tracking_input)
+            if isinstance(tracking, dict):
+                return {"fulfillment": None, "userErrors": [tracking]}
+            number = self._fulfil(order, fo_numbers, lines, tracking, notify=bool(fulfillment.get("notifyCustomer")))
+            answer: dict[str, Any] = {"fulfillment": self._fulfillment_obj(number), "userErrors": []}
+        self._hold(request.hold)
+        return answer
+
+    def _plan_fulfilment(
+        self, fulfillment: dict[str, Any]
+    ) -> tuple[_ShopOrder, list[int], list[tuple[int, int]]] | list[dict[str, Any]]:
+        groups = fulfillment["lineItemsByFulfillmentOrder"]
+        at = ["fulfillment", "lineItemsByFulfillmentOrder"]
+        if not groups:
+            return [{"field": at, "message": "Line items by fulfillment order can't be blank."}]
+        errors: list[dict[str, Any]] = []
+        fos: list[_FulfillmentOrder] = []
+        lines: list[tuple[int, int]] = []
+        for i, group in enumerate(groups):
+            here = [*at, str(i)]
+            fo_id = group["fulfillmentOrderId"]
+            fo = self._fulfillment_orders.get(gid_number(fo_id, "FulfillmentOrder") or 0)
+            if fo is None:
+                errors.append({"field": [*here, "fulfillmentOrderId"], "message": "Fulfillment order does not exist."})
+                continue
+            if fo.status not in FULFILLABLE:
+                errors.append(
+                    {
+                        "field": [*here, "fulfillmentOrderId"],
+                        "message": f"Fulfillment order {fo_id} has an unfulfillable status= {fo.status.lower()}.",
+                    }
+                )
+                continue
+            fos.append(fo)
+            asked = group.get("fulfillmentOrderLineItems")
+            if not asked:
+                lines.extend((n, self._fo_lines[n].remaining) for n in fo.lines if self._fo_lines[n].remaining > 0)
+                continue
+            for j, line in enumerate(asked):
+                number = gid_number(line["id"], "FulfillmentOrderLineItem")
+                fo_line = self._fo_lines.get(number or 0)
+                where = [*here, "fulfillmentOrderLineItems", str(j)]
+                if fo_line is None or fo_line.fulfillment_order != fo.number:
+                    errors.append({"field": [*where, "id"], "message": "Fulfillment order line item does not exist."})
+                elif not 0 < line["quantity"] <= fo_line.remaining:
+                    errors.append(
+                        {"field": [*where, "quantity"], "message": "Invalid fulfillment order line item quantity."}
+                    )
+                else:
+                    lines.append((fo_line.number, line["quantity"]))
+        if errors:
+            return errors
+        if len({fo.order for fo in fos}) > 1 or len({fo.location for fo in fos}) > 1:
+            message = "All fulfillment orders must belong to the same order and be assigned to the same location."
+            return [{"field": at, "message": message}]
+        if len({fo.number for fo in fos}) != len(fos):
+            return [{"field": at, "message": "A fulfillment order can be named only once."}]
+        if not any(q > 0 for _, q in lines):
+            return [{"field": at, "message": "The fulfillment orders have nothing left to fulfill."}]
+        return self._orders[fos[0].order], [fo.number for fo in fos], lines
+
+    @staticmethod
+    def _tracking(given: dict[str, Any]) -> list[dict[str, Any]] | dict[str, Any]:
+        """The tracking of a fulfilment, or the user error of an unusable URL."""
+        numbers = [given["number"]] if given.get("number") else list(given.get("numbers") or [])
+        urls = [given["url"]] if given.get("url") else list(given.get("urls") or [])
+        for url in urls:
+            parts = urlsplit(str(url))
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                return {"field": ["fulfillment", "trackingInfo", "url"], "message": "Tracking url is invalid."}
+        company = given.get("company")
+        return [
+            {"company": company, "number": n, "url": urls[i] if i < len(urls) else None} for i, n in enumerate(numbers)
+        ]
+
+    def _fulfillment_event_create(self, info: Any, fulfillmentEvent: dict[str, Any]) -> dict[str, Any]:
+        """``fulfillmentEventCreate``: an event on a fulfilment that is not cancelled; the
+        fulfilment's display status follows its latest event, DELIVERED sets ``deliveredAt``."""
+        request: _Request = info.context
+        given = fulfillmentEvent
+        with self._lock:
+            fulfillment = self._fulfillments.get(gid_number(given["fulfillmentId"], "Fulfillment") or 0)
+            if fulfillment is None:
+                error = {"field": ["fulfillmentEvent", "fulfillmentId"], "message": "Fulfillment does not exist."}
+                return {"fulfillmentEvent": None, "userErrors": [error]}
+            if fulfillment.status == "CANCELLED":
+                error = {"field": ["fulfillmentEvent", "fulfillmentId"], "message": "Fulfillment is cancelled."}
+                return {"fulfillmentEvent": None, "userErrors": [error]}
+            now = _now_iso()
+            happened = given.get("happenedAt") or now
+            event = _FulfillmentEvent(self._next(EVENT_BASE), given["status"], given.get("message"), str(happened), now)
+            self._events[event.number] = event
+            fulfillment.events.append(event.number)
+            fulfillment.display_status = event.status
+            if event.status == "DELIVERED":
+                fulfillment.delivered_at = event.happened_at
+            self._counts["fulfillment_events_created"] += 1
+            answer: dict[str, Any] = {"fulfillmentEvent": self._event_obj(event.number), "userErrors": []}
+        self._hold(request.hold)
+        return answer
+
     # -- control ---------------------------------------------------------------------------------
     def _control(self, method: str, path: str, raw: bytes) -> tuple[int, Any]:
         if method == "GET" and path == "/_standin/state":
@@ -1614,6 +2177,31 @@ class ShopifyAdminStandIn:
             if not isinstance(skus, list) or not all(isinstance(s, str) for s in skus):
                 raise ValueError("skus must be a list of strings")
             return 200, self.lookup(skus, location_id=str(body.get("location_id", DEFAULT_LOCATION_ID)))
+        if path == "/_standin/orders":
+            unknown = set(body) - {"id", "name", "line_items", "location_id"}
+            if unknown:
+                raise ValueError(f"unknown order fields {sorted(unknown)}")
+            lines = body.get("line_items")
+            if not isinstance(lines, list) or not all(isinstance(line, dict) for line in lines):
+                raise ValueError("line_items must be a list of {sku, quantity}")
+            return 201, self.seed_order(
+                _strict_int(body.get("id"), "id"),
+                lines,
+                name=None if body.get("name") is None else str(body["name"]),
+                location_id=str(body.get("location_id", DEFAULT_LOCATION_ID)),
+            )
+        if path == "/_standin/orders/state":
+            return 200, self.order_state(_strict_int(body.get("id"), "id"))
+        if path == "/_standin/orders/fulfil":
+            fulfilled = self.fulfil_elsewhere(
+                _strict_int(body.get("id"), "id"),
+                company=None if body.get("company") is None else str(body["company"]),
+                number=None if body.get("number") is None else str(body["number"]),
+            )
+            return 200, {"fulfillment_id": fulfilled}
+        if path == "/_standin/fulfillment-orders/status":
+            self.set_fulfillment_order_status(str(body["id"]), str(body["status"]))
+            return 200, {"status": str(body["status"])}
         if path == "/_standin/bulk/behaviour":
             rate = body.get("objects_per_second")
             self.set_bulk_behaviour(
@@ -1747,7 +2335,8 @@ class _Analyser:
         per_item = 1 + self._set_cost(named, node.selection_set, path)
         if is_list_type(get_nullable_type(definition.type)):
             sized = args.get("ids", args.get("names"))
-            size = len(sized) if isinstance(sized, list) else 1
+            first = args.get("first")
+            size = len(sized) if isinstance(sized, list) else (first if isinstance(first, int) and first > 0 else 1)
             return size * per_item, "list", per_item
         return per_item, "object", per_item
 
