@@ -12,6 +12,10 @@
 - Stock: ``GET /Items`` filtered on ``UpdateDate`` alone, ordered by ItemCode, one page at a time
   behind ``odata.nextLink``. Paging by offset while stock changes can repeat an item but never
   skip one, so the reader deduplicates (by ``item_version``) rather than trusting the pages.
+- Payments, refunds, deliveries and returns of a sales order: ``IncomingPayments`` (on account),
+  ``VendorPayments`` to the customer, ``DeliveryNotes`` and ``Returns`` based on their documents,
+  each found by its reference (``U_JunctionRef``; a delivery by the order's NumAtCard) before it is
+  made, since the Service Layer ignores Idempotency-Key.
 """
 
 from __future__ import annotations
