@@ -9,7 +9,10 @@ without an import cycle.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
@@ -26,6 +29,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from rich.console import Console
+from rich.table import Table
 from typer.core import TyperGroup
 
 from .commands import MISSING_QUEUE_CODES
@@ -38,15 +42,57 @@ CREDENTIAL_CODES = frozenset(
 
 
 # Piped or redirected output is for grep and scripts: tables as wide as their content, never
-# wrapped at 80 columns (which cuts ids in two).
-PIPED_WIDTH = 1000
+# wrapped at 80 columns (which cuts ids in two), and no cell clipped or folded (``piped``).
+PIPED_WIDTH = 20_000
+
+
+class _PipedConsole(Console):
+    """A console for pipes: a table's title is never wrapped to the table's width either."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        for thing in objects:
+            if isinstance(thing, Table) and thing.title is not None:
+                wanted = len(str(thing.title)) + 4
+                thing.min_width = max(thing.min_width or 0, wanted)
+        super().print(*objects, **kwargs)
 
 
 def out() -> Console:
     console = Console(highlight=False)
     if not console.is_terminal:
-        console = Console(highlight=False, width=PIPED_WIDTH)
+        console = _PipedConsole(highlight=False, width=PIPED_WIDTH)
     return console
+
+
+def piped() -> bool:
+    """Whether stdout is a pipe or a file: then nothing is clipped to fit a screen."""
+    return not Console().is_terminal
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    if hasattr(value, "as_json"):
+        return value.as_json()
+    return str(value)
+
+
+def emit_json(document: Any) -> None:
+    """One JSON document on stdout (``--json``)."""
+    typer.echo(json.dumps(document, indent=2, default=_json_default))
+
+
+def emit_jsonl(documents: Iterable[Any]) -> None:
+    """JSON Lines on stdout: one compact document per line (streams: history events)."""
+    for document in documents:
+        typer.echo(json.dumps(document, separators=(",", ":"), default=_json_default))
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (one document) on stdout instead of tables.")]
 
 
 def err() -> Console:
@@ -195,5 +241,6 @@ def fmt_ids(values: dict[str, str]) -> str:
 
 
 def fmt_clip(text: str, width: int = 80) -> str:
+    """One line; clipped to ``width`` on a terminal, whole when piped (grep finds every word)."""
     text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return text if len(text) <= width or piped() else text[: width - 1] + "…"

@@ -9,6 +9,8 @@ integration has only one).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -19,8 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from . import commands, dlq
-from .app import app, err, fmt_age, fmt_clip, fmt_ids, fmt_when, global_options, out
+from . import auditing, commands, dlq, observe
+from .app import JsonOption, app, emit_json, err, fmt_age, fmt_clip, fmt_ids, fmt_when, global_options, out, piped
 from .context import OpsError
 from .sync import sync_app
 
@@ -35,12 +37,16 @@ TargetOption = Annotated[
 dlq_app = typer.Typer(help="Inspect and redrive dead-letter queues (one per target).", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(sync_app, name="sync")
+app.add_typer(observe.breaker_app, name="breaker")
 
 
 # -- integrations ------------------------------------------------------------------------------
 @app.command()
-def integrations() -> None:
+def integrations(as_json: JsonOption = False) -> None:
     """List the declared integrations, one row per target."""
+    if as_json:
+        emit_json([dataclasses.asdict(row) for row in commands.integration_rows()])
+        return
     table = Table(title="Integrations")
     for column in ("name", "trigger", "source → target", "batch size", "max receives", "max concurrency"):
         table.add_column(column, justify="right" if column.startswith(("batch", "max")) else "left")
@@ -62,11 +68,13 @@ def status(
     ctx: typer.Context,
     integration: Annotated[str | None, typer.Argument(help="One integration (default: all).")] = None,
     target: TargetOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Per integration and target: queue depths, DLQ depth, oldest message, breaker, last success."""
     chosen = commands.every_target(integration, target)
     options = global_options(ctx)
     where, clients = options.target, options.clients
+    rows: list[commands.QueueStatus] = []
     table = Table(title=f"Status ({where.kind}, stage {where.stage})")
     columns = (
         "integration",
@@ -90,6 +98,7 @@ def status(
             t,
             cloudwatch=None if where.is_local else clients.cloudwatch,
         )
+        rows.append(s)
         table.add_row(
             s.integration,
             s.target,
@@ -101,6 +110,9 @@ def status(
             _breaker(s.breaker, s.breaker_open_until),
             fmt_when(s.last_success) if s.last_success else "never",
         )
+    if as_json:
+        emit_json([dataclasses.asdict(r) for r in rows])
+        return
     out().print(table)
 
 
@@ -120,15 +132,29 @@ def dlq_list(
     integration: Annotated[str | None, typer.Argument(help="One integration (default: all).")] = None,
     target: TargetOption = None,
     limit: Annotated[int, typer.Option(min=1, help="Peek at most this many messages per DLQ.")] = 1000,
+    as_json: JsonOption = False,
 ) -> None:
     """Peek at DLQ messages (they stay in the DLQ), grouped by reason."""
     chosen = commands.one_queue_each(integration, target)
     options = global_options(ctx)
     where, clients = options.target, options.clients
     console = out()
+    documents: list[dict[str, Any]] = []
     for i, t in chosen:
         name = f"{i.name}/{t.name}"
         messages = dlq.peek(clients.sqs, where.stage, i, t, limit=limit)
+        if as_json:
+            documents.append(
+                {
+                    "integration": i.name,
+                    "target": t.name,
+                    "count": len(messages),
+                    "limited": len(messages) >= limit,
+                    "by_reason": [dataclasses.asdict(g) for g in dlq.group_by_reason(messages)],
+                    "messages": [_message_json(m) for m in messages],
+                }
+            )
+            continue
         if not messages:
             console.print(f"{name}: DLQ empty", style="green", markup=False)
             continue
@@ -141,6 +167,29 @@ def dlq_list(
         console.print(_message_table(messages, f"{name}: messages"))
         if len(messages) >= limit:
             console.print(f"(showing the first {limit}; raise --limit to see more)", style="yellow", markup=False)
+    if as_json:
+        emit_json(documents)
+
+
+def _message_json(m: dlq.DlqMessage, *, body: bool = False) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "integration": m.integration,
+        "target": m.target,
+        "message_id": m.message_id,
+        "reason": m.reason,
+        "last_reason": m.last_reason,
+        "error": m.error,
+        "entity_ids": m.entity_ids,
+        "attempts": m.attempts,
+        "failed_at": m.failed_at.isoformat() if m.failed_at else None,
+    }
+    if body:
+        check = m.claim_check
+        doc["attributes"] = m.attributes
+        doc["system"] = m.system
+        doc["claim_check"] = dataclasses.asdict(check) if check is not None else None
+        doc["body"] = _decoded_body(m.body) if _decoded_body(m.body) is not None else m.body
+    return doc
 
 
 def _message_table(messages: list[dlq.DlqMessage], title: str) -> Table:
@@ -149,7 +198,7 @@ def _message_table(messages: list[dlq.DlqMessage], title: str) -> Table:
         if column == "message id":
             table.add_column(column, no_wrap=True, min_width=36)
         else:
-            table.add_column(column, overflow="fold" if column == "entity ids" else "ellipsis")
+            table.add_column(column, overflow="ellipsis" if column != "entity ids" and not piped() else "fold")
     ordered = sorted(messages, key=lambda m: m.failed_at or datetime.min.replace(tzinfo=UTC))
     for m in ordered:
         reason = f"{m.reason} ({m.last_reason})" if m.last_reason else m.reason
@@ -165,11 +214,15 @@ def dlq_show(
     message_id: Annotated[str, typer.Argument(help="The DLQ message id (see `junction dlq list`).")],
     integration: Annotated[str | None, typer.Option(help="Look only in this integration's DLQ.")] = None,
     target: TargetOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """One DLQ message: every attribute and the event, pretty-printed."""
     chosen = commands.one_queue_each(integration, target)
     options = global_options(ctx)
     message = dlq.find(options.clients.sqs, options.target.stage, chosen, message_id)
+    if as_json:
+        emit_json(_message_json(message, body=True))
+        return
     console = out()
     table = Table(title=f"{message.integration}/{message.target}: message {message.message_id}", show_header=False)
     table.add_column("attribute", style="bold")
@@ -255,6 +308,7 @@ def dlq_redrive(
     limit: Annotated[int, typer.Option(min=1, help="Look at most at this many messages per DLQ.")] = 10_000,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would move; move nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Move DLQ messages back to their target's queue, all of them or those matching the filters."""
     chosen = commands.one_queue_each(integration, target)
@@ -268,8 +322,9 @@ def dlq_redrive(
         typer.confirm(
             f"Redrive {flt.describe()} from the DLQ of {names} ({where.kind}, stage {where.stage})?", abort=True
         )
-    console = out()
+    console = err() if as_json else out()
     results: list[dlq.RedriveResult] = []
+    filters = {"reason": reason, "entity": entity, "older_than": older_than, "rate": rate, "limit": limit}
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -284,8 +339,14 @@ def dlq_redrive(
             def update(done: int, total: int, task: Any = task) -> None:
                 progress.update(task, completed=done, total=total)
 
-            results.append(
-                dlq.redrive(
+            with contextlib.ExitStack() as recording:
+                if not dry_run:  # a dry run changes nothing: no audit record
+                    action = recording.enter_context(
+                        auditing.acting(
+                            clients.dynamodb, where, "dlq.redrive", integration=i.name, target=t.name, filters=filters
+                        )
+                    )
+                moved = dlq.redrive(
                     clients.sqs,
                     where.stage,
                     i,
@@ -297,10 +358,28 @@ def dlq_redrive(
                     progress=update,
                     move_sqs=clients.sqs_once,
                 )
-            )
+                if not dry_run:
+                    action.count = moved.moved
+                    action.details.update(method=moved.method, skipped=moved.skipped)
+            results.append(moved)
             last = results[-1]
             done = last.moved + last.skipped + (len(last.matched) if dry_run else 0)
             progress.update(task, total=done, completed=done)
+    if as_json:
+        emit_json(
+            [
+                {
+                    "integration": r.integration,
+                    "target": r.target,
+                    "method": r.method,
+                    "moved": r.moved,
+                    "skipped": r.skipped,
+                    "matched": [_message_json(m) for m in r.matched] if r.method == "dry-run" else [],
+                }
+                for r in results
+            ]
+        )
+        return
     for result in results:
         name = f"{result.integration}/{result.target}"
         if result.method == "dry-run":
@@ -354,11 +433,22 @@ def replay(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask for confirmation; a backfill sends (not a dry run).")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Send an entity's recorded event again to the queue of the target that recorded it; or, with
     --since/--until --target, backfill one target with every entity delivered in the window."""
     if since is not None or until is not None:
-        _backfill(ctx, entity_id, integration, target, since, until, bypass_idempotency=bypass_idempotency, yes=yes)
+        _backfill(
+            ctx,
+            entity_id,
+            integration,
+            target,
+            since,
+            until,
+            bypass_idempotency=bypass_idempotency,
+            yes=yes,
+            as_json=as_json,
+        )
         return
     if entity_id is None:
         raise OpsError("pass an entity id, or --since and --until with --target to backfill a target")
@@ -377,14 +467,27 @@ def replay(
             f"({event.target.name} receives it again)?",
             abort=True,
         )
-    result = commands.replay(
-        clients.sqs,
+    with auditing.acting(
         clients.dynamodb,
-        where.stage,
-        entity_id,
-        bypass_idempotency=bypass_idempotency,
-        event=event,
-    )
+        where,
+        "replay",
+        integration=event.integration.name,
+        target=event.target.name,
+        filters={"entity": entity_id, "bypass_idempotency": bypass_idempotency},
+    ) as action:
+        result = commands.replay(
+            clients.sqs,
+            clients.dynamodb,
+            where.stage,
+            entity_id,
+            bypass_idempotency=bypass_idempotency,
+            event=event,
+        )
+        action.count = 1
+        action.details.update(message_id=result.message_id, record_key=result.record_key, replay_id=result.replay_id)
+    if as_json:
+        emit_json(dataclasses.asdict(result) | {"entity_id": entity_id, "delivery_id": event.envelope.delivery_id})
+        return
     console = out()
     console.print(
         f"sent event {event.envelope.delivery_id} of {entity_id} to {result.queue} (message {result.message_id})",
@@ -417,6 +520,7 @@ def _backfill(
     *,
     bypass_idempotency: bool,
     yes: bool,
+    as_json: bool = False,
 ) -> None:
     """``replay --since --until --target``: a dry run unless ``--yes``."""
     if entity_id is not None:
@@ -430,10 +534,32 @@ def _backfill(
     options = global_options(ctx)
     where, clients = options.target, options.clients
     plan = commands.backfill_plan(clients.dynamodb, where.stage, since, until, target, integration_name=integration)
-    console = out()
+    console = err() if as_json else out()
     window = f"{plan.since} to {plan.until}"
+    document: dict[str, Any] = {
+        "target": plan.target,
+        "since": plan.since,
+        "until": plan.until,
+        "dry_run": not yes,
+        "entities": plan.entities,
+        "events": [
+            {
+                "entity_id": e.entity_id,
+                "integration": e.integration.name,
+                "target": e.target.name,
+                "business_key": e.business_key,
+                "delivery_id": e.envelope.delivery_id,
+                "already_at_target": e.at_target,
+            }
+            for e in plan.events
+        ],
+        "skipped": [{"entity_id": entity, "why": why} for entity, why in plan.skipped],
+        "sent": [],
+    }
     if not plan.entities:
         console.print(f"no entity delivered from {window}: nothing to send", markup=False, soft_wrap=True)
+        if as_json:
+            emit_json(document)
         return
     for entity, why in plan.skipped:
         err().print(f"skipped {entity}: {why}", style="yellow", markup=False, soft_wrap=True)
@@ -449,8 +575,21 @@ def _backfill(
             markup=False,
             soft_wrap=True,
         )
+        if as_json:
+            emit_json(document)
         return
-    for sent in commands.backfill(clients.sqs, where.stage, plan):
+    filters = {"since": plan.since, "until": plan.until, "target": target, "integration": integration}
+    with auditing.acting(
+        clients.dynamodb, where, "replay.backfill", integration=integration, target=target, filters=filters
+    ) as action:
+        done = commands.backfill(clients.sqs, where.stage, plan)
+        action.count = sum(s.sent for s in done)
+        action.details.update(entities=len(plan.entities), queues={s.queue: s.sent for s in done})
+    document["sent"] = [dataclasses.asdict(s) for s in done]
+    if as_json:
+        emit_json(document)
+        return
+    for sent in done:
         console.print(
             f"{sent.integration}/{sent.target}: sent {sent.sent} to {sent.queue}", markup=False, soft_wrap=True
         )
@@ -487,7 +626,7 @@ def trace(
             "contact id, a ShipBob order id, the shop's order id."
         ),
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Every hop recorded for an entity, oldest first, below its ids in every system."""
     options = global_options(ctx)

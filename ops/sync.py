@@ -16,7 +16,6 @@ the cursor before and after.
 
 from __future__ import annotations
 
-import getpass
 import importlib
 import json
 import logging
@@ -37,6 +36,7 @@ import boto3
 import typer
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -48,7 +48,9 @@ from shared.declaration import Integration, function_name, queue_name, state_tab
 from shared.declaration import Target as Delivery
 from shared.polling import CursorState, read_cursor, write_cursor
 
-from .app import JunctionGroup, err, fmt_age, fmt_when, global_options, out
+from . import auditing
+from .app import JsonOption, JunctionGroup, emit_json, err, fmt_age, fmt_when, global_options, out
+from .auditing import caller
 from .context import OpsError
 from .context import Target as Stack
 
@@ -445,17 +447,6 @@ def _audit_logger() -> logging.Logger:
     return audit_log
 
 
-def caller(stack: Stack) -> str:
-    """Who acts: the AWS caller identity (its ARN), or the local user."""
-    if stack.is_local:
-        try:
-            return f"{getpass.getuser()} (local)"
-        except (OSError, KeyError):
-            return "unknown (local)"
-    sts = boto3.session.Session().client("sts", config=Config(retries={"mode": "standard", "max_attempts": 5}))
-    return str(sts.get_caller_identity()["Arn"])
-
-
 def cursor_json(cursor: CursorState) -> dict[str, Any]:
     return {
         "position": cursor.position,
@@ -474,9 +465,11 @@ def audit(
     integration: str,
     before: CursorState | None = None,
     after: CursorState | None = None,
+    ddb: DynamoDBClient | None = None,
     **details: Any,
 ) -> dict[str, Any]:
-    """One structured line per change of state: who, when, what, before and after."""
+    """One structured line per change of state on stderr (who, when, what, before and after)
+    and, given the state table's client, the same as an audit record there (``junction audit``)."""
     record: dict[str, Any] = {
         "event": "junction.ops",
         "action": action,
@@ -490,6 +483,10 @@ def audit(
         **details,
     }
     _audit_logger().info(json.dumps(record, default=str, separators=(",", ":")))
+    if ddb is not None:
+        kept = {k: v for k, v in record.items() if k not in ("event", "action", "at", "who", "target", "stage")}
+        kept.pop("integration", None)
+        auditing.write(ddb, stack, action, who=who, integration=integration, details=kept)
     return record
 
 
@@ -842,7 +839,7 @@ def _position_option(integration: Integration, value: str, option: str) -> str |
         raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
-def _show_change(change: CursorChange) -> None:
+def _show_change(change: CursorChange, console: Console | None = None) -> None:
     table = Table(title=f"Cursor of {change.integration.name}")
     for column in ("", "before", "after"):
         table.add_column(column, overflow="fold")
@@ -853,7 +850,7 @@ def _show_change(change: CursorChange) -> None:
     table.add_row("seen keys (lookback)", str(len(b.seen)), str(len(a.seen)))
     table.add_row("version", str(b.version), str(a.version))
     table.add_row("caught up at", _epoch_when(b.caught_up_at), _epoch_when(a.caught_up_at))
-    console = out()
+    console = console or out()
     console.print(table)
     for note in change.notes:
         console.print(f"note: {note}", style="yellow", markup=False, soft_wrap=True)
@@ -876,17 +873,29 @@ def _move_cursor(
     dry_run: bool,
     yes: bool,
     force: bool,
+    as_json: bool = False,
     **details: Any,
 ) -> tuple[CursorChange, str] | None:
-    """Plan, show, confirm and write a cursor change (reset and backfill alike); None for a dry run."""
+    """Plan, show, confirm and write a cursor change (reset and backfill alike); None for a dry run.
+    With ``as_json`` the tables and lines go to stderr: stdout keeps the one JSON document."""
     options = global_options(ctx)
     stack, ddb = options.target, options.clients.dynamodb
     change = plan_cursor_change(ddb, stack.stage, integration, position)
-    _show_change(change)
+    console = err() if as_json else out()
+    _show_change(change, console)
     if change.lease_held and not force:
         raise lease_refusal(change)
     if dry_run:
-        out().print("dry run: nothing changed", markup=False)
+        console.print("dry run: nothing changed", markup=False)
+        if as_json:
+            emit_json(
+                {
+                    "integration": integration.name,
+                    "dry_run": True,
+                    "before": cursor_json(change.before),
+                    "after": cursor_json(change.after),
+                }
+            )
         return None
     who = caller(stack)
     if not yes:
@@ -899,14 +908,25 @@ def _move_cursor(
         integration=integration.name,
         before=change.before,
         after=written,
+        ddb=ddb,
         forced=bool(force and change.lease_held),
         **details,
     )
-    out().print(
+    console.print(
         f"cursor of {integration.name} set to {written.position or 'start'} (version {written.version})",
         markup=False,
         soft_wrap=True,
     )
+    if as_json and action == "sync.reset":
+        emit_json(
+            {
+                "integration": integration.name,
+                "dry_run": False,
+                "before": cursor_json(change.before),
+                "after": cursor_json(written),
+                "who": who,
+            }
+        )
     return change, who
 
 
@@ -925,6 +945,7 @@ def reset_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the change; change nothing.")] = False,
     yes: YesOption = False,
     force: ForceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Set a poller's cursor to a position, dropping the pass in progress."""
     chosen = scheduled_integration(integration)
@@ -938,6 +959,7 @@ def reset_command(
         dry_run=dry_run,
         yes=yes,
         force=force,
+        as_json=as_json,
     )
 
 
@@ -956,13 +978,14 @@ def backfill_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the cursor change; change and run nothing.")] = False,
     yes: YesOption = False,
     force: ForceOption = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Resync from the start (or --since), run the poller now and follow it until delivered."""
     chosen = scheduled_integration(integration)
     position = _position_option(chosen, since, "--since") if since is not None else None
     options = global_options(ctx)
     stack, clients = options.target, options.clients
-    console = out()
+    console = err() if as_json else out()
     queues = Queues(clients.sqs, stack.stage, chosen)
     dlq_before = queues.dead_letters() if wait and not dry_run else {}
     what = f"from {position}" if position else "from the start (every key)"
@@ -975,6 +998,7 @@ def backfill_command(
         dry_run=dry_run,
         yes=yes,
         force=force,
+        as_json=as_json,
     )
     if moved is None:
         return
@@ -996,18 +1020,29 @@ def backfill_command(
     else:
         request_id = fire_aws(lambda_client(), stack.stage, chosen, who=who)
         how = f"poller {function_name(stack.stage, chosen, 'poller')} invoked asynchronously (request {request_id})"
-    audit("sync.poller_invoked", who=who, stack=stack, integration=chosen.name, how=how)
+    audit("sync.poller_invoked", who=who, stack=stack, integration=chosen.name, how=how, ddb=clients.dynamodb)
     console.print(how, markup=False, soft_wrap=True)
+    written = replace(change.after, version=change.before.version + 1)
+    document: dict[str, Any] = {
+        "integration": chosen.name,
+        "before": cursor_json(change.before),
+        "after": cursor_json(written),
+        "who": who,
+        "poller": how,
+    }
     if not wait:
         console.print(
             f"the schedule ({schedule.expression}) carries the backfill on; follow it with `junction sync status`",
             markup=False,
             soft_wrap=True,
         )
+        if as_json:
+            emit_json(document)
         return
-    written = replace(change.after, version=change.before.version + 1)
     progress = _follow(chosen, clients.dynamodb, queues, stack.stage, written, started, dlq_before, timeout, firing)
     console.print(summary(chosen, progress, timeout), markup=False, soft_wrap=True)
+    if as_json:
+        emit_json(document | {"done": progress.done, "summary": summary(chosen, progress, timeout)})
     if not progress.done:
         raise OpsError(f"{chosen.name}: backfill not finished within {timeout:g} s; it goes on by its schedule")
 
