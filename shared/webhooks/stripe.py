@@ -10,7 +10,8 @@ The timestamp must lie within the tolerance in both directions (Stripe's librari
 the past; a timestamp from the future is no less a forgery). Stripe's default tolerance is 300 s.
 
 Delivery id: the event's ``id`` (``evt_...``), read from the body once the signature has passed;
-Stripe sends the same event id on every retry of an event. Topic: the event's ``type``.
+Stripe sends the same event id on every retry of an event. Topic: the event's ``type``
+(None when it has none: the payment mapping refuses such an event).
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ def parse_header(header: str) -> tuple[int, list[bytes]]:
     return timestamp, digests
 
 
-def event_identity(raw_body: bytes) -> tuple[str, str]:
-    """(event id, event type) of a verified body; BadRequest when the body is not a Stripe event."""
+def event_identity(raw_body: bytes) -> tuple[str, str | None]:
+    """(event id, event type) of a verified body; BadRequest when the body is not a Stripe event
+    with an id. A type that is missing or unusable is None (the flow decides what that means)."""
     try:
         event: Any = json.loads(raw_body)
     except (ValueError, RecursionError):
@@ -94,7 +96,7 @@ def event_identity(raw_body: bytes) -> tuple[str, str]:
     if not isinstance(event_id, str) or len(event_id) > MAX_ID_HEADER or not _EVENT_ID.fullmatch(event_id):
         raise BadRequest("event has no usable id")
     if not isinstance(event_type, str) or not _EVENT_TYPE.fullmatch(event_type):
-        raise BadRequest("event has no usable type")
+        event_type = None
     return event_id, event_type
 
 
