@@ -14,7 +14,7 @@ import pytest
 
 from functions.payments import to_erp as payments
 from functions.shipping import to_erp as shipping
-from junction_local.standins.erp import ErpStandIn, _credentials
+from junction_local.standins.erp import LOCAL, ErpStandIn
 from shared.connectors import shopify
 from shared.connectors.erp import ErpClient, ErpSettings, OrderRefused
 from shared.envelope import Envelope
@@ -76,7 +76,7 @@ def context(erp: ErpStandIn, ddb: FakeDynamo, integration: str) -> FlowContext:
         integration=SimpleNamespace(name=integration),  # type: ignore[arg-type]
         target=SimpleNamespace(name="erp", rate=None),  # type: ignore[arg-type]
         stage="test",
-        secrets=FakeSecrets(_credentials(erp.root_url)),  # type: ignore[arg-type]
+        secrets=FakeSecrets(LOCAL.credentials(erp.root_url)),  # type: ignore[arg-type]
         ddb=ddb,
         state_table="state",
     )
@@ -87,7 +87,7 @@ def attempt(maybe_delivered: bool = False) -> Attempt:
 
 
 def place_order(erp: ErpStandIn, currency: str = "PLN") -> dict[str, Any]:
-    client = ErpClient(ErpSettings.from_secret(_credentials(erp.root_url)), httpx.Client(timeout=10.0))
+    client = ErpClient(ErpSettings.from_secret(LOCAL.credentials(erp.root_url)), httpx.Client(timeout=10.0))
     order = shopify.order_from_webhook(shopify_order(id=SOURCE_ID, currency=currency))
     card_code = client.ensure_customer(order.customer, order.billing_address, {})
     created = client.create_order(order, card_code, "k", {})
@@ -269,7 +269,7 @@ def test_a_shipment_waits_for_its_order_and_a_status_for_its_delivery(erp: ErpSt
 
 def test_a_cancelled_order_refuses_the_delivery(erp: ErpStandIn, ddb: FakeDynamo) -> None:
     order = place_order(erp)
-    client = ErpClient(ErpSettings.from_secret(_credentials(erp.root_url)), httpx.Client(timeout=10.0))
+    client = ErpClient(ErpSettings.from_secret(LOCAL.credentials(erp.root_url)), httpx.Client(timeout=10.0))
     client.cancel_order(order["DocEntry"], {})
     flow = shipping.build(context(erp, ddb, "inpost-shipments"))
     with pytest.raises(OrderRefused) as refused:
