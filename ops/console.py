@@ -516,7 +516,9 @@ class ConsoleServer(ThreadingHTTPServer):
 
     def start_background(self) -> threading.Thread:
         """Serve from a daemon thread (tests, screenshots); ``shutdown()`` stops it."""
-        thread = threading.Thread(target=self.serve_forever, name="junction-console", daemon=True)
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="junction-console", daemon=True
+        )
         thread.start()
         return thread
 
