@@ -20,6 +20,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared import state_keys
 from shared.errors import StoreUnavailable
 
+# What a key must end with for its value to be an id worth finding the entity by. Other values a hop
+# records (a payment or parcel status, an amount, a URL) are facts: kept on the hop, shown by the
+# trace, but given no alias, since thousands of entities share "paid" or "delivered".
+ALIASED_SUFFIXES = ("_id", "_entry", "_num", "_number", "_code", "_reference")
 XREF_TTL_DAYS = 400  # an order's ids outlive its year's returns and accounting questions
 
 
@@ -31,8 +35,9 @@ class CrossReference:
 
     def record(self, entity_id: str, hop: str, ids: Mapping[str, str]) -> None:
         """Add ``ids`` (``{"erp_doc_entry": "57"}``) to the entity's cross-reference as ``hop``'s
-        (``<integration>/<target>``), and an alias from each back to the entity: one
-        BatchWriteItem of puts, each item whole, so a repeat writes the same items again."""
+        (``<integration>/<target>``), and an alias back to the entity from each that is an id
+        (``ALIASED_SUFFIXES``): one BatchWriteItem of puts, each item whole, so a repeat writes the
+        same items again."""
         ids = {k: str(v) for k, v in ids.items() if v not in (None, "")}
         if not ids:
             return
@@ -42,6 +47,8 @@ class CrossReference:
         hop_item = {"pk": {"S": pk}, "sk": {"S": sk}, "ids": {"M": {k: {"S": v} for k, v in ids.items()}}}
         items = [{**hop_item, "updated_at": {"N": str(now)}, "expires_at": expires}]
         for kind, value in sorted(ids.items()):
+            if not kind.endswith(ALIASED_SUFFIXES):
+                continue
             a_pk, a_sk = state_keys.alias(value, kind, entity_id)
             items.append(
                 {
