@@ -1,7 +1,9 @@
 """CDK entry point: ``cdk synth`` / ``cdk deploy`` run ``python -m infra.app`` (see cdk.json).
 
 The stage comes from the ``stage`` context (``-c stage=prod``; default in cdk.json), its settings
-from the ``stages`` context of cdk.json. cdk-nag's AWS Solutions checks run on every synth.
+from the ``stages`` context of cdk.json. ``runbook_base_url`` (context) is where the alarms' runbook
+links point: ``<base>/docs/runbook.md#<section>``, repository-relative when unset. cdk-nag's AWS
+Solutions checks run on every synth.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def build_app(
         stage=stage,
         settings=StageSettings.from_context(stages[stage]),
         integrations=integrations,
+        runbook_base_url=app.node.try_get_context("runbook_base_url") or None,
         description=f"Junction integration pipelines ({stage})",
     )
     cdk.Tags.of(stack).add("project", "junction")

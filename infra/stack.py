@@ -11,6 +11,7 @@ the claim-check bucket, the REST API in front of the webhook ingress functions.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,7 +39,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from functions.registry import INTEGRATIONS
-from infra import bundling
+from infra import alarms, bundling, dashboards, history
+from infra.alarms import AlarmKind, AlarmSubscriber
 from shared import claim_check, state_keys
 from shared.declaration import (
     FOLLOWER_QUEUES_ENV,
@@ -107,8 +109,11 @@ class StageSettings:
     removal_policy: RemovalPolicy = RemovalPolicy.DESTROY
     log_retention_days: int = 14
     alarm_email: str | None = None
+    # More subscribers of the alarm topic: {"protocol": "email" | "email-json" | "https" | "sms", "endpoint": ...}
+    alarm_subscribers: tuple[AlarmSubscriber, ...] = ()
     api_throttle_rate_per_second: int = 100  # stage default; each webhook method sets its own
     api_throttle_burst: int = 200
+    history_retention_days: int = 400  # exported history objects expire after this many days
 
     @classmethod
     def from_context(cls, raw: dict[str, Any] | None) -> StageSettings:
@@ -123,9 +128,13 @@ class StageSettings:
             removal_policy=RemovalPolicy.RETAIN if policy == "retain" else RemovalPolicy.DESTROY,
             log_retention_days=days,
             alarm_email=raw.pop("alarm_email", None) or None,
+            alarm_subscribers=tuple(AlarmSubscriber.from_context(s) for s in raw.pop("alarm_subscribers", None) or ()),
             api_throttle_rate_per_second=int(raw.pop("api_throttle_rate_per_second", 100)),
             api_throttle_burst=int(raw.pop("api_throttle_burst", 200)),
+            history_retention_days=int(raw.pop("history_retention_days", 400)),
         )
+        if settings.history_retention_days < 1:
+            raise ValueError("history_retention_days must be at least 1")
         if raw:
             raise ValueError(f"unknown stage settings: {', '.join(sorted(raw))}")
         return settings
@@ -156,6 +165,27 @@ def target_construct_id(integration: Integration, target: Target) -> str:
 
 def _method_path(path: str, method: str) -> str:
     return f"{path.rstrip('/')}/{method.upper()}"
+
+
+def execute_api_resource(path: str, method: str) -> str:
+    """A route in an API resource policy: ``execute-api:/<stage>/<METHOD>/<path>``, any stage, a
+    path parameter (``{token}``) as ``*``."""
+    parts = ["*" if p.startswith("{") and p.endswith("}") else p for p in path.strip("/").split("/")]
+    return f"execute-api:/*/{method.upper()}/{'/'.join(parts)}"
+
+
+def source_networks(integration: Integration) -> list[str]:
+    """The webhook's ``source_ips`` as networks, refused here if one is not an address or CIDR."""
+    webhook = integration.webhook
+    out: list[str] = []
+    for value in webhook.source_ips if webhook else ():
+        try:
+            out.append(str(ipaddress.ip_network(value, strict=True)))
+        except ValueError as exc:
+            raise ValueError(
+                f"{integration.name}: source_ips entry {value!r} is not an address or CIDR: {exc}"
+            ) from None
+    return out
 
 
 def payload_prefix(integration: Integration) -> str:
@@ -256,11 +286,15 @@ class JunctionStack(Stack):
         integrations: Sequence[Integration] = INTEGRATIONS,
         ingress_code_dir: Path | None = None,
         processor_code_dir: Path | None = None,
+        runbook_base_url: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id_, **kwargs)
         self.stage = stage
         self.settings = settings
+        self.runbook_base_url = runbook_base_url
+        self.alarms: dict[str, cloudwatch.Alarm] = {}  # by alarm name
+        self.alarm_kinds: dict[str, AlarmKind] = {}  # by alarm name
         self.integrations = tuple(integrations)
         names = [i.name for i in self.integrations]
         if len(set(names)) != len(names):
@@ -269,6 +303,7 @@ class JunctionStack(Stack):
         for integration in self.integrations:
             if integration.schedule:
                 schedule_interval_seconds(integration.schedule.expression)  # refuses a malformed one now
+            source_networks(integration)  # and a malformed source address
 
         self.ingress_code_dir = ingress_code_dir or bundling.ingress_asset_dir()
         self.processor_code_dir = processor_code_dir or bundling.processor_asset_dir()
@@ -304,12 +339,20 @@ class JunctionStack(Stack):
         )
         if settings.alarm_email:
             self.alarm_topic.add_subscription(subscriptions.EmailSubscription(settings.alarm_email))
-        elif settings.is_production(stage):
+        for n, subscriber in enumerate(settings.alarm_subscribers, start=1):
+            sns.Subscription(
+                self,
+                f"AlarmSubscriber{n}",
+                topic=self.alarm_topic,
+                protocol=getattr(sns.SubscriptionProtocol, subscriber.protocol.replace("-", "_").upper()),
+                endpoint=subscriber.endpoint,
+            )
+        if not settings.alarm_email and not settings.alarm_subscribers and settings.is_production(stage):
             Annotations.of(self).add_warning_v2(
                 "junction:alarm-topic-without-subscriber",
                 f"Stage {stage!r}: the alarm topic junction-{stage}-alarms has no subscriber, so nobody hears of a "
-                "DLQ filling up, a webhook secret rotated on one side only or a target down. Set alarm_email for "
-                "the stage in cdk.json (or subscribe the topic to your paging tool).",
+                "DLQ filling up, a webhook secret rotated on one side only or a target down. Set alarm_email or "
+                "alarm_subscribers for the stage in cdk.json (or subscribe the topic to your paging tool).",
             )
         self._alarm_action = cw_actions.SnsAction(self.alarm_topic)
 
@@ -341,6 +384,8 @@ class JunctionStack(Stack):
         for integration in self.integrations:
             self._integration(integration)
 
+        self.history = history.HistoryExport(self)
+        self.dashboards = dashboards.build(self)
         self._suppressions()
 
     def _check_construct_ids(self) -> None:
@@ -481,6 +526,7 @@ class JunctionStack(Stack):
             rest_api_name=f"junction-{self.stage}",
             description=f"Junction {self.stage}: webhook ingress",
             endpoint_types=[apigw.EndpointType.REGIONAL],
+            policy=self._api_policy(),
             cloud_watch_role=True,
             cloud_watch_role_removal_policy=self.settings.removal_policy,
             deploy_options=apigw.StageOptions(
@@ -506,6 +552,53 @@ class JunctionStack(Stack):
             ),
         )
         return api
+
+    def _api_policy(self) -> iam.PolicyDocument | None:
+        """The REST API's resource policy, when some webhook declares ``source_ips``: such a route is
+        refused to every other address (an explicit Deny beats the Allow), every other route stays
+        open to anyone (its sender signs each request; the ingress verifies it)."""
+        restricted = [(i.webhook, source_networks(i)) for i in self.integrations if i.webhook and i.webhook.source_ips]
+        if not restricted:
+            return None
+        statements = [
+            iam.PolicyStatement(
+                sid="AnyoneMayCallTheWebhookRoutes",
+                principals=[iam.AnyPrincipal()],
+                actions=["execute-api:Invoke"],
+                resources=["execute-api:/*"],
+            )
+        ]
+        for n, (webhook, networks) in enumerate(restricted, start=1):
+            statements.append(
+                iam.PolicyStatement(
+                    sid=f"OnlyDocumentedSourceAddresses{n}",
+                    effect=iam.Effect.DENY,
+                    principals=[iam.AnyPrincipal()],
+                    actions=["execute-api:Invoke"],
+                    resources=[execute_api_resource(webhook.path, webhook.method)],
+                    conditions={"NotIpAddress": {"aws:SourceIp": networks}},
+                )
+            )
+        return iam.PolicyDocument(statements=statements)
+
+    def api_metric(
+        self, i: Integration, name: str, *, statistic: str = "Sum", period: Duration | None = None
+    ) -> cloudwatch.Metric:
+        """API Gateway's metric of one webhook route (per-method metrics are on for every route)."""
+        webhook = i.webhook
+        assert webhook is not None
+        return cloudwatch.Metric(
+            namespace="AWS/ApiGateway",
+            metric_name=name,
+            dimensions_map={
+                "ApiName": f"junction-{self.stage}",
+                "Stage": self.stage,
+                "Method": webhook.method.upper(),
+                "Resource": webhook.path,
+            },
+            statistic=statistic,
+            period=period or Duration.minutes(5),
+        )
 
     # ------------------------------------------------------------------------------ integration
     def _function(
@@ -796,6 +889,7 @@ class JunctionStack(Stack):
             description=f"{i.name}: the URL to register at {i.source}",
         )
         self._alarm(
+            alarms.INGRESS_ERRORS,
             f"{cid}IngressErrors",
             f"junction-{self.stage}-{i.name}-ingress-errors",
             f"{i.name}: the ingress function failed (webhooks are not being accepted)",
@@ -804,9 +898,10 @@ class JunctionStack(Stack):
             above=True,
         )
         # Losses at the sender's end: deliveries it will give up on, after its retries.
-        unauthorized = self._junction_metric(i, "Webhook_unauthorized", Duration.minutes(15))
-        accepted = self._junction_metric(i, "Webhook_accepted", Duration.minutes(15))
+        unauthorized = self.junction_metric(i, "Webhook_unauthorized", Duration.minutes(15))
+        accepted = self.junction_metric(i, "Webhook_accepted", Duration.minutes(15))
         self._alarm(
+            alarms.WEBHOOK_UNAUTHORIZED,
             f"{cid}WebhookUnauthorized",
             f"junction-{self.stage}-{i.name}-webhook-unauthorized",
             f"{i.name}: at least {UNAUTHORIZED_SPIKE} deliveries in 15 minutes failed signature verification (401), "
@@ -821,11 +916,32 @@ class JunctionStack(Stack):
             threshold=UNAUTHORIZED_SPIKE,
         )
         self._alarm(
+            alarms.WEBHOOK_UNAVAILABLE,
             f"{cid}WebhookUnavailable",
             f"junction-{self.stage}-{i.name}-webhook-unavailable",
             f"{i.name}: the ingress answered 503 (could not enqueue, or could not read its secret); {i.source} "
             "retries for a while, then drops the delivery.",
-            self._junction_metric(i, "Webhook_unavailable", Duration.minutes(5)),
+            self.junction_metric(i, "Webhook_unavailable", Duration.minutes(5)),
+            threshold=1,
+        )
+        # 5xx the ingress did not answer itself (those are Webhook_unavailable and Webhook_error):
+        # the function throttled, timed out or crashed before answering, or the integration broke.
+        self._alarm(
+            alarms.INGRESS_5XX,
+            f"{cid}Ingress5xx",
+            f"junction-{self.stage}-{i.name}-ingress-5xx",
+            f"{i.name}: API Gateway answered 5xx on {webhook.method.upper()} {webhook.path} without the ingress "
+            f"answering it (throttled, timed out or crashed function); {i.source} retries, then drops the delivery.",
+            cloudwatch.MathExpression(
+                expression="FILL(gateway, 0) - FILL(unavailable, 0) - FILL(failed, 0)",
+                using_metrics={
+                    "gateway": self.api_metric(i, "5XXError"),
+                    "unavailable": self.junction_metric(i, "Webhook_unavailable", Duration.minutes(5)),
+                    "failed": self.junction_metric(i, "Webhook_error", Duration.minutes(5)),
+                },
+                period=Duration.minutes(5),
+                label="5xx not answered by the ingress",
+            ),
             threshold=1,
         )
 
@@ -883,7 +999,7 @@ class JunctionStack(Stack):
         )
         self._poller_alarms(i, cid, poller)
 
-    def _junction_metric(
+    def junction_metric(
         self, i: Integration, name: str, period: Duration, *, target: Target | None = None, statistic: str = "Sum"
     ) -> cloudwatch.Metric:
         """A metric the functions emit (EMF, namespace ``Junction``): dimensions ``Integration`` and,
@@ -912,6 +1028,7 @@ class JunctionStack(Stack):
         prefix = f"junction-{self.stage}-{i.name}-{t.name}"
         where = target_key(i, t)
         self._alarm(
+            alarms.DLQ_NEAR_EXPIRY,
             f"{cid}DlqNearExpiry",
             f"{prefix}-dlq-near-expiry",
             f"{where}: a dead-lettered message expires within about {DLQ_EXPIRY_MARGIN_DAYS} days; redrive or "
@@ -920,14 +1037,16 @@ class JunctionStack(Stack):
             threshold=self.dlq_age_threshold_seconds(t),
         )
         self._alarm(
+            alarms.BREAKER_OPEN,
             f"{cid}BreakerOpened",
             f"{prefix}-breaker-opened",
             f"{where}: the circuit breaker to {t.name} opened (the target keeps failing); its messages wait "
             "in its queue until it recovers or the retry horizon ends. Other targets are not held up.",
-            self._junction_metric(i, "Breaker_opened", Duration.minutes(5), target=t),
+            self.junction_metric(i, "Breaker_opened", Duration.minutes(5), target=t),
             threshold=1,
         )
         self._alarm(
+            alarms.DLQ_DEPTH,
             f"{cid}DlqDepth",
             f"{prefix}-dlq-depth",
             f"{where}: messages are waiting in the dead-letter queue",
@@ -935,6 +1054,7 @@ class JunctionStack(Stack):
             threshold=t.alarms.dlq_depth,
         )
         self._alarm(
+            alarms.QUEUE_AGE,
             f"{cid}OldestMessageAge",
             f"{prefix}-oldest-message-age",
             f"{where}: the queue is lagging behind",
@@ -942,6 +1062,7 @@ class JunctionStack(Stack):
             threshold=t.alarms.oldest_message_age_seconds,
         )
         self._alarm(
+            alarms.PROCESSOR_ERRORS,
             f"{cid}ProcessorErrors",
             f"{prefix}-processor-errors",
             f"{where}: the processor function failed (not a per-message failure)",
@@ -953,6 +1074,7 @@ class JunctionStack(Stack):
     def _poller_alarms(self, i: Integration, cid: str, poller: lambda_.Function) -> None:
         prefix = f"junction-{self.stage}-{i.name}-poller"
         self._alarm(
+            alarms.POLLER_ERRORS,
             f"{cid}PollerErrors",
             f"{prefix}-errors",
             f"{i.name}: the poller function failed (a crash or timeout, not a source error it reported)",
@@ -961,26 +1083,29 @@ class JunctionStack(Stack):
             above=True,
         )
         self._alarm(
+            alarms.POLL_FAILED,
             f"{cid}PollFailed",
             f"{prefix}-failed",
             f"{i.name}: a poll of {i.source} ended with an error; the next run resumes from the cursor, "
             "but nothing new reaches the targets while it keeps failing.",
-            self._junction_metric(i, "Poll_failed", Duration.minutes(15)),
+            self.junction_metric(i, "Poll_failed", Duration.minutes(15)),
             threshold=1,
         )
         threshold = poll_lag_threshold_seconds(i)
         self._alarm(
+            alarms.POLLER_LAG,
             f"{cid}PollLag",
             f"{prefix}-lag",
             f"{i.name}: the poller last read {i.source} to its end more than {threshold // 60} minutes ago: "
             "it is falling behind (a backlog longer than its runs) or its runs keep failing.",
-            self._junction_metric(i, "Poll_lag_seconds", Duration.minutes(15), statistic="Maximum"),
+            self.junction_metric(i, "Poll_lag_seconds", Duration.minutes(15), statistic="Maximum"),
             threshold=threshold,
             above=True,
         )
 
     def _alarm(
         self,
+        kind: AlarmKind,
         cid: str,
         name: str,
         description: str,
@@ -988,15 +1113,16 @@ class JunctionStack(Stack):
         *,
         threshold: float,
         above: bool = False,
-    ) -> None:
-        """An alarm on one period's datapoint that notifies the alarm topic; no data is not a breach.
-        ``above``: breach when the metric exceeds the threshold, else when it reaches it."""
+    ) -> cloudwatch.Alarm:
+        """An alarm on one period's datapoint that notifies the alarm topic when it fires and when it
+        is over; no data is not a breach. ``above``: breach when the metric exceeds the threshold,
+        else when it reaches it. Its description ends with the link to its kind's runbook section."""
         operator = cloudwatch.ComparisonOperator
-        cloudwatch.Alarm(
+        alarm = cloudwatch.Alarm(
             self,
             cid,
             alarm_name=name,
-            alarm_description=description,
+            alarm_description=alarms.described(description, alarms.runbook_url(self.runbook_base_url, kind)),
             metric=metric,
             threshold=threshold,
             comparison_operator=operator.GREATER_THAN_THRESHOLD
@@ -1004,7 +1130,12 @@ class JunctionStack(Stack):
             else operator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        ).add_alarm_action(self._alarm_action)
+        )
+        alarm.add_alarm_action(self._alarm_action)
+        alarm.add_ok_action(self._alarm_action)
+        self.alarms[name] = alarm
+        self.alarm_kinds[name] = kind
+        return alarm
 
     # ------------------------------------------------------------------------------ suppressions
     def _suppressions(self) -> None:

@@ -1,7 +1,8 @@
 """Declarations the infra tests add to the registered ones, so every shape the stack must handle is
 synthesized whatever the registry holds: a webhook fanned out to two targets, and a scheduled
 integration whose targets differ in every per-target setting (FIFO, batching, concurrency, rate
-budget, a credential written back). The stack reads only their strings; the packages need not exist."""
+budget, a credential written back), and a webhook of a sender that cannot sign: a secret token in its
+path and a source-address allow-list. The stack reads only their strings; the packages need not exist."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ SOURCE_SECRET = SecretRef("sample-erp", "the sample source's connection")
 SHOP_SECRET = SecretRef("sample-shop-admin", "the sample shop's admin token")
 MARKET_SECRET = SecretRef("sample-market-api", "the sample marketplace's client and rotated refresh token")
 WEBHOOK_SECRET = SecretRef("sample-webhook", "the sample shop's webhook signing secret")
+CARRIER_TOKEN = SecretRef("sample-carrier-webhook", "the sample carrier's webhook path token")
+# Addresses the sample carrier sends from, one IPv4 and one IPv6 network.
+CARRIER_SOURCE_IPS = ("198.51.100.0/24", "2001:db8:10::/48")
 
 TWO_TARGET_WEBHOOK = Integration(
     name="sample-orders-fanout",
@@ -86,4 +90,19 @@ CRON = Integration(
     targets=(Target(name="shopify", flow="to_shopify", secrets=(SHOP_SECRET,)),),
 )
 
-SAMPLES: tuple[Integration, ...] = (TWO_TARGET_WEBHOOK, SCHEDULED, CRON)
+TOKEN_WEBHOOK = Integration(
+    name="sample-shipments",
+    description="a carrier's shipment statuses to the ERP",
+    source="carrier",
+    package="tests.infra.sample_shipments",
+    trigger=WebhookTrigger(
+        path="/webhooks/sample-carrier/{token}",
+        scheme="shipx",
+        secret=CARRIER_TOKEN,
+        source_ips=CARRIER_SOURCE_IPS,
+        accepted_status=200,
+    ),
+    targets=(Target(name="erp", flow="to_erp", secrets=(SOURCE_SECRET,)),),
+)
+
+SAMPLES: tuple[Integration, ...] = (TWO_TARGET_WEBHOOK, SCHEDULED, CRON, TOKEN_WEBHOOK)

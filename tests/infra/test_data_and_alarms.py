@@ -271,7 +271,7 @@ def test_tables_queues_and_bucket_use_the_data_key(wide_stack: JunctionStack, wi
 
 
 def test_payload_bucket(dev_stack: JunctionStack, dev_template: Template) -> None:
-    bucket = only(resources(dev_template, "AWS::S3::Bucket"))["Properties"]
+    bucket = dev_template.to_json()["Resources"][logical_id(dev_stack, dev_stack.payload_bucket)]["Properties"]
     [rule] = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"] == {
         "SSEAlgorithm": "aws:kms",
@@ -288,7 +288,10 @@ def test_payload_bucket(dev_stack: JunctionStack, dev_template: Template) -> Non
     [expiry] = [r for r in bucket["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in r]
     assert expiry["Status"] == "Enabled"
     assert expiry["ExpirationInDays"] == longest_ttl + PAYLOAD_EXPIRY_MARGIN_DAYS > longest_ttl
-    policy = only(resources(dev_template, "AWS::S3::BucketPolicy"))["Properties"]["PolicyDocument"]
+    bucket_ref = ref(dev_stack, dev_stack.payload_bucket)
+    policy = only(resources(dev_template, "AWS::S3::BucketPolicy", {"Bucket": bucket_ref}))["Properties"][
+        "PolicyDocument"
+    ]
     assert any(
         s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}}
         for s in policy["Statement"]

@@ -394,9 +394,9 @@ def test_schedule_rule_targets_the_poller(
         )
     )["Properties"]
     assert permission["SourceArn"] == arn(wide_stack, wide_stack.schedules[i.name])
-    # Nothing else is started by the schedule.
+    # Nothing else is started by the schedule; the only other rule is the stage's history export.
     rules = resources(wide_template, "AWS::Events::Rule")
-    assert len(rules) == len(SCHEDULES)
+    assert len(rules) == len(SCHEDULES) + 1
 
 
 @pytest.mark.parametrize("integration", SCHEDULES, ids=names(SCHEDULES))
@@ -670,8 +670,9 @@ def test_alarm_names_are_unique(wide_template: Template) -> None:
 
 
 # Alarms per target (DLQ depth, DLQ near expiry, oldest message, processor errors, breaker opened),
-# per webhook (ingress errors, 401 spike, 503s) and per poller (errors, failed poll, cursor lag).
-ALARMS_PER = {"target": 5, "webhook": 3, "poller": 3}
+# per webhook (ingress errors, 401 spike, 503s, gateway 5xx), per poller (errors, failed poll, cursor
+# lag) and per stage (the history export's errors).
+ALARMS_PER = {"target": 5, "webhook": 4, "poller": 3, "stage": 1}
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
@@ -683,16 +684,21 @@ def test_the_registry_makes_as_many_resources_as_it_declares(
     targets = sum(len(i.targets) for i in INTEGRATIONS)
     webhooks = sum(1 for i in INTEGRATIONS if i.webhook)
     pollers = sum(1 for i in INTEGRATIONS if i.schedule)
-    assert len(resources(template, "AWS::Lambda::Function")) == targets + webhooks + pollers
+    # The functions and schedules of the integrations, plus the stage's history export.
+    assert len(resources(template, "AWS::Lambda::Function")) == targets + webhooks + pollers + 1
     assert len(resources(template, "AWS::SQS::Queue")) == 2 * targets
     assert len(resources(template, "AWS::Lambda::EventSourceMapping")) == targets
-    assert len(resources(template, "AWS::Events::Rule")) == pollers
+    assert len(resources(template, "AWS::Events::Rule")) == pollers + 1
+    assert len(resources(template, "AWS::CloudWatch::Dashboard")) == len(INTEGRATIONS) + 1
     assert len(resources(template, "AWS::ApiGateway::Method")) == webhooks
     assert len(resources(template, "AWS::SecretsManager::Secret")) == len(
         {ref.name for i in INTEGRATIONS for ref in i.all_secrets}
     )
     assert len(resources(template, "AWS::CloudWatch::Alarm")) == (
-        ALARMS_PER["target"] * targets + ALARMS_PER["webhook"] * webhooks + ALARMS_PER["poller"] * pollers
+        ALARMS_PER["target"] * targets
+        + ALARMS_PER["webhook"] * webhooks
+        + ALARMS_PER["poller"] * pollers
+        + ALARMS_PER["stage"]
     )
 
 
