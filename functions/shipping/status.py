@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared import state_keys
 from shared.connectors.inpost import InPostClient, status_rank
 from shared.envelope import Envelope
 from shared.errors import StoreUnavailable
@@ -37,15 +38,14 @@ from .events import CONFIRMED, STATUS_CHANGED, ShipXWebhook, shipx_from_envelope
 from .inpost_hop import InPostHop, client_factory, contract_ids, digest, not_routed, order_entity_id
 
 _logger = get_logger("junction.shipping")
-STATUS_PK = "shipment#"  # the state table's kind for a shipment's status
-STATUS_SK = "status"
 STATUS_TTL_DAYS = 400
 EVENTS = (STATUS_CHANGED, CONFIRMED)
 
 
-def status_key(shipment_id: str) -> tuple[str, str]:
-    """The state table's key of one shipment's status: ``shipment#inpost:<id>`` / ``status``."""
-    return f"{STATUS_PK}inpost:{shipment_id}", STATUS_SK
+def status_key(scope: tuple[str, str], shipment_id: str) -> tuple[str, str]:
+    """The state table's key of one shipment's status, in the id map of the hop that holds it
+    (``scope``: its integration and target), whose key prefix its function is granted."""
+    return state_keys.id_map(*scope, f"inpost-shipment-status:{shipment_id}")
 
 
 @dataclass(frozen=True)
@@ -58,15 +58,16 @@ class Held:
 class StatusStore:
     """The highest-ranked status seen per shipment, written only forward."""
 
-    def __init__(self, ddb: Any, table: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, ddb: Any, table: str, scope: tuple[str, str], *, clock: Callable[[], float] = time.time) -> None:
         self.ddb = ddb
         self.table = table
+        self.scope = scope
         self.clock = clock
 
     def offer(self, shipment_id: str, status: str) -> Held:
         """Hold ``status`` unless a status of a higher rank, or a different one of the same rank,
         is held already."""
-        pk, sk = status_key(shipment_id)
+        pk, sk = status_key(self.scope, shipment_id)
         now = int(self.clock())
         item = {
             "pk": {"S": pk},
@@ -95,7 +96,7 @@ class StatusStore:
         return Held(True, before != status, status)
 
     def held(self, shipment_id: str) -> str | None:
-        pk, sk = status_key(shipment_id)
+        pk, sk = status_key(self.scope, shipment_id)
         try:
             item = self.ddb.get_item(
                 TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
@@ -109,7 +110,7 @@ class StatusStore:
 class StatusFromInPost(InPostHop):
     def __init__(self, ctx: FlowContext, client: Callable[[], InPostClient]) -> None:
         super().__init__(ctx, client)
-        self.store = StatusStore(ctx.ddb, ctx.state_table, clock=ctx.clock)
+        self.store = StatusStore(ctx.ddb, ctx.state_table, (ctx.integration.name, ctx.target.name), clock=ctx.clock)
 
     def prepare(self, envelope: Envelope) -> Prepared:
         payload = envelope.payload()

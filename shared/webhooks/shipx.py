@@ -7,8 +7,8 @@
   the webhook body.
 
 The delivery id is a digest of the body: ShipX sends no id, and the same status of the same
-shipment sent twice is one delivery. The topic is the body's ``action``
-(``shipment_status_changed``).
+shipment sent twice is one delivery. The topic is the body's ``event``
+(``shipment_status_changed``; ``action`` in older integrations' bodies).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ class ShipXVerifier:
             doc = json.loads(raw_body)
         except (ValueError, RecursionError):
             raise BadRequest("body is not JSON") from None
-        action = doc.get("action") if isinstance(doc, dict) else None
+        action = (doc.get("event") or doc.get("action")) if isinstance(doc, dict) else None
         if not isinstance(action, str) or not action or len(action) > 100 or not action.isprintable():
-            raise BadRequest("no action in the ShipX webhook")
+            raise BadRequest("no event in the ShipX webhook")
         digest = hashlib.sha256(raw_body).hexdigest()[:BODY_DIGEST_CHARS]
         return VerifiedDelivery(f"shipx:{digest}", topic=action)

@@ -28,6 +28,7 @@ from shared.processing import Attempt, FlowContext
 from shared.xref import CrossReference
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
+SCOPE = ("inpost-tracking", "inpost")  # the hop that holds the statuses
 TABLE = "junction-test-state"
 REGION = "eu-central-1"
 ORDER = "shopify-order:820982911946154508"
@@ -216,7 +217,7 @@ def test_a_delivered_webhook_confirmed_by_shipx_is_handed_on_with_the_order(
     assert made["inpost_status"] == "delivered"
     assert made["order_reference"] == "shopify:820982911946154508"
     assert "effect" not in made
-    assert StatusStore(ddb, TABLE).held(str(shipment_id)) == "delivered"
+    assert StatusStore(ddb, TABLE, SCOPE).held(str(shipment_id)) == "delivered"
 
 
 def test_a_forged_status_shipx_does_not_confirm_is_never_acted_on(
@@ -230,7 +231,7 @@ def test_a_forged_status_shipx_does_not_confirm_is_never_acted_on(
     forged = flow.deliver(flow.prepare(webhook(shipment_id, "delivered")), attempt())
     assert forged["effect"] == "none"
     assert forged["inpost_status"] == "out_for_delivery"  # what ShipX says, not the claim
-    assert StatusStore(ddb, TABLE).held(str(shipment_id)) == "out_for_delivery"
+    assert StatusStore(ddb, TABLE, SCOPE).held(str(shipment_id)) == "out_for_delivery"
 
 
 def test_a_forged_status_on_a_shipment_never_seen_hands_on_shipxs_status_not_the_claim(
@@ -240,7 +241,7 @@ def test_a_forged_status_on_a_shipment_never_seen_hands_on_shipxs_status_not_the
     flow = status_flow(shipx, ddb, http)
     made = flow.deliver(flow.prepare(webhook(shipment_id, "delivered")), attempt())
     assert (made["shipment_event"], made["inpost_status"]) == ("status", "confirmed")
-    assert StatusStore(ddb, TABLE).held(str(shipment_id)) == "confirmed"
+    assert StatusStore(ddb, TABLE, SCOPE).held(str(shipment_id)) == "confirmed"
 
 
 def test_an_older_status_after_a_newer_one_changes_nothing(shipx: InPostStandIn, ddb: Any, http: httpx.Client) -> None:
@@ -252,11 +253,11 @@ def test_an_older_status_after_a_newer_one_changes_nothing(shipx: InPostStandIn,
     late = flow.deliver(flow.prepare(webhook(shipment_id, "out_for_delivery")), attempt())
     assert late["effect"] == "none"
     assert late["inpost_status"] == "delivered"
-    assert StatusStore(ddb, TABLE).held(str(shipment_id)) == "delivered"
+    assert StatusStore(ddb, TABLE, SCOPE).held(str(shipment_id)) == "delivered"
 
 
 def test_the_held_status_only_moves_forward(ddb: Any) -> None:
-    store = StatusStore(ddb, TABLE)
+    store = StatusStore(ddb, TABLE, SCOPE)
     first = store.offer("1", "out_for_delivery")
     assert (first.holds, first.advanced) == (True, True)
     assert store.offer("1", "out_for_delivery").advanced is False  # the same again: held, not new
@@ -264,9 +265,9 @@ def test_the_held_status_only_moves_forward(ddb: Any) -> None:
     assert store.offer("1", "delivered").advanced is True
     assert store.offer("1", "returned_to_sender").holds is False  # a terminal status stays
     assert store.held("1") == "delivered"
-    pk, sk = status_key("1")
+    pk, sk = status_key(SCOPE, "1")
     item = ddb.get_item(TableName=TABLE, Key={"pk": {"S": pk}, "sk": {"S": sk}})["Item"]
-    assert pk == "shipment#inpost:1" and item["status"]["S"] == "delivered"
+    assert pk == "idmap#inpost-tracking#inpost#inpost-shipment-status:1" and item["status"]["S"] == "delivered"
 
 
 def test_a_retry_after_a_crash_hands_the_confirmed_status_on_again(
@@ -296,4 +297,4 @@ def test_a_status_webhook_while_shipx_is_down_is_transient(shipx: InPostStandIn,
     flow = status_flow(shipx, ddb, http)
     with pytest.raises(TargetUnavailable):
         flow.deliver(flow.prepare(webhook(shipment_id, "delivered")), attempt())
-    assert StatusStore(ddb, TABLE).held(str(shipment_id)) is None
+    assert StatusStore(ddb, TABLE, SCOPE).held(str(shipment_id)) is None

@@ -17,7 +17,7 @@ from shared.ingress import Ingress
 from tests.unit.test_ingress_fakes import NOW, StrictSqs, queue_url
 
 TOKEN = "k3J9xq0vT7mZpL2rW8sN4bY6cF1hD5gA"
-BODY = json.dumps({"action": "shipment_status_changed", "payload": {"shipment_id": 49, "status": "delivered"}}).encode()
+BODY = json.dumps({"event": "shipment_status_changed", "payload": {"shipment_id": 49, "status": "delivered"}}).encode()
 
 
 class RotatingSecrets:
@@ -109,7 +109,7 @@ def test_a_rotated_token_is_read_again_once_and_both_values_work_during_the_rota
     assert len(sqs.sent) == 3
 
 
-@pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'{"payload": {}}', b'{"action": 5}'])
+@pytest.mark.parametrize("body", [b"", b"not json", b"[]", b'{"payload": {}}', b'{"event": 5}', b'{"action": ""}'])
 def test_a_right_token_with_a_body_that_is_no_shipx_webhook_is_a_400(body: bytes) -> None:
     ing, sqs = ingress(RotatingSecrets(TOKEN))
     assert call(ing, TOKEN, body)["statusCode"] == 400
