@@ -294,6 +294,7 @@ class LocalRuntime:
             "pids": {},
         }
         self._write_state()
+        self._point_notifiers()
         if not self.functions:
             return
         host = ["-m", "junction_local.host", "--state", str(self.state_file)]
@@ -307,6 +308,21 @@ class LocalRuntime:
             args = [*host, "--role", "workers", "--port", url.rsplit(":", 1)[1], "--share", f"{k}/{n}"]
             self._spawn(f"workers-{k}", _Spec(args, url, {}))
         self._write_state()
+
+    def _point_notifiers(self) -> None:
+        """Tell each stand-in that also sends webhooks (ShipX's status changes) where: the route of
+        the integration whose source it is, its path token filled in."""
+        for standin in targets(INTEGRATIONS):
+            if not standin.notifies:
+                continue
+            for integration in INTEGRATIONS:
+                if integration.source != standin.notifies or integration.webhook is None:
+                    continue
+                url = self.webhook_url(integration.name)
+                token = integration.webhook.path_token
+                if token:
+                    url = url.replace("{" + token + "}", self.webhook_secret(integration.name))
+                _json(f"{self._standin(standin.system)['control_url']}/settings", {"webhook_url": url})
 
     def _write_state(self) -> None:
         with self._lock:

@@ -122,6 +122,10 @@ class TargetStandIn:
     # The count in its control summary (``<control_path>/summary``) that grows by one for each
     # effect an integration makes in it (an ERP's orders): how a benchmark sees an event arrive.
     effect_count: str = ""
+    # The source system whose webhooks this process also sends (ShipX posts status changes): the
+    # local runtime tells it the webhook URL of that source's integration, token filled in, through
+    # ``<control_path>/settings`` {"webhook_url"}.
+    notifies: str = ""
 
 
 # System name -> the module declaring its stand-in, loaded on first use (a stand-in process

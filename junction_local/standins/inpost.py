@@ -732,6 +732,7 @@ LOCAL = TargetStandIn(
     credentials=_credentials,
     health_path="/_standin/state",
     effect_count="shipments",
+    notifies="inpost",  # ShipX posts shipment_status_changed to the inpost-tracking route
 )
 
 
