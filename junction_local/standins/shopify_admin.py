@@ -2652,7 +2652,10 @@ def _handler_for(standin: ShopifyAdminStandIn) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra, body = standin.handle(self.command, unquote(parts.path), headers, raw)
-            self.reply(status, dict(extra), body)
+            try:
+                self.reply(status, dict(extra), body)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up waiting (a held answer): nothing to tell
 
         do_GET = do_POST = do_PUT = do_DELETE = _serve
 

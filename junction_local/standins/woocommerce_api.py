@@ -541,7 +541,10 @@ def _handler_for(standin: WooCommerceApiStandIn) -> type[BaseHTTPRequestHandler]
             parts = urlsplit(self.path)
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra, payload = standin.handle(self.command, unquote(parts.path), parts.query, headers, raw)
-            self.reply(status, dict(extra), b"" if payload is None else json.dumps(payload).encode())
+            try:
+                self.reply(status, dict(extra), b"" if payload is None else json.dumps(payload).encode())
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up waiting (a held answer): nothing to tell
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
