@@ -7,7 +7,7 @@ VENV_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CDK := node_modules/.bin/cdk
 
-.PHONY: setup test unit component infra-test e2e lint format synth deploy cfn-lint demo up bench-coldstart bench-local bench-fuzz bench-sync clean
+.PHONY: setup browser test unit component infra-test e2e lint format synth deploy cfn-lint demo up bench-coldstart bench-local bench-fuzz bench-sync clean
 
 $(VENV_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,12 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-setup: $(VENV_STAMP) $(NODE_STAMP)
+setup: $(VENV_STAMP) $(NODE_STAMP) browser
+
+# Headless Chromium for the console's browser test: Debian's package, installed once (as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 ## Lint, type-check, then every test layer (unit, component, infra, end-to-end).
 test: setup lint
