@@ -13,6 +13,7 @@ from typer.testing import CliRunner, Result
 from functions import registry
 from ops import commands
 from ops.cli import app
+from ops.context import OpsError
 from shared import audit
 from shared.declaration import state_table_name
 from tests.component.harness import STAGE, Pipeline
@@ -106,7 +107,7 @@ def test_an_action_that_fails_part_way_is_recorded_as_failed(
     pipeline.drain()
 
     def broken(*args: object, **kwargs: object) -> object:
-        raise commands.OpsError("queue gone")
+        raise OpsError("queue gone")
 
     monkeypatch.setattr(commands, "replay", broken)
     result = junction("replay", "shopify-order:1001")

@@ -59,7 +59,7 @@ def test_the_modelled_order_counts_each_hop() -> None:
     assert one.dynamodb_write_units == Decimal("4.1")
     assert one.dynamodb_read_units == Decimal("0.1")  # the breaker's read per batch
     fifo = cost.OrderProfile(fifo=True).usage()
-    assert (fifo.sqs_requests, fifo.sqs_fifo_requests) == (0, Decimal("1.2"))
+    assert (fifo.sqs_requests, fifo.sqs_fifo_requests) == (Decimal(0), Decimal("1.2"))
 
 
 def test_the_order_figure_per_million() -> None:
