@@ -777,12 +777,14 @@ def run(
     port: int = DEFAULT_PORT,
     *,
     allow_remote: bool = False,
+    backend: Backend | None = None,
     local: bool | None = None,
     stage: str | None = None,
     out: Any = None,
 ) -> None:
-    """What ``junction console`` does: serve until Ctrl-C, after printing the address and token."""
-    server = serve(host, port, allow_remote=allow_remote, local=local, stage=stage)
+    """What ``junction console`` does: serve until Ctrl-C, after printing the address and token.
+    The backend defaults to the target ``--local/--aws`` and ``--stage`` name (``OpsBackend``)."""
+    server = serve(host, port, allow_remote=allow_remote, backend=backend, local=local, stage=stage)
     stream = out or sys.stdout
     where = server.backend.describe()
     stream.write(

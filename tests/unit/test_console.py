@@ -481,3 +481,10 @@ def test_selection_from_query_strings() -> None:
         Selection.from_fields({"rate": "fast"})
     with pytest.raises(OpsError):
         Selection.from_fields({"rate": True})
+
+
+def test_the_entry_point_refuses_a_wildcard_address_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        console.main(["--host", "0.0.0.0", "--port", "0"])
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.startswith("error: --host 0.0.0.0 binds every interface")
