@@ -133,3 +133,34 @@ class ConfigurationError(PermanentError):
     """A missing or invalid secret or setting; fixed by an operator, then redriven."""
 
     reason = "configuration"
+
+
+# Reasons that say Junction, AWS or a target's availability failed, not the data: fixing the
+# platform (a secret, a target, our code) helps. Every other reason of a dead letter is a business
+# failure: the data or the target's rules refuse it (or what it waited for never came), and a
+# person fixes the data, then redrives.
+SYSTEM_REASONS = frozenset(
+    {
+        "target_unavailable",
+        "rate_limited",
+        "store_unavailable",
+        "in_progress",
+        "credentials_rejected",
+        "deadline",
+        "outcome_unsettled",
+        "transient",
+        "configuration",
+        "malformed_envelope",
+        "claim_check_missing",
+        "claim_check_corrupt",
+        "retries_exhausted",
+        "unexpected_error",
+        "error",
+    }
+)
+
+
+def error_class(reason: str | None) -> str:
+    """``system`` or ``business`` for a dead letter's reason: what the DLQ attributes, the
+    processors' metrics, the history and the dashboards keep apart."""
+    return "system" if (reason or "unexpected_error") in SYSTEM_REASONS else "business"

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from shared import state_keys
 from shared.aws import item_from_ddb
+from shared.errors import error_class as reason_class
 
 # The index a stage may have for deliveries by integration and time (partition key ``integration``,
 # sort key ``sk``, projection ALL).
@@ -46,29 +47,6 @@ RUN_OUTCOMES = ("caught_up", "deadline", "failed", "overlap", "lost_lease")
 _TRACE_OUTCOME = {"retried": "retry_scheduled"}
 _HISTORY_OUTCOME = {v: k for k, v in _TRACE_OUTCOME.items()}
 
-# Reasons that say Junction, AWS or a target's availability failed, not the data: retrying or
-# fixing the platform helps. Every other reason of a dead-lettered delivery is a business failure
-# (the data or the target's rules refuse it: a person fixes the data, then redrives).
-SYSTEM_REASONS = frozenset(
-    {
-        "target_unavailable",
-        "rate_limited",
-        "store_unavailable",
-        "in_progress",
-        "credentials_rejected",
-        "deadline",
-        "outcome_unsettled",
-        "transient",
-        "configuration",
-        "malformed_envelope",
-        "claim_check_missing",
-        "claim_check_corrupt",
-        "retries_exhausted",
-        "unexpected_error",
-        "error",
-    }
-)
-
 ErrorClass = Literal["business", "system"]
 Method = Literal["index", "scan"]
 
@@ -77,12 +55,12 @@ def error_class(outcome: str, reason: str | None) -> ErrorClass | None:
     """``business`` or ``system`` for a failed delivery (retried or dead-lettered); None otherwise.
 
     A retry is always a system matter (only transient failures are retried). A dead letter is a
-    system failure when its reason is one (``SYSTEM_REASONS``), else a business one."""
+    system failure when its reason is one (``shared.errors.SYSTEM_REASONS``), else a business one."""
     if outcome == "retried":
         return "system"
     if outcome != "dead_lettered":
         return None
-    return "system" if (reason or "unexpected_error") in SYSTEM_REASONS else "business"
+    return "system" if reason_class(reason) == "system" else "business"
 
 
 def _number(value: Any) -> int | None:

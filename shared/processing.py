@@ -70,6 +70,7 @@ from shared.errors import (
     StoreUnavailable,
     TargetUnavailable,
     TransientError,
+    error_class,
 )
 from shared.idempotency import Claim, IdempotencyStore, target_key
 from shared.parameters import Secrets
@@ -189,20 +190,6 @@ class RecordResult:
     outcome: str  # delivered | duplicate | dead_lettered | retry_scheduled | waiting | deferred
     failed: bool  # reported as a batch item failure (Lambda keeps the message)
     error_class: str | None = None  # a dead letter's: "business" or "system" (``error_class``)
-
-
-# Dead letters an operator fixes in a system (a secret, a target down for the whole horizon, a
-# bug of ours) rather than in the business data (a refused order, an unknown payment's order).
-SYSTEM_REASONS = frozenset(
-    {"configuration", "malformed_envelope", "unexpected_error", "retries_exhausted", "credentials_rejected"}
-)
-
-
-def error_class(reason: str) -> str:
-    """``business`` when the data must be fixed (or is waiting on data that never came),
-    ``system`` when a system or our own code must: what the DLQ, the metrics and the dashboards
-    keep apart."""
-    return "system" if reason in SYSTEM_REASONS else "business"
 
 
 class _Reported(Exception):
@@ -710,7 +697,7 @@ class BatchProcessor:
             },
         )
         if envelope and prepared:
-            self._trace(inv, envelope, prepared, "dead_lettered", attempts, reason=reason)
+            self._trace(inv, envelope, prepared, "dead_lettered", attempts, reason=reason, last_reason=last)
         return RecordResult(message_id, "dead_lettered", failed=False, error_class=error_class(reason))
 
     def _dead_letter_items(
@@ -795,6 +782,7 @@ class BatchProcessor:
         *,
         target_ids: dict[str, Any] | None = None,
         reason: str | None = None,
+        last_reason: str | None = None,
     ) -> None:
         now = self.clock()
         item: dict[str, Any] = {
@@ -817,6 +805,10 @@ class BatchProcessor:
             item["target_ids"] = {k: str(v) for k, v in target_ids.items()}
         if reason:
             item["reason"] = reason
+        if outcome == "dead_lettered":
+            item["error_class"] = error_class(reason)
+            if last_reason:
+                item["last_reason"] = last_reason
         if envelope.replay_id:
             item["replay_id"] = envelope.replay_id
         inv.history.append(item)
