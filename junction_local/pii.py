@@ -32,9 +32,7 @@ STREET = re.compile(
 )
 # A NIP as people write it: with ``PL``, dashed, or as a quoted string of ten digits (a bare
 # number of ten digits in a log line is an epoch second far more often than a tax id).
-NIP = re.compile(
-    r"(?<![\w-])PL(\d{10})(?![\w-])|(?<![\w-])(\d{3}-\d{3}-\d{2}-\d{2})(?![\w-])|\"(\d{10})\""
-)
+NIP = re.compile(r"(?<![\w-])PL(\d{10})(?![\w-])|(?<![\w-])(\d{3}-\d{3}-\d{2}-\d{2})(?![\w-])|\"(\d{10})\"")
 NIP_WEIGHTS = (6, 5, 7, 2, 3, 4, 5, 6, 7)
 # JSON keys (lower case, separators ignored) that hold personal data whatever their value looks like.
 PERSONAL_KEYS = frozenset(

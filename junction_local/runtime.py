@@ -185,9 +185,10 @@ class LocalRuntime:
     def sender(self, integration_name: str, **options: Any) -> Sender:
         """A client that delivers the integration's webhooks as its source system does (signed,
         retried); ``options`` go to the source's sender (``retries``, ``retry_delay``, ...)."""
-        return self.source(integration_name).sender(
-            self.webhook_url(integration_name), self.webhook_secret(integration_name), **options
-        )
+        source = self.source(integration_name)
+        if source.api and "api_url" not in options:
+            options["api_url"] = self.target_url(source.api)
+        return source.sender(self.webhook_url(integration_name), self.webhook_secret(integration_name), **options)
 
     def _standin(self, system: str) -> dict[str, str]:
         found: dict[str, str] | None = self.state["targets"].get(system)

@@ -98,6 +98,10 @@ class SourceStandIn:
     samples: Path  # tests/events/<system>/: payloads as the provider documents them
     event: Callable[[int], dict[str, Any]]  # n -> a realistic event for a distinct business entity n
     sender: Callable[..., Sender]  # (webhook URL, signing secret, **options) -> a sender
+    # The target system whose stand-in holds what this source's events speak of (Przelewy24's
+    # notifications name transactions its API must know): its root URL reaches the sender as
+    # ``api_url``.
+    api: str = ""
 
     def secret_value(self, *extra_secrets: str) -> dict[str, Any]:
         """The secret's value: the local signing secret first, then any older ones still accepted."""

@@ -148,4 +148,5 @@ LOCAL = SourceStandIn(
     samples=SAMPLES,
     event=_event,
     sender=Przelewy24NotificationStandIn,
+    api="przelewy24",  # notifications name transactions the P24 API stand-in holds
 )
