@@ -696,6 +696,30 @@ def _hop_table(found: commands.EntityTrace) -> Table:
     return table
 
 
+# -- console -----------------------------------------------------------------------------------
+@app.command("console")
+def console_command(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to serve on (0: any free one).")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to bind; anything but loopback needs --allow-remote.")] = (
+        "127.0.0.1"
+    ),
+    allow_remote: Annotated[
+        bool,
+        typer.Option("--allow-remote", help="Allow a --host other than loopback: anyone with the token can redrive."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """A web console on 127.0.0.1: status, dead letters (inspect, redrive), trace and sync.
+    With --json, its address and token are printed as one JSON line."""
+    from . import console as web  # loaded only for this command: the CLI's start stays light
+
+    web.check_bind(host, allow_remote=allow_remote)  # before the target: a refused address needs no AWS
+    options = global_options(ctx)
+    backend = web.OpsBackend(options.target, options.clients)
+    web.run(host, port, allow_remote=allow_remote, backend=backend, as_json=as_json)
+
+
 def main() -> None:
     app(prog_name="junction")
 

@@ -781,17 +781,23 @@ def run(
     local: bool | None = None,
     stage: str | None = None,
     out: Any = None,
+    as_json: bool = False,
 ) -> None:
-    """What ``junction console`` does: serve until Ctrl-C, after printing the address and token.
-    The backend defaults to the target ``--local/--aws`` and ``--stage`` name (``OpsBackend``)."""
+    """What ``junction console`` does: serve until Ctrl-C, after printing the address and token
+    (``as_json``: as one JSON line). The backend defaults to the target ``--local/--aws`` and
+    ``--stage`` name (``OpsBackend``)."""
     server = serve(host, port, allow_remote=allow_remote, backend=backend, local=local, stage=stage)
     stream = out or sys.stdout
     where = server.backend.describe()
-    stream.write(
-        f"Junction console ({where['kind']}, stage {where['stage']}): {server.url}\n"
-        f"token (for redrives): {server.token}\n"
-        f"open: {server.url}#token={server.token}\n"
-    )
+    if as_json:
+        doc = {**where, "url": server.url, "token": server.token, "open": f"{server.url}#token={server.token}"}
+        stream.write(json.dumps(doc) + "\n")
+    else:
+        stream.write(
+            f"Junction console ({where['kind']}, stage {where['stage']}): {server.url}\n"
+            f"token (for redrives): {server.token}\n"
+            f"open: {server.url}#token={server.token}\n"
+        )
     stream.flush()
     try:
         server.serve_forever()
