@@ -21,6 +21,8 @@ INTEGRATION = Integration(
         throttle_rate_per_second=20,
         throttle_burst=100,
     ),
-    targets=shipping_targets("functions.shipping.status"),
+    # A status ShipX does not confirm waits for it (its API may lag its webhook) for a day, then
+    # goes to the DLQ: a forgery, or a disagreement for a person to look at.
+    targets=shipping_targets("functions.shipping.status", horizon_hours=24),
     ingress=FunctionSettings(memory_mb=256, timeout_seconds=10),
 )

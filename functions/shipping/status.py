@@ -12,7 +12,12 @@ effect) and the entity id ``inpost-shipment:<id>``. Delivering reads the shipmen
   ``inpost_status`` ShipX's, ``order_reference`` from the shipment's ``reference``);
 - ShipX's status the one held, and the webhook claims it: handed on again (a retry after a crash
   must reach the targets after this one; their effects are idempotent);
-- otherwise (a claim ShipX does not confirm, an older status than the one held): no effect
+- a claim newer than ShipX's status (ShipX's API not there yet, or a forgery): it waits
+  (``AwaitingPrerequisite``, ``awaiting_shipx_status``) and reads again with backoff; it acts once
+  ShipX confirms, or goes to the DLQ after the hop's retry horizon, never having acted. Completing
+  it with "no effect" would consume its key, and a genuine webhook of the same status, arriving
+  later, would then be a duplicate;
+- otherwise (an older status than the one held, a claim ShipX has moved past): no effect
   (``effect: none``, with ShipX's status). The status ShipX moved to comes with its own webhook.
 """
 
@@ -30,7 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from shared import state_keys
 from shared.connectors.inpost import InPostClient, status_rank
 from shared.envelope import Envelope
-from shared.errors import StoreUnavailable
+from shared.errors import AwaitingPrerequisite, StoreUnavailable
 from shared.observability import get_logger, log
 from shared.processing import Attempt, FlowContext, Prepared
 
@@ -141,6 +146,13 @@ class StatusFromInPost(InPostHop):
         if not current:
             log(_logger, logging.WARNING, "ShipX answered a shipment without a status", shipment_id=shipment_id)
             return {**made, "effect": "none"}
+        claimed = webhook.status
+        if claimed and claimed != current and status_rank(claimed) > status_rank(current):
+            raise AwaitingPrerequisite(
+                f"ShipX does not confirm the webhook's status yet (it says {current})",
+                reason="awaiting_shipx_status",
+                entity_ids={**ids, "inpost_status": current},
+            )
         held = self.store.offer(shipment_id, current)
         confirmed = webhook.status == current
         if not held.holds or not (held.advanced or confirmed):

@@ -30,13 +30,13 @@ WOOCOMMERCE_API = SecretRef(
 _QUEUE = QueueSettings(batch_size=10, max_receive_count=8, retention_days=4, dlq_retention_days=14)
 
 
-def inpost(flow: str) -> Target:
+def inpost(flow: str, *, horizon_hours: int = 72) -> Target:
     return Target(
         name="inpost",
         flow=flow,
         secrets=(INPOST_SHIPX,),
         queue=_QUEUE,
-        retry=RetryPolicy(base_delay_seconds=5, max_delay_seconds=900),
+        retry=RetryPolicy(base_delay_seconds=5, max_delay_seconds=900, horizon_seconds=horizon_hours * 3600),
         max_concurrency=5,
         processor=FunctionSettings(memory_mb=256, timeout_seconds=30),
         alarms=AlarmThresholds(dlq_depth=1, oldest_message_age_seconds=900),
@@ -84,5 +84,5 @@ ERP = Target(
 )
 
 
-def shipping_targets(inpost_flow: str) -> tuple[Target, ...]:
-    return (inpost(inpost_flow), SHOPIFY, WOOCOMMERCE, ERP)
+def shipping_targets(inpost_flow: str, *, horizon_hours: int = 72) -> tuple[Target, ...]:
+    return (inpost(inpost_flow, horizon_hours=horizon_hours), SHOPIFY, WOOCOMMERCE, ERP)

@@ -228,20 +228,30 @@ def test_a_forged_status_shipx_does_not_confirm_is_never_acted_on(
     flow = status_flow(shipx, ddb, http)
     flow.deliver(flow.prepare(webhook(shipment_id, "out_for_delivery")), attempt())
 
-    forged = flow.deliver(flow.prepare(webhook(shipment_id, "delivered")), attempt())
-    assert forged["effect"] == "none"
-    assert forged["inpost_status"] == "out_for_delivery"  # what ShipX says, not the claim
+    claim = flow.prepare(webhook(shipment_id, "delivered"))
+    with pytest.raises(AwaitingPrerequisite) as waiting:  # it waits: its key is not consumed
+        flow.deliver(claim, attempt())
+    assert waiting.value.reason == "awaiting_shipx_status"
+    assert waiting.value.entity_ids["inpost_status"] == "out_for_delivery"  # what ShipX says
     assert StatusStore(ddb, TABLE, SCOPE).held(str(shipment_id)) == "out_for_delivery"
+    # Once ShipX confirms it (its API had not caught up, or the parcel arrived since), the retry acts.
+    shipx.move(shipment_id, "delivered")
+    made = flow.deliver(claim, attempt())
+    assert (made["inpost_status"], made.get("effect")) == ("delivered", None)
+    assert StatusStore(ddb, TABLE, SCOPE).held(str(shipment_id)) == "delivered"
 
 
-def test_a_forged_status_on_a_shipment_never_seen_hands_on_shipxs_status_not_the_claim(
+def test_a_forged_status_on_a_shipment_never_seen_holds_nothing_and_hands_nothing_on(
     shipx: InPostStandIn, ddb: Any, http: httpx.Client
 ) -> None:
     shipment_id = shipped(shipx, ddb, http)
     flow = status_flow(shipx, ddb, http)
-    made = flow.deliver(flow.prepare(webhook(shipment_id, "delivered")), attempt())
+    with pytest.raises(AwaitingPrerequisite):
+        flow.deliver(flow.prepare(webhook(shipment_id, "delivered")), attempt())
+    assert StatusStore(ddb, TABLE, SCOPE).held(str(shipment_id)) is None
+    # A claim ShipX confirms is handed on: ShipX's own status, whatever order the webhooks came in.
+    made = flow.deliver(flow.prepare(webhook(shipment_id, "confirmed")), attempt())
     assert (made["shipment_event"], made["inpost_status"]) == ("status", "confirmed")
-    assert StatusStore(ddb, TABLE, SCOPE).held(str(shipment_id)) == "confirmed"
 
 
 def test_an_older_status_after_a_newer_one_changes_nothing(shipx: InPostStandIn, ddb: Any, http: httpx.Client) -> None:
