@@ -24,7 +24,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -550,6 +550,139 @@ class Demo:
             f"shopify-order:{shop_id}" in trace and all(system in trace for system in ORDER_SYSTEMS),
         )
 
+    # -- scene 9: money and parcels ----------------------------------------------------------
+    def money_and_parcels(self) -> None:
+        console.rule("[bold]Scene 9: paid, packed, shipped, delivered (Przelewy24, Stripe, InPost -> shop and ERP)")
+        from junction_local.standins.inpost_webhooks import InPostWebhookSender, make_status
+        from junction_local.standins.przelewy24 import Przelewy24NotificationStandIn, notification
+        from junction_local.standins.stripe import StripeStandIn, charge_refunded, payment_succeeded
+        from junction_local.standins.wms import make_packed
+        from junction_local.standins.woocommerce import make_order as woo_order
+
+        rt = self.runtime
+        woo_api, shipx = rt.target_url("woocommerce"), rt.target_url("inpost")
+
+        def erp() -> dict[str, int]:
+            return rt.target_summary("erp")
+
+        def settled(*names: str) -> bool:
+            return all(rt.settled(name) for name in names)
+
+        def woo(order_id: int) -> dict[str, Any]:
+            found: dict[str, Any] = next(o for o in _json(f"{woo_api}/_standin/state")["orders"] if o["id"] == order_id)
+            return found
+
+        paid_id, refunded_id = 9901, 9902
+        before = erp()
+        for order_id in (paid_id, refunded_id):
+            _json(f"{woo_api}/_standin/orders", {"id": order_id, "status": "processing"})
+            rt.sender(WOOCOMMERCE).send(woo_order(order_id, skus=("MUG-BLUE",)))
+        arrived = wait_for(lambda: erp()["orders"] == before["orders"] + 2, 90)
+        console.print(f"Two WooCommerce orders ({paid_id}, {refunded_id}) are in the shop and the ERP.")
+        self.check("two WooCommerce orders reach the ERP before their money", arrived)
+
+        # Przelewy24: verified before it is booked; re-sent notifications book nothing more.
+        p24 = cast(Przelewy24NotificationStandIn, rt.sender("przelewy24-payments"))
+        paid = p24.settle(notification(paid_id))
+        body = json.dumps(paid, ensure_ascii=False, separators=(",", ":")).encode()
+        answers = [p24.send_raw(body, p24.headers(body, "")).attempts[-1] for _ in range(3)]
+        forged = {**paid, "amount": paid["amount"] * 10, "originAmount": paid["amount"] * 10}
+        forged_body = json.dumps(forged, ensure_ascii=False, separators=(",", ":")).encode()
+        forged_answer = p24.send_raw(forged_body, p24.headers(forged_body, "")).attempts[-1]
+        console.print(
+            f"Przelewy24 notifies order {paid_id}'s payment three times (answers {answers}); "
+            f"a notification with a tampered amount gets {forged_answer}."
+        )
+        booked = wait_for(lambda: erp()["incoming_payments"] == before["incoming_payments"] + 1, 90)
+        self.check(
+            "a Przelewy24 payment notified three times is verified and booked once", booked and answers == [200] * 3
+        )
+        self.check("a Przelewy24 notification with a wrong sign is refused (401)", forged_answer == 401)
+
+        # Stripe: a forged signature is refused; a refund that overtakes its payment waits for it.
+        stripe = cast(StripeStandIn, rt.sender("stripe-payments"))
+        forgery = "whsec_forged"
+        forged_stripe = stripe.forge(payment_succeeded(refunded_id), secret=forgery).attempts[-1]
+        console.print(f"A Stripe event signed with the wrong secret gets {forged_stripe}.")
+        self.check("a forged Stripe signature is refused (401)", forged_stripe == 401)
+        stripe.send(charge_refunded(refunded_id, refunded=2_000))
+        console.print(f"Stripe's refund of order {refunded_id} arrives [bold]before[/bold] its payment: it waits.")
+        waited = wait_for(lambda: rt.queue_depth("stripe-payments")["in_flight"] >= 1, 30)
+        no_refund_yet = erp()["refunds"] == before["refunds"]
+        stripe.send(payment_succeeded(refunded_id))
+        both = wait_for(
+            lambda: (
+                erp()["refunds"] == before["refunds"] + 1
+                and erp()["incoming_payments"] == before["incoming_payments"] + 2
+                and settled("stripe-payments", "przelewy24-payments")
+            ),
+            120,
+        )
+        self.check(
+            "a refund that overtakes its payment waits for it; each is booked once",
+            waited and no_refund_yet and both and erp()["refunds"] == before["refunds"] + 1,
+        )
+
+        # Packed -> one InPost shipment -> tracking to the shop and a delivery note in the ERP.
+        reference = f"woocommerce:{paid_id}"
+        wms = rt.sender("inpost-shipments")
+        wms.send(make_packed(reference))
+        wms.send(make_packed(reference))
+        console.print(f"The warehouse reports order {paid_id} packed (twice).")
+        shipped = wait_for(
+            lambda: (
+                erp()["delivery_notes"] == before["delivery_notes"] + 1
+                and settled("inpost-shipments")
+                and woo(paid_id)["status"] == "completed"
+            ),
+            120,
+        )
+        parcels = [s for s in _json(f"{shipx}/_standin/shipments")["shipments"] if s.get("reference") == reference]
+        tracking = parcels[0]["tracking_number"] if parcels else ""
+        in_shop = bool(tracking) and any(tracking in json.dumps(m) for m in woo(paid_id)["meta_data"])
+        console.print(f"ShipX shipment {parcels[0]['id'] if parcels else '?'}, tracking {tracking or '?'}.")
+        self.check(
+            "packed twice, shipped once: one InPost parcel, its tracking in WooCommerce, one ERP delivery note",
+            shipped and len(parcels) == 1 and in_shop,
+        )
+
+        # ShipX's status webhooks: a wrong token, a status ShipX does not confirm, then the real one.
+        inpost = cast(InPostWebhookSender, rt.sender("inpost-tracking"))
+        shipment_id = int(parcels[0]["id"]) if parcels else 0
+        notes = len(woo(paid_id)["notes"])
+        guess = "guessed-token"
+        wrong = inpost.send(make_status(shipment_id, "delivered", tracking), token=guess).attempts[-1]
+        claim = inpost.send(make_status(shipment_id, "delivered", tracking)).attempts[-1]
+        time.sleep(3)
+        unchanged = (
+            erp()["deliveries_delivered"] == before["deliveries_delivered"] and len(woo(paid_id)["notes"]) == notes
+        )
+        console.print(
+            f"A webhook with a wrong token gets {wrong}; one claiming 'delivered' while ShipX says "
+            f"'{parcels[0]['status'] if parcels else '?'}' gets {claim} and waits for ShipX, changing nothing."
+        )
+        self.check("an InPost webhook with a wrong token is refused (401)", wrong == 401)
+        self.check("a status ShipX does not confirm changes nothing in the shop or the ERP", claim == 202 and unchanged)
+        _json(f"{shipx}/_standin/shipments/status", {"shipment_id": shipment_id, "status": "delivered", "notify": True})
+        console.print("ShipX delivers the parcel and sends its own webhook.")
+        delivered = wait_for(
+            lambda: (
+                erp()["deliveries_delivered"] == before["deliveries_delivered"] + 1
+                and settled("inpost-tracking")
+                and len(woo(paid_id)["notes"]) == notes + 1
+            ),
+            120,
+        )
+        self.check("delivered reaches WooCommerce and the ERP once", delivered)
+
+        trace = self.cli("trace", f"woocommerce-order:{paid_id}")
+        console.print(f"[dim]junction trace woocommerce-order:{paid_id}[/dim]")
+        console.print(trace)
+        self.check(
+            "junction trace shows the order's payment and parcel hops (status paid, tracking number)",
+            "payment_status" in trace and tracking in trace and "przelewy24" in trace and "inpost" in trace,
+        )
+
     # -- last: what operators read holds no secret and no personal data -----------------------
     def privacy(self) -> None:
         console.rule("[bold]Last: no secret and no personal data in what operators read")
@@ -619,6 +752,7 @@ def main() -> int:
         demo.fix_and_redrive()
         demo.stock()
         demo.orders()
+        demo.money_and_parcels()
         demo.privacy()
         ok = demo.verdict()
     except Exception as exc:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 from junction_local.runtime import LocalRuntime, _json, wait_for
-from junction_local.standins.inpost_webhooks import make_status
-from junction_local.standins.przelewy24 import notification
-from junction_local.standins.stripe import charge_refunded, payment_succeeded
+from junction_local.standins.inpost_webhooks import InPostWebhookSender, make_status
+from junction_local.standins.przelewy24 import Przelewy24NotificationStandIn, notification
+from junction_local.standins.stripe import StripeStandIn, charge_refunded, payment_succeeded
 from junction_local.standins.wms import make_packed
 from junction_local.standins.woocommerce import make_order as woo_order
 
@@ -48,7 +48,7 @@ def an_order(runtime: LocalRuntime, order_id: int) -> None:
 
 def test_a_p24_payment_is_verified_then_booked_once_however_often_p24_notifies(runtime: LocalRuntime) -> None:
     an_order(runtime, 78001)
-    p24 = runtime.sender("przelewy24-payments")
+    p24 = cast(Przelewy24NotificationStandIn, runtime.sender("przelewy24-payments"))
     settled_note = p24.settle(notification(78001))  # registered and paid at P24, signed by it
     body = json.dumps(settled_note, ensure_ascii=False, separators=(",", ":")).encode()
     before = erp(runtime)
@@ -69,7 +69,7 @@ def test_a_p24_payment_is_verified_then_booked_once_however_often_p24_notifies(r
 
 def test_stripe_refuses_forgeries_and_a_refund_that_overtakes_its_payment_waits_for_it(runtime: LocalRuntime) -> None:
     an_order(runtime, 78002)
-    stripe = runtime.sender("stripe-payments")
+    stripe = cast(StripeStandIn, runtime.sender("stripe-payments"))
     before = erp(runtime)
     forged = stripe.forge(payment_succeeded(78002), secret="whsec_not_ours")
     assert forged.attempts[-1] == 401
@@ -106,7 +106,7 @@ def test_a_packed_order_ships_once_and_only_the_status_shipx_confirms_reaches_sh
     assert any(tracking in json.dumps(m) for m in woo["meta_data"])
     notes = len(woo["notes"])
 
-    inpost = runtime.sender("inpost-tracking")
+    inpost = cast(InPostWebhookSender, runtime.sender("inpost-tracking"))
     # A wrong path token: refused, nothing queued.
     assert inpost.send(make_status(shipment["id"], "delivered", tracking), token="not-the-token").attempts[-1] == 401
     # The right token, but a status ShipX does not confirm (the parcel is not delivered yet): it
