@@ -36,6 +36,9 @@ def build_app(
         integrations=integrations,
         runbook_base_url=app.node.try_get_context("runbook_base_url") or None,
         description=f"Junction integration pipelines ({stage})",
+        # Every alarm and dashboard is generated per target: without indentation the template stays
+        # well inside CloudFormation's 1 MB.
+        suppress_template_indentation=True,
     )
     cdk.Tags.of(stack).add("project", "junction")
     cdk.Tags.of(stack).add("stage", stage)

@@ -116,7 +116,16 @@ def test_a_long_description_is_shortened_never_its_link() -> None:
 
 # ------------------------------------------------------------------ runbook base and subscribers
 @pytest.fixture(scope="module")
-def subscribed(dev_stack: JunctionStack) -> tuple[JunctionStack, Template]:
+def code_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stand-in code asset: these stacks are only looked at, so they need not bundle (and the
+    session's bundles move whenever a source file changes)."""
+    path = tmp_path_factory.mktemp("asset")
+    (path / "handler.py").write_text("")
+    return path
+
+
+@pytest.fixture(scope="module")
+def subscribed(code_dir: Path) -> tuple[JunctionStack, Template]:
     """A production stage with a runbook base, an e-mail address and two more subscribers."""
     settings = StageSettings.from_context(
         {
@@ -136,8 +145,8 @@ def subscribed(dev_stack: JunctionStack) -> tuple[JunctionStack, Template]:
         stage="prod",
         settings=settings,
         runbook_base_url="https://github.com/acme/junction/blob/main",
-        ingress_code_dir=dev_stack.ingress_code_dir,
-        processor_code_dir=dev_stack.processor_code_dir,
+        ingress_code_dir=code_dir,
+        processor_code_dir=code_dir,
     )
     return stack, Template.from_stack(stack)
 
@@ -164,7 +173,7 @@ def test_every_subscriber_of_the_stage_is_subscribed(subscribed: tuple[JunctionS
     assert not Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp(".*has no subscriber.*"))
 
 
-def test_subscribers_alone_silence_the_no_subscriber_warning(dev_stack: JunctionStack) -> None:
+def test_subscribers_alone_silence_the_no_subscriber_warning(code_dir: Path) -> None:
     settings = StageSettings.from_context(
         {"removal_policy": "retain", "alarm_subscribers": [{"protocol": "email", "endpoint": "oncall@example.com"}]}
     )
@@ -174,8 +183,8 @@ def test_subscribers_alone_silence_the_no_subscriber_warning(dev_stack: Junction
         stage="prod",
         settings=settings,
         integrations=(TWO_TARGET_WEBHOOK,),
-        ingress_code_dir=dev_stack.ingress_code_dir,
-        processor_code_dir=dev_stack.processor_code_dir,
+        ingress_code_dir=code_dir,
+        processor_code_dir=code_dir,
     )
     assert not Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp(".*has no subscriber.*"))
 
@@ -471,7 +480,7 @@ def test_execute_api_resource() -> None:
 
 
 @pytest.mark.parametrize("bad", ["91.216.25.0/33", "91.216.25.1/24", "inpost.pl", ""])
-def test_malformed_source_addresses_are_refused(dev_stack: JunctionStack, bad: str) -> None:
+def test_malformed_source_addresses_are_refused(code_dir: Path, bad: str) -> None:
     webhook = TOKEN_WEBHOOK.webhook
     assert webhook is not None
     broken = Integration(
@@ -489,8 +498,8 @@ def test_malformed_source_addresses_are_refused(dev_stack: JunctionStack, bad: s
             stage="dev",
             settings=StageSettings(),
             integrations=(broken,),
-            ingress_code_dir=dev_stack.ingress_code_dir,
-            processor_code_dir=dev_stack.processor_code_dir,
+            ingress_code_dir=code_dir,
+            processor_code_dir=code_dir,
         )
 
 
@@ -499,3 +508,12 @@ def test_cdk_nag_reports_nothing_on_the_operations_layer(subscribed: tuple[Junct
     annotations = Annotations.from_stack(stack)
     assert annotations.find_error("*", NAG) == []
     assert annotations.find_warning("*", NAG) == []
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_stage_stacks_fit_cloudformations_limits(stage: str, request: pytest.FixtureRequest) -> None:
+    """500 resources (the synth refuses more) and a 1 MB template: how close the registry is."""
+    template: Template = request.getfixturevalue(f"{stage}_template")
+    count = len(template.to_json()["Resources"])
+    assert count <= 500
+    assert len(json.dumps(template.to_json(), separators=(",", ":"))) < 1_000_000

@@ -10,7 +10,7 @@ import pytest
 from aws_cdk.assertions import Annotations, Match, Template
 
 from functions.registry import INTEGRATIONS
-from infra import bundling
+from infra import bundling, history
 from infra.stack import (
     POLL_RETRY_ATTEMPTS,
     JunctionStack,
@@ -477,7 +477,7 @@ def test_functions_have_their_own_log_groups_with_stage_retention(dev_template: 
     processors = sum(len(i.targets) for i in INTEGRATIONS)
     ingresses = sum(1 for i in INTEGRATIONS if i.webhook)
     pollers = sum(1 for i in INTEGRATIONS if i.schedule)
-    assert len(functions) == processors + ingresses + pollers
+    assert len(functions) == processors + ingresses + pollers + 1  # and the history export
     for fn in functions.values():
         group = fn["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
         log_group = dev_template.to_json()["Resources"][group]["Properties"]
@@ -494,7 +494,7 @@ def test_function_names_are_unique_and_within_lambda_limits(wide_template: Templ
     expected = {function_name("dev", i, f"{t.name}-processor") for i, t in TARGETS}
     expected |= {function_name("dev", i, "ingress") for i in WEBHOOKS}
     expected |= {function_name("dev", i, "poller") for i in SCHEDULES}
-    assert set(found) == expected
+    assert set(found) == expected | {history.function_name("dev")}
 
 
 def test_no_secret_values_in_lambda_environment(wide_template: Template) -> None:
@@ -511,6 +511,7 @@ def test_no_secret_values_in_lambda_environment(wide_template: Template) -> None
             "JUNCTION_IDEMPOTENCY_TABLE",
             "JUNCTION_STATE_TABLE",
             "JUNCTION_PAYLOAD_BUCKET",
+            "JUNCTION_HISTORY_BUCKET",
         }
         assert "secretsmanager" not in json.dumps(variables)
 
