@@ -222,6 +222,8 @@ class _Invocation:
     history: list[dict[str, Any]] = field(default_factory=list)
     breaker_opened: int = 0
     rejected_items: int = 0
+    rate_limited: int = 0  # attempts the target answered with a 429 (or its own throttling)
+    target_ms: list[float] = field(default_factory=list)  # each call of the flow's deliver
     completions: list[_Completion] = field(default_factory=list)  # recorded at the end of the batch
 
     def seconds_left(self) -> float:
@@ -352,17 +354,24 @@ class BatchProcessor:
             counts["Breaker_opened"] = inv.breaker_opened
         if inv.rejected_items:
             counts["Message_rejected_item"] = inv.rejected_items
+        if inv.rate_limited:
+            counts["Message_rate_limited"] = inv.rate_limited
         # Items a version gate refused (older than what the target already has), as flows report them.
         stale = sum(_number(c.target_ids.get("stale"), 0) for c in inv.completions)
         if stale:
             counts["Item_stale"] = int(stale)
-        if not counts:
+        if not counts and not inv.target_ms:
             return
         metrics = EphemeralMetrics(namespace="Junction")
         metrics.add_dimension(name="Integration", value=self.integration.name)
         metrics.add_dimension(name="Target", value=self.target.name)
         for name, value in counts.items():
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        # The dashboards' p50/p99 of the target: each deliver call, as it took.
+        for ms in inv.target_ms:
+            metrics.add_metric(name="Target_latency_ms", unit=MetricUnit.Milliseconds, value=round(ms, 1))
+        # The breaker as this batch left it: 1 open (or probing), 0 closed.
+        metrics.add_metric(name="Breaker_open", unit=MetricUnit.Count, value=int(inv.breaker.state != CLOSED))
         metrics.flush_metrics()
 
     # -- one record ------------------------------------------------------------------------
@@ -458,11 +467,17 @@ class BatchProcessor:
             deadline=inv.deadline - RESERVE_SECONDS,
             clock=self.clock,
         )
+        called = time.perf_counter()
         try:
-            target_ids = self.flow.deliver(prepared, attempt)
+            try:
+                target_ids = self.flow.deliver(prepared, attempt)
+            finally:
+                inv.target_ms.append((time.perf_counter() - called) * 1000)
             self._forward(envelope, target_ids)
         except BaseException as exc:
             reason = exc.reason if isinstance(exc, JunctionError) else "unexpected_error"
+            if isinstance(exc, RateLimited):
+                inv.rate_limited += 1
             # Once the create was sent, only a refusal proves that the effect was not made: a 4xx
             # or 429 answer, or our own deadline before sending. A timeout or 5xx proves nothing.
             refused = isinstance(exc, PermanentError | RateLimited | DeadlineReached)

@@ -18,6 +18,8 @@ INTEGRATION = Integration(
         path="/webhooks/inpost/{token}",
         scheme="shipx",
         secret=INPOST_WEBHOOK_TOKEN,
+        # InPost documents one source network for ShipX webhooks, production and sandbox alike.
+        source_ips=("91.216.25.0/24",),
         throttle_rate_per_second=20,
         throttle_burst=100,
     ),

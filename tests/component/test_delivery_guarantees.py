@@ -383,6 +383,22 @@ def test_metrics_are_emf_per_integration_and_for_processors_per_target(pipeline:
     merged = {k: v for d in docs for k, v in d.items()}
     assert merged.get("Breaker_opened") in (1, [1], 1.0)
     assert merged.get("Message_retry_scheduled") is not None
+    # The dashboards' series: the breaker as the batch left it (open), one latency per target call.
+    assert merged.get("Breaker_open") in (1, [1], 1.0)
+    latencies = merged.get("Target_latency_ms")
+    calls = latencies if isinstance(latencies, list) else [latencies]
+    assert len(calls) == TARGET.breaker.failure_threshold and all(ms >= 0 for ms in calls)
+
+
+def test_a_429_is_counted_as_rate_limited_and_a_closed_breaker_as_zero(pipeline: Pipeline, capfd: Any) -> None:
+    pipeline.erp.set_behaviour("rate_limited", count=1)
+    pipeline.send_order(shopify_order())
+    capfd.readouterr()
+    pipeline.auto_advance = False
+    pipeline.run_batch()
+    merged = {k: v for d in _emf(capfd.readouterr().out) for k, v in d.items()}
+    assert merged.get("Message_rate_limited") in (1, [1], 1.0)
+    assert merged.get("Breaker_open") in (0, [0], 0.0)  # a 429 is no outage: the breaker stays closed
 
 
 class LogLines(logging.Handler):
