@@ -22,6 +22,7 @@ from shared.aws import item_from_ddb
 from shared.declaration import Integration, Target, idempotency_table_name, queue_name, state_table_name
 from shared.envelope import Envelope, message_attributes
 from shared.errors import MalformedEnvelope, StoreUnavailable
+from shared.idempotency import kept_event_json
 from shared.xref import CrossReference, entities_of
 
 from .context import OpsError
@@ -365,7 +366,7 @@ def kept_event(ddb: DynamoDBClient, stage: str, record_key: str, entity_id: str)
     record = ddb.get_item(
         TableName=idempotency_table_name(stage), Key={"id": {"S": record_key}}, ConsistentRead=True
     ).get("Item")
-    text = item_from_ddb(dict(record)).get("envelope") if record else None
+    text = kept_event_json(item_from_ddb(dict(record))) if record else None
     if not text:
         return None
     try:
