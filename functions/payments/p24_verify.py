@@ -130,7 +130,7 @@ class P24Verify:
             )
         try:
             self.xref.record(
-                v.entity_id, f"{self.hop}#verify", {"p24_order_id": str(n.order_id), "payment_status": "verified"}
+                v.entity_id, f"{self.hop}#verify", {"p24_order_id": str(n.order_id), "p24_status": "verified"}
             )
         except StoreUnavailable as exc:
             # An index, like the trace: its failure does not undo or repeat the verification.
