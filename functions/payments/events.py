@@ -4,9 +4,14 @@
   ``payment_intent.succeeded`` is a payment of the PaymentIntent's ``amount_received``;
   ``charge.refunded`` is a refund of the Charge's newest refund in ``refunds.data`` (each refund
   of a charge is announced by its own ``charge.refunded``, and each makes one refund document,
-  keyed by its id). The order is ``metadata.order_reference`` (``woocommerce:727``), or, as the
-  WooCommerce Stripe Gateway writes it, ``metadata.order_id`` with ``metadata.site_url`` ->
-  ``woocommerce:<order_id>``. Every other event type is not routed (None: no effect).
+  keyed by its id). From API version 2022-11-15 on, Stripe leaves ``refunds`` out of the Charge;
+  then the event says only the charge's total refunded so far (``amount_refunded``): it becomes a
+  refund *up to* that total (``cumulative``, keyed ``refunded-to-<total>``), whose document is the
+  difference from what the ERP already holds, so however the events of several partial refunds
+  are ordered or repeated, the ERP ends at Stripe's total. The order is
+  ``metadata.order_reference`` (``woocommerce:727``), or, as the WooCommerce Stripe Gateway
+  writes it, ``metadata.order_id`` with ``metadata.site_url`` -> ``woocommerce:<order_id>``.
+  Every other event type is not routed (None: no effect).
 - **Przelewy24** (a transaction notification, then the verify hop's ids in
   ``envelope.upstream``): a payment of the verified amount. The shop sets ``sessionId`` to the
   order reference, optionally followed by ``#<suffix>`` for a repeated attempt. Nothing is paid
@@ -71,6 +76,8 @@ class PaymentEvent(Canonical):
     provider: Provider
     provider_payment_id: str = Field(min_length=1, max_length=80)  # pi_..., or P24's orderId
     refund_id: str | None = Field(default=None, min_length=1, max_length=80)  # refunds only: re_...
+    # A refund that says the payment's total refunded so far (``amount_minor``), not one refund.
+    cumulative: bool = False
     order_reference: str  # "woocommerce:727"
     amount_minor: int = Field(gt=0)
     currency: str  # upper-case ISO 4217
@@ -160,12 +167,21 @@ def _stripe(body: dict[str, Any], ids: dict[str, str]) -> dict[str, Any] | None:
         }
     refunds = obj.get("refunds")
     listed = refunds.get("data") if isinstance(refunds, dict) else None
+    if refunds is None:  # API versions from 2022-11-15: the total refunded so far, not the refund
+        total = _minor(obj, "amount_refunded", kind, ids)
+        return {
+            "kind": "refund",
+            "provider": "stripe",
+            "provider_payment_id": _text(obj, "payment_intent", kind, ids, prefix="pi_"),
+            "refund_id": f"refunded-to-{total}",
+            "cumulative": True,
+            "order_reference": _stripe_order(obj, kind, ids),
+            "amount_minor": total,
+            "currency": _text(obj, "currency", kind, ids),
+            "occurred_at": _moment(body.get("created"), kind, ids),
+        }
     if not isinstance(listed, list) or not listed or not all(isinstance(r, dict) for r in listed):
-        raise ValidationFailed(
-            "Stripe charge.refunded has no refunds.data: the endpoint's API version must include the "
-            "charge's refunds (expanded) for Junction to know which refund this is",
-            entity_ids=ids,
-        )
+        raise ValidationFailed("Stripe charge.refunded has a refunds list without refunds", entity_ids=ids)
     refund = max(listed, key=lambda r: r.get("created") if isinstance(r.get("created"), int) else 0)
     if refund.get("status") in ("failed", "canceled"):
         return None  # no money went back

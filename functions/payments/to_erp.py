@@ -144,6 +144,17 @@ class PaymentsToErp:
             )
         ids["erp_payment_doc_entry"] = str(payment.get("DocEntry"))
         found = self.erp.find_refund(event.reference, ids)
+        amount = event.amount
+        if found is None and event.cumulative:
+            # Stripe's total refunded so far: the document is what the ERP does not hold yet. An
+            # older total (its event overtaken by a newer one) has nothing left to add.
+            amount = event.amount - self.erp.refunded_total(event.payment_reference, ids)
+            if amount <= 0:
+                return {
+                    "erp_payment_doc_entry": ids["erp_payment_doc_entry"],
+                    "refund": "already_covered",
+                    "payment_status": self._refund_status(payment, event, ids),
+                }
         if found is None:
             attempt.require_settled()
             refund = CustomerRefund(
@@ -152,7 +163,7 @@ class PaymentsToErp:
                 payment_doc_entry=int(payment["DocEntry"]),
                 payment_reference=event.payment_reference,
                 reference=event.reference,
-                amount=event.amount,
+                amount=amount,
                 currency=event.currency,
                 refunded_on=event.occurred_at.date(),
                 transfer_account=self.erp.settings.transfer_account(event.provider),
@@ -160,13 +171,16 @@ class PaymentsToErp:
             )
             attempt.creating()
             found = self.erp.create_refund(refund, ids)
-        paid = Decimal(str(payment.get("TransferSum") or 0))
-        refunded = self.erp.refunded_total(event.payment_reference, ids)
         return {
             "erp_payment_doc_entry": ids["erp_payment_doc_entry"],
             "erp_refund_doc_entry": str(found.get("DocEntry")),
-            "payment_status": REFUNDED if refunded >= paid else PARTIALLY_REFUNDED,
+            "payment_status": self._refund_status(payment, event, ids),
         }
+
+    def _refund_status(self, payment: dict[str, Any], event: PaymentEvent, ids: dict[str, str]) -> str:
+        paid = Decimal(str(payment.get("TransferSum") or 0))
+        refunded = self.erp.refunded_total(event.payment_reference, ids)
+        return REFUNDED if refunded >= paid else PARTIALLY_REFUNDED
 
 
 def build(ctx: FlowContext, http: httpx.Client | None = None) -> PaymentsToErp:

@@ -64,10 +64,19 @@ def payment_succeeded(
 
 
 def charge_refunded(
-    n: int, *, refunded: int, amount: int | None = None, currency: str = "pln", refund: int = 1
+    n: int,
+    *,
+    refunded: int,
+    amount: int | None = None,
+    currency: str = "pln",
+    refund: int = 1,
+    with_refunds: bool = False,
 ) -> dict[str, Any]:
     """A ``charge.refunded`` event for the payment of order ``n``: ``refunded`` is the charge's
-    total refunded so far (minor units), the last refund ``re_...`` number ``refund``."""
+    total refunded so far (minor units), the last refund ``re_...`` number ``refund``. As Stripe
+    sends it from API version 2022-11-15 on, the Charge carries no ``refunds`` list; with
+    ``with_refunds``, as an endpoint pinned to an older version gets it, it does (and says
+    which refund this is)."""
     event: dict[str, Any] = json.loads((SAMPLES / "charge-refunded.json").read_text(encoding="utf-8"))
     ids = _ids(n)
     paid = event["data"]["object"]["amount"] if amount is None else amount
@@ -96,6 +105,11 @@ def charge_refunded(
     )
     charge["refunds"].update(data=[refund_doc], total_count=1, url=f"/v1/charges/{ids['ch']}/refunds")
     event.update(id=f"evt_3QxLoc{n:012d}R{refund:02d}", created=int(time.time()))
+    if with_refunds:
+        event["api_version"] = "2022-08-01"
+    else:
+        del charge["refunds"]
+        event["api_version"] = "2024-06-20"
     return event
 
 

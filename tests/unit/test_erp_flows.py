@@ -168,6 +168,32 @@ def test_a_refund_waits_for_its_payment_then_is_made_once(erp: ErpStandIn, ddb: 
     assert ddb.hop_ids("#refund:re_3QxLoc2eZvKYlo2C0f4Gh5Jk")["payment_status"] == "partially_refunded"
 
 
+def totals(amount_refunded: int, n: int) -> Envelope:
+    """A ``charge.refunded`` as current Stripe API versions send it: no refunds list, the total."""
+    body = json.loads(stripe_envelope("charge-refunded.json", amount_refunded=amount_refunded).body)
+    del body["data"]["object"]["refunds"]
+    body["id"] = f"evt_total_{n}"
+    return Envelope(
+        "stripe-payments", body["id"], f"stripe-payments:{body['id']}", "stripe", None, "", json.dumps(body)
+    )
+
+
+def test_refund_totals_in_any_order_bring_the_erp_to_stripes_total_once(erp: ErpStandIn, ddb: FakeDynamo) -> None:
+    place_order(erp)
+    flow = payments.build(context(erp, ddb, "stripe-payments"))
+    run(flow, stripe_envelope("payment-intent-succeeded.json"))
+    # Two partial refunds (30.00, then 20.00 more): their events arrive newest first, and again.
+    newest = run(flow, totals(5_000, 2))
+    assert newest["payment_status"] == "partially_refunded"
+    older = run(flow, totals(3_000, 1))  # overtaken: the ERP already holds more
+    assert older["refund"] == "already_covered"
+    assert run(flow, totals(5_000, 3), maybe_delivered=True)["erp_refund_doc_entry"] == newest["erp_refund_doc_entry"]
+    assert [r["TransferSum"] for r in erp.refunds()] == [50.0]
+    # A third refund later: the next total adds only the difference.
+    run(flow, totals(6_000, 4))
+    assert sorted(r["TransferSum"] for r in erp.refunds()) == [10.0, 50.0]
+
+
 def test_a_full_refund_marks_the_payment_refunded_and_more_is_refused(erp: ErpStandIn, ddb: FakeDynamo) -> None:
     place_order(erp)
     flow = payments.build(context(erp, ddb, "stripe-payments"))

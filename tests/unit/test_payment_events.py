@@ -123,10 +123,21 @@ def test_a_malformed_stripe_event_says_what_is_wrong(path: tuple[str, ...], valu
         payment_from_envelope(envelope(body))
 
 
-def test_a_refunded_charge_without_its_refunds_list_is_refused_clearly() -> None:
+def test_a_refunded_charge_without_its_refunds_list_is_a_refund_up_to_its_total() -> None:
+    # API versions from 2022-11-15 leave the refunds out: the charge's total refunded so far counts.
     body = sample("stripe/charge-refunded.json")
     del body["data"]["object"]["refunds"]
-    with pytest.raises(ValidationFailed, match=r"refunds\.data"):
+    body["data"]["object"]["amount_refunded"] = 5_000
+    event = parsed(body)
+    assert (event.kind, event.cumulative, event.amount_minor) == ("refund", True, 5_000)
+    assert event.refund_id == "refunded-to-5000"
+    assert event.reference.endswith("#refund:refunded-to-5000")  # one key per total: a repeat is a duplicate
+
+
+def test_a_refunds_list_without_refunds_is_refused_clearly() -> None:
+    body = sample("stripe/charge-refunded.json")
+    body["data"]["object"]["refunds"]["data"] = []
+    with pytest.raises(ValidationFailed, match="without refunds"):
         payment_from_envelope(envelope(body))
 
 
