@@ -83,7 +83,11 @@ def main() -> int:
 def _example(runtime: LocalRuntime, name: str) -> None:
     """A ready-to-paste signed request with a sample event of the integration's source."""
     sender = runtime.sender(name)
-    body = json.dumps(runtime.source(name).event(4242), separators=(",", ":"))
+    payload = runtime.source(name).event(4242)
+    settle = getattr(sender, "settle", None)  # a provider whose API must know the event first (P24)
+    if settle is not None:
+        payload = settle(payload)
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
     path = runtime.state_dir / f"example-{name}.json"
     path.write_text(body, encoding="utf-8")
     headers = " ".join(f"-H '{k}: {v}'" for k, v in sender.headers(body.encode(), "example-1").items())
