@@ -2,7 +2,8 @@
 
 The metrics are the ones the functions emit (namespace ``Junction``, EMF) with exactly their
 dimension sets (``{Integration, Target}`` for a processor's, ``{Integration}`` for the ingress's and
-the poller's), and AWS's own (SQS, Lambda, API Gateway per method). Panels drawn on a metric the
+the poller's), and AWS's own (SQS and Lambda by physical name, API Gateway per route). The dashboards
+are in the stage's nested stack (``infra/observability.py``). Panels drawn on a metric the
 functions do not emit yet name it in ``PROPOSED``; they fill in once the functions emit it.
 """
 
@@ -15,6 +16,8 @@ from aws_cdk import Aws, Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 
 from infra import alarms
+from infra.observability import lambda_metric, sqs_metric
+from shared.declaration import function_name, queue_name
 
 if TYPE_CHECKING:
     from infra.stack import JunctionStack
@@ -128,13 +131,12 @@ def _target_rows(stack: JunctionStack, i: Integration, t: Target) -> list[cloudw
     from infra.stack import target_key
 
     key = target_key(i, t)
-    queue, dlq, processor = stack.queues[key], stack.dead_letter_queues[key], stack.processors[key]
-    visible = queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum", label="visible")
-    age = queue.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum", label="oldest (s)")
-    dlq_visible = dlq.metric_approximate_number_of_messages_visible(
-        period=PERIOD, statistic="Maximum", label="DLQ visible"
-    )
-    dlq_age = dlq.metric_approximate_age_of_oldest_message(period=PERIOD, statistic="Maximum", label="DLQ oldest (s)")
+    queue, dlq = queue_name(stack.stage, i, t), queue_name(stack.stage, i, t, dead_letter=True)
+    processor = function_name(stack.stage, i, f"{t.name}-processor")
+    visible = sqs_metric(queue, "ApproximateNumberOfMessagesVisible", period=PERIOD, label="visible")
+    age = sqs_metric(queue, "ApproximateAgeOfOldestMessage", period=PERIOD, label="oldest (s)")
+    dlq_visible = sqs_metric(dlq, "ApproximateNumberOfMessagesVisible", period=PERIOD, label="DLQ visible")
+    dlq_age = sqs_metric(dlq, "ApproximateAgeOfOldestMessage", period=PERIOD, label="DLQ oldest (s)")
     outcomes = [
         _m(stack, i, "Message_delivered", target=t, label="delivered"),
         _m(stack, i, "Message_duplicate", target=t, label="duplicate"),
@@ -150,11 +152,11 @@ def _target_rows(stack: JunctionStack, i: Integration, t: Target) -> list[cloudw
         _m(stack, i, "Target_latency_ms", target=t, statistic="p99", label="target p99 (ms)"),
     ]
     duration = [
-        processor.metric_duration(period=PERIOD, statistic="p50", label="processor p50 (ms)"),
-        processor.metric_duration(period=PERIOD, statistic="p99", label="processor p99 (ms)"),
+        lambda_metric(processor, "Duration", period=PERIOD, statistic="p50", label="processor p50 (ms)"),
+        lambda_metric(processor, "Duration", period=PERIOD, statistic="p99", label="processor p99 (ms)"),
     ]
     throttles = [
-        processor.metric_throttles(period=PERIOD, statistic="Sum", label="Lambda throttles"),
+        lambda_metric(processor, "Throttles", period=PERIOD, label="Lambda throttles"),
         _m(stack, i, "Message_rate_limited", target=t, label="rate limited (429)"),
         _m(stack, i, "Message_waiting", target=t, label="waiting (breaker, not-before)"),
     ]
@@ -183,12 +185,12 @@ def _target_rows(stack: JunctionStack, i: Integration, t: Target) -> list[cloudw
 def _ingress_rows(stack: JunctionStack, i: Integration) -> list[cloudwatch.IWidget]:
     webhook = i.webhook
     assert webhook is not None
-    ingress = stack.ingress_functions[i.name]
+    ingress = function_name(stack.stage, i, "ingress")
     route = f"{webhook.method.upper()} {webhook.path}"
     gateway = [
         stack.api_metric(i, "Count").with_(label="requests"),
-        stack.api_metric(i, "4XXError").with_(label="4xx"),
-        stack.api_metric(i, "5XXError").with_(label="5xx"),
+        stack.api_metric(i, "4xx").with_(label="4xx"),
+        stack.api_metric(i, "5xx").with_(label="5xx"),
     ]
     latency = [
         stack.api_metric(i, "Latency", statistic="p50").with_(label="p50 (ms)"),
@@ -196,8 +198,8 @@ def _ingress_rows(stack: JunctionStack, i: Integration) -> list[cloudwatch.IWidg
     ]
     outcomes = [_m(stack, i, name, label=name.removeprefix("Webhook_")) for name in INGRESS_OUTCOMES]
     function = [
-        ingress.metric_errors(period=PERIOD, statistic="Sum", label="errors"),
-        ingress.metric_throttles(period=PERIOD, statistic="Sum", label="throttles"),
+        lambda_metric(ingress, "Errors", period=PERIOD, label="errors"),
+        lambda_metric(ingress, "Throttles", period=PERIOD, label="throttles"),
     ]
     return [
         cloudwatch.TextWidget(markdown=f"### Ingress: {route}", width=24, height=1),
@@ -211,14 +213,14 @@ def _ingress_rows(stack: JunctionStack, i: Integration) -> list[cloudwatch.IWidg
 def _poller_rows(stack: JunctionStack, i: Integration) -> list[cloudwatch.IWidget]:
     from infra.stack import poll_lag_threshold_seconds
 
-    poller = stack.pollers[i.name]
+    poller = function_name(stack.stage, i, "poller")
     threshold = poll_lag_threshold_seconds(i)
     lag = _m(stack, i, "Poll_lag_seconds", statistic="Maximum", label="cursor lag (s)")
     runs = [_m(stack, i, name, label=name.removeprefix("Poll_")) for name in POLLER_RUNS]
     function = [
-        poller.metric_errors(period=PERIOD, statistic="Sum", label="errors"),
-        poller.metric_throttles(period=PERIOD, statistic="Sum", label="throttles"),
-        poller.metric_duration(period=PERIOD, statistic="Maximum", label="longest run (ms)"),
+        lambda_metric(poller, "Errors", period=PERIOD, label="errors"),
+        lambda_metric(poller, "Throttles", period=PERIOD, label="throttles"),
+        lambda_metric(poller, "Duration", period=PERIOD, statistic="Maximum", label="longest run (ms)"),
     ]
     return [
         cloudwatch.TextWidget(
@@ -252,7 +254,7 @@ def integration_dashboard(stack: JunctionStack, i: Integration) -> cloudwatch.Da
         f"[Runbook]({alarms.runbook_url(stack.runbook_base_url, alarms.DLQ_DEPTH).split('#')[0]})"
     )
     dashboard = cloudwatch.Dashboard(
-        stack,
+        stack.observability,
         f"{construct_id(i.name)}Dashboard",
         dashboard_name=dashboard_name(stack.stage, i),
         default_interval=Duration.hours(6),
@@ -273,12 +275,17 @@ def integration_dashboard(stack: JunctionStack, i: Integration) -> cloudwatch.Da
 
 # ----------------------------------------------------------------------------------- overview
 def overview_dashboard(stack: JunctionStack) -> cloudwatch.Dashboard:
+    from infra.history import function_name as history_function_name
     from infra.stack import target_key
 
+    history_function = history_function_name(stack.stage)
     stage = stack.stage
     links = " · ".join(f"[{i.name}]({_console_link(dashboard_name(stage, i))})" for i in stack.integrations)
     dashboard = cloudwatch.Dashboard(
-        stack, "OverviewDashboard", dashboard_name=dashboard_name(stage), default_interval=Duration.hours(6)
+        stack.observability,
+        "OverviewDashboard",
+        dashboard_name=dashboard_name(stage),
+        default_interval=Duration.hours(6),
     )
     dashboard.add_widgets(
         cloudwatch.TextWidget(markdown=f"## Junction {stage}\nIntegrations: {links}", width=24, height=2)
@@ -288,14 +295,17 @@ def overview_dashboard(stack: JunctionStack) -> cloudwatch.Dashboard:
 
     pairs = [(i, t) for i in stack.integrations for t in i.targets]
     dlq = [
-        stack.dead_letter_queues[target_key(i, t)].metric_approximate_number_of_messages_visible(
-            period=PERIOD, statistic="Maximum", label=target_key(i, t)
+        sqs_metric(
+            queue_name(stack.stage, i, t, dead_letter=True),
+            "ApproximateNumberOfMessagesVisible",
+            period=PERIOD,
+            label=target_key(i, t),
         )
         for i, t in pairs
     ]
     age = [
-        stack.queues[target_key(i, t)].metric_approximate_age_of_oldest_message(
-            period=PERIOD, statistic="Maximum", label=target_key(i, t)
+        sqs_metric(
+            queue_name(stack.stage, i, t), "ApproximateAgeOfOldestMessage", period=PERIOD, label=target_key(i, t)
         )
         for i, t in pairs
     ]
@@ -322,8 +332,8 @@ def overview_dashboard(stack: JunctionStack) -> cloudwatch.Dashboard:
             _graph(
                 "Ingress 2xx | 4xx | 5xx, every route",
                 [_m(stack, i, "Webhook_accepted", label=f"{i.name} 2xx") for i in webhooks]
-                + [stack.api_metric(i, "4XXError").with_(label=f"{i.name} 4xx") for i in webhooks],
-                [stack.api_metric(i, "5XXError").with_(label=f"{i.name} 5xx") for i in webhooks],
+                + [stack.api_metric(i, "4xx").with_(label=f"{i.name} 4xx") for i in webhooks],
+                [stack.api_metric(i, "5xx").with_(label=f"{i.name} 5xx") for i in webhooks],
                 left_label="2xx, 4xx",
                 right_label="5xx",
             )
@@ -341,8 +351,8 @@ def overview_dashboard(stack: JunctionStack) -> cloudwatch.Dashboard:
         _graph(
             "History export",
             [
-                stack.history.function.metric_invocations(period=Duration.hours(1), statistic="Sum", label="runs"),
-                stack.history.function.metric_errors(period=Duration.hours(1), statistic="Sum", label="errors"),
+                lambda_metric(history_function, "Invocations", period=Duration.hours(1), label="runs"),
+                lambda_metric(history_function, "Errors", period=Duration.hours(1), label="errors"),
             ],
             left_label="count",
         )

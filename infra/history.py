@@ -22,6 +22,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 
 from infra import alarms
+from infra.observability import lambda_metric
 
 if TYPE_CHECKING:
     from infra.stack import JunctionStack
@@ -182,7 +183,7 @@ class HistoryExport:
             f"junction-{stage}-history-export-errors",
             "the hourly history export failed (a crash or timeout) even after Lambda's two retries: that hour's "
             "history is missing in S3 and Athena until it is exported again.",
-            fn.metric_errors(period=Duration.hours(1), statistic="Sum"),
+            lambda_metric(function_name(stage), "Errors", period=Duration.hours(1)),
             threshold=0,
             above=True,
         )

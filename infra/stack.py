@@ -6,12 +6,15 @@ SQS event source, its grants and its alarms. Per webhook integration: the ingres
 route, sending each delivery to every target's queue. Per scheduled integration: the poller and the
 EventBridge rule that starts it. Shared per stage: the idempotency and state tables, the alarm topic
 and its KMS key, the data key that encrypts everything kept at rest (tables, queues, payload bucket),
-the claim-check bucket, the REST API in front of the webhook ingress functions.
+the claim-check bucket, the webhook APIs in front of the ingress functions: an HTTP API for every
+signed route, a REST API only for routes open to their sender's addresses alone (``source_ips``, which
+need a resource policy). The alarms and dashboards are in a nested stack (``infra/observability.py``).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import cdk_nag
-from aws_cdk import Annotations, CfnOutput, Duration, Fn, RemovalPolicy, Stack
+from aws_cdk import Annotations, Aws, CfnOutput, Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_apigatewayv2_integrations as apigwv2_integrations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
@@ -41,6 +46,7 @@ from constructs import Construct
 from functions.registry import INTEGRATIONS
 from infra import alarms, bundling, dashboards, history
 from infra.alarms import AlarmKind, AlarmSubscriber
+from infra.observability import Observability, lambda_metric, sqs_metric
 from shared import claim_check, state_keys
 from shared.declaration import (
     FOLLOWER_QUEUES_ENV,
@@ -51,6 +57,7 @@ from shared.declaration import (
     Integration,
     SecretRef,
     Target,
+    WebhookTrigger,
     function_name,
     idempotency_table_name,
     queue_name,
@@ -174,6 +181,33 @@ def execute_api_resource(path: str, method: str) -> str:
     return f"execute-api:/*/{method.upper()}/{'/'.join(parts)}"
 
 
+def serves_over_rest(webhook: WebhookTrigger) -> bool:
+    """A route open to its sender's addresses only (``source_ips``) needs an API resource policy,
+    which only REST APIs have; every other route is signed, verified by its ingress, and served by
+    the HTTP API (a third of the price per request)."""
+    return bool(webhook.source_ips)
+
+
+def http_route_key(webhook: WebhookTrigger) -> str:
+    """The HTTP API's route key of a webhook, also its metrics' ``Route``: ``POST /webhooks/...``."""
+    return f"{webhook.method.upper()} {webhook.path}"
+
+
+# The HTTP API's access log: the fields of the REST API's (json_with_standard_fields), from the HTTP
+# API's context variables, plus why an integration failed (a 5xx the ingress did not answer).
+HTTP_ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId",
+    "ip": "$context.identity.sourceIp",
+    "requestTime": "$context.requestTime",
+    "httpMethod": "$context.httpMethod",
+    "resourcePath": "$context.routeKey",
+    "status": "$context.status",
+    "protocol": "$context.protocol",
+    "responseLength": "$context.responseLength",
+    "integrationError": "$context.integrationErrorMessage",
+}
+
+
 def source_networks(integration: Integration) -> list[str]:
     """The webhook's ``source_ips`` as networks, refused here if one is not an address or CIDR."""
     webhook = integration.webhook
@@ -290,6 +324,8 @@ class JunctionStack(Stack):
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id_, **kwargs)
+        # The nested stack's template is written as compactly as this one's (read at its construction).
+        self.node.set_context("@aws-cdk/core:suppressTemplateIndentation", True)
         self.stage = stage
         self.settings = settings
         self.runbook_base_url = runbook_base_url
@@ -355,6 +391,8 @@ class JunctionStack(Stack):
                 "alarm_subscribers for the stage in cdk.json (or subscribe the topic to your paging tool).",
             )
         self._alarm_action = cw_actions.SnsAction(self.alarm_topic)
+        # Alarms and dashboards: a nested stack, so this one keeps room for integrations (500 resources).
+        self.observability = Observability(self, "Observability", stage=stage)
 
         # Everything kept at rest (the raw orders in idempotency records and queue messages, trace items,
         # claim-check payloads) is encrypted with this key, separate from the alarm topic's: the alarm
@@ -370,9 +408,19 @@ class JunctionStack(Stack):
             for ref in integration.all_secrets:
                 self._secret(ref)
 
+        # Signed routes on the HTTP API, routes open to their sender's addresses only on the REST API.
         self.api = self._rest_api()
+        self.http_api = self._http_api()
+        self._http_routes: list[apigwv2.HttpRoute] = []
+        if self.http_api is not None:
+            CfnOutput(self, "ApiUrl", value=self.http_api_url, description="Base URL of the webhook HTTP API")
         if self.api is not None:
-            CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the webhook API")
+            CfnOutput(
+                self,
+                "RestApiUrl",
+                value=self.api.url,
+                description="Base URL of the webhook REST API (routes open to their sender's addresses only)",
+            )
 
         # Per target, keyed "<integration>/<target>" (target_key); per integration, keyed by its name.
         self.queues: dict[str, sqs.Queue] = {}
@@ -383,6 +431,7 @@ class JunctionStack(Stack):
         self.schedules: dict[str, events.Rule] = {}
         for integration in self.integrations:
             self._integration(integration)
+        self.http_stage = self._http_stage()
 
         self.history = history.HistoryExport(self)
         self.dashboards = dashboards.build(self)
@@ -506,7 +555,8 @@ class JunctionStack(Stack):
         )
 
     def _rest_api(self) -> apigw.RestApi | None:
-        webhooks = [i.webhook for i in self.integrations if i.webhook]
+        """The REST API, for the routes open to their sender's addresses only (its resource policy)."""
+        webhooks = [i.webhook for i in self.integrations if i.webhook and serves_over_rest(i.webhook)]
         if not webhooks:
             return None
         access_logs = self._log_group("ApiAccessLogs")
@@ -581,21 +631,89 @@ class JunctionStack(Stack):
             )
         return iam.PolicyDocument(statements=statements)
 
+    @property
+    def http_api_url(self) -> str:
+        """``https://<api id>.execute-api.<region>.<suffix>/<stage>/`` (the stage is named like the REST API's)."""
+        assert self.http_api is not None
+        return f"https://{self.http_api.api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{self.stage}/"
+
+    def _http_api(self) -> apigwv2.HttpApi | None:
+        """The HTTP API of the signed routes (payload format 2.0); its stage comes after the routes."""
+        if not any(i.webhook and not serves_over_rest(i.webhook) for i in self.integrations):
+            return None
+        return apigwv2.HttpApi(
+            self,
+            "HttpApi",
+            api_name=f"junction-{self.stage}",
+            description=f"Junction {self.stage}: webhook ingress (signed routes)",
+            create_default_stage=False,
+        )
+
+    def _http_stage(self) -> apigwv2.CfnStage | None:
+        """The HTTP API's stage ``<stage>``: deployed on every change, JSON access logs, the stage's
+        default throttling, and per route its declared rate and burst with route-level metrics
+        (``Route`` dimension: the alarms and dashboards read them)."""
+        if self.http_api is None:
+            return None
+        webhooks = [i.webhook for i in self.integrations if i.webhook and not serves_over_rest(i.webhook)]
+        access_logs = self._log_group("HttpApiAccessLogs")
+        stage = apigwv2.CfnStage(
+            self,
+            "HttpApiStage",
+            api_id=self.http_api.api_id,
+            stage_name=self.stage,
+            description=f"Junction {self.stage}: webhook ingress",
+            auto_deploy=True,
+            access_log_settings=apigwv2.CfnStage.AccessLogSettingsProperty(
+                destination_arn=access_logs.log_group_arn,
+                format=json.dumps(HTTP_ACCESS_LOG_FORMAT, separators=(",", ":")),
+            ),
+            default_route_settings=apigwv2.CfnStage.RouteSettingsProperty(
+                detailed_metrics_enabled=True,
+                throttling_rate_limit=self.settings.api_throttle_rate_per_second,
+                throttling_burst_limit=self.settings.api_throttle_burst,
+            ),
+            route_settings={
+                http_route_key(w): {
+                    "DetailedMetricsEnabled": True,
+                    "ThrottlingRateLimit": w.throttle_rate_per_second,
+                    "ThrottlingBurstLimit": w.throttle_burst,
+                }
+                for w in webhooks
+            },
+        )
+        # Route settings name routes, which must exist when the stage is created or updated.
+        for route in self._http_routes:
+            stage.node.add_dependency(route)
+        return stage
+
     def api_metric(
         self, i: Integration, name: str, *, statistic: str = "Sum", period: Duration | None = None
     ) -> cloudwatch.Metric:
-        """API Gateway's metric of one webhook route (per-method metrics are on for every route)."""
+        """API Gateway's metric of one webhook route: ``Count``, ``4xx``, ``5xx`` or ``Latency``. A
+        REST route's are ``4XXError``/``5XXError`` by ``ApiName``, ``Stage``, ``Method``, ``Resource``
+        (per-method metrics are on); an HTTP route's ``4xx``/``5xx`` by ``ApiId``, ``Stage``, ``Route``
+        (detailed route metrics are on)."""
         webhook = i.webhook
         assert webhook is not None
-        return cloudwatch.Metric(
-            namespace="AWS/ApiGateway",
-            metric_name=name,
-            dimensions_map={
+        if name not in {"Count", "4xx", "5xx", "Latency"}:
+            raise ValueError(f"no API metric {name!r}: Count, 4xx, 5xx or Latency")
+        if serves_over_rest(webhook):
+            metric_name = {"4xx": "4XXError", "5xx": "5XXError"}.get(name, name)
+            dimensions = {
                 "ApiName": f"junction-{self.stage}",
                 "Stage": self.stage,
                 "Method": webhook.method.upper(),
                 "Resource": webhook.path,
-            },
+            }
+        else:
+            assert self.http_api is not None
+            metric_name = name
+            dimensions = {"ApiId": self.http_api.api_id, "Stage": self.stage, "Route": http_route_key(webhook)}
+        return cloudwatch.Metric(
+            namespace="AWS/ApiGateway",
+            metric_name=metric_name,
+            dimensions_map=dimensions,
             statistic=statistic,
             period=period or Duration.minutes(5),
         )
@@ -778,7 +896,7 @@ class JunctionStack(Stack):
                 max_concurrency=t.max_concurrency,
             )
         )
-        self._target_alarms(i, t, cid, queue, dlq, processor)
+        self._target_alarms(i, t, cid)
         return queue
 
     def _grant_processor_tables(self, i: Integration, t: Target, processor: lambda_.Function) -> None:
@@ -855,7 +973,7 @@ class JunctionStack(Stack):
 
     def _webhook(self, i: Integration, queues: Sequence[sqs.Queue]) -> None:
         webhook = i.webhook
-        assert webhook is not None and i.ingress_handler is not None and self.api is not None
+        assert webhook is not None and i.ingress_handler is not None
         cid = construct_id(i.name)
         ingress = self._function(
             f"{cid}Ingress",
@@ -880,12 +998,28 @@ class JunctionStack(Stack):
         self._grant_write_payloads(i, ingress)
         self.secrets[webhook.secret.name].grant_read(ingress)
 
-        resource = self.api.root.resource_for_path(webhook.path)
-        resource.add_method(webhook.method.upper(), apigw.LambdaIntegration(ingress, proxy=True))
+        if serves_over_rest(webhook):
+            assert self.api is not None
+            resource = self.api.root.resource_for_path(webhook.path)
+            resource.add_method(webhook.method.upper(), apigw.LambdaIntegration(ingress, proxy=True))
+            url = self.api.url_for_path(webhook.path)
+        else:
+            assert self.http_api is not None
+            [route] = self.http_api.add_routes(
+                path=webhook.path,
+                methods=[apigwv2.HttpMethod(webhook.method.upper())],
+                integration=apigwv2_integrations.HttpLambdaIntegration(
+                    f"{cid}Integration",
+                    ingress,
+                    payload_format_version=apigwv2.PayloadFormatVersion.VERSION_2_0,
+                ),
+            )
+            self._http_routes.append(route)
+            url = self.http_api_url.rstrip("/") + webhook.path
         CfnOutput(
             self,
             f"{cid}WebhookUrl",
-            value=self.api.url_for_path(webhook.path),
+            value=url,
             description=f"{i.name}: the URL to register at {i.source}",
         )
         self._alarm(
@@ -893,7 +1027,7 @@ class JunctionStack(Stack):
             f"{cid}IngressErrors",
             f"junction-{self.stage}-{i.name}-ingress-errors",
             f"{i.name}: the ingress function failed (webhooks are not being accepted)",
-            ingress.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            lambda_metric(function_name(self.stage, i, "ingress"), "Errors", period=Duration.minutes(5)),
             threshold=0,
             above=True,
         )
@@ -935,7 +1069,7 @@ class JunctionStack(Stack):
             cloudwatch.MathExpression(
                 expression="FILL(gateway, 0) - FILL(unavailable, 0) - FILL(failed, 0)",
                 using_metrics={
-                    "gateway": self.api_metric(i, "5XXError"),
+                    "gateway": self.api_metric(i, "5xx"),
                     "unavailable": self.junction_metric(i, "Webhook_unavailable", Duration.minutes(5)),
                     "failed": self.junction_metric(i, "Webhook_error", Duration.minutes(5)),
                 },
@@ -997,7 +1131,7 @@ class JunctionStack(Stack):
             schedule=events.Schedule.expression(schedule.expression),
             targets=[targets.LambdaFunction(poller, retry_attempts=POLL_RETRY_ATTEMPTS, max_event_age=max_age)],
         )
-        self._poller_alarms(i, cid, poller)
+        self._poller_alarms(i, cid)
 
     def junction_metric(
         self, i: Integration, name: str, period: Duration, *, target: Target | None = None, statistic: str = "Sum"
@@ -1022,18 +1156,17 @@ class JunctionStack(Stack):
         days = t.queue.dlq_retention_days - spent - DLQ_EXPIRY_MARGIN_DAYS
         return max(days, 1) * 86_400
 
-    def _target_alarms(
-        self, i: Integration, t: Target, cid: str, queue: sqs.Queue, dlq: sqs.Queue, processor: lambda_.Function
-    ) -> None:
+    def _target_alarms(self, i: Integration, t: Target, cid: str) -> None:
         prefix = f"junction-{self.stage}-{i.name}-{t.name}"
         where = target_key(i, t)
+        dlq_name = queue_name(self.stage, i, t, dead_letter=True)
         self._alarm(
             alarms.DLQ_NEAR_EXPIRY,
             f"{cid}DlqNearExpiry",
             f"{prefix}-dlq-near-expiry",
             f"{where}: a dead-lettered message expires within about {DLQ_EXPIRY_MARGIN_DAYS} days; redrive or "
             "export it now (junction dlq list / redrive) or it is lost.",
-            dlq.metric_approximate_age_of_oldest_message(period=Duration.minutes(15), statistic="Maximum"),
+            sqs_metric(dlq_name, "ApproximateAgeOfOldestMessage", period=Duration.minutes(15)),
             threshold=self.dlq_age_threshold_seconds(t),
         )
         self._alarm(
@@ -1050,7 +1183,7 @@ class JunctionStack(Stack):
             f"{cid}DlqDepth",
             f"{prefix}-dlq-depth",
             f"{where}: messages are waiting in the dead-letter queue",
-            dlq.metric_approximate_number_of_messages_visible(period=Duration.minutes(1), statistic="Maximum"),
+            sqs_metric(dlq_name, "ApproximateNumberOfMessagesVisible", period=Duration.minutes(1)),
             threshold=t.alarms.dlq_depth,
         )
         self._alarm(
@@ -1058,7 +1191,7 @@ class JunctionStack(Stack):
             f"{cid}OldestMessageAge",
             f"{prefix}-oldest-message-age",
             f"{where}: the queue is lagging behind",
-            queue.metric_approximate_age_of_oldest_message(period=Duration.minutes(1), statistic="Maximum"),
+            sqs_metric(queue_name(self.stage, i, t), "ApproximateAgeOfOldestMessage", period=Duration.minutes(1)),
             threshold=t.alarms.oldest_message_age_seconds,
         )
         self._alarm(
@@ -1066,19 +1199,19 @@ class JunctionStack(Stack):
             f"{cid}ProcessorErrors",
             f"{prefix}-processor-errors",
             f"{where}: the processor function failed (not a per-message failure)",
-            processor.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            lambda_metric(function_name(self.stage, i, f"{t.name}-processor"), "Errors", period=Duration.minutes(5)),
             threshold=0,
             above=True,
         )
 
-    def _poller_alarms(self, i: Integration, cid: str, poller: lambda_.Function) -> None:
+    def _poller_alarms(self, i: Integration, cid: str) -> None:
         prefix = f"junction-{self.stage}-{i.name}-poller"
         self._alarm(
             alarms.POLLER_ERRORS,
             f"{cid}PollerErrors",
             f"{prefix}-errors",
             f"{i.name}: the poller function failed (a crash or timeout, not a source error it reported)",
-            poller.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            lambda_metric(function_name(self.stage, i, "poller"), "Errors", period=Duration.minutes(5)),
             threshold=0,
             above=True,
         )
@@ -1119,7 +1252,7 @@ class JunctionStack(Stack):
         else when it reaches it. Its description ends with the link to its kind's runbook section."""
         operator = cloudwatch.ComparisonOperator
         alarm = cloudwatch.Alarm(
-            self,
+            self.observability,
             cid,
             alarm_name=name,
             alarm_description=alarms.described(description, alarms.runbook_url(self.runbook_base_url, kind)),
@@ -1139,6 +1272,8 @@ class JunctionStack(Stack):
 
     # ------------------------------------------------------------------------------ suppressions
     def _suppressions(self) -> None:
+        if self.http_api is not None:
+            self._http_api_suppressions(self.http_api)
         if self.api is None:
             return
         cdk_nag.NagSuppressions.add_resource_suppressions(
@@ -1181,6 +1316,40 @@ class JunctionStack(Stack):
                         "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs"
                     ],
                 }
+            ],
+            apply_to_children=True,
+        )
+
+    def _http_api_suppressions(self, api: apigwv2.HttpApi) -> None:
+        """The HTTP API: no authorizer (senders sign; the ingress verifies), no WAF, no request
+        validation (HTTP APIs have neither: the ingress's HMAC check over the raw body is the gate,
+        and every route is throttled on its own)."""
+        cdk_nag.NagSuppressions.add_resource_suppressions(
+            api,
+            [
+                {
+                    "id": "AwsSolutions-APIG4",
+                    "reason": "Webhook senders (Shopify, WooCommerce, Stripe, Przelewy24, the WMS) can neither sign "
+                    "with IAM nor obtain JWT or Lambda-authorizer tokens; each request is authenticated by its "
+                    "HMAC signature over the raw body, verified in the ingress function before anything is enqueued.",
+                },
+                {
+                    "id": "AwsSolutions-COG4",
+                    "reason": "Webhook senders cannot use Cognito user pools; requests are authenticated by their "
+                    "HMAC signature in the ingress function.",
+                },
+                {
+                    "id": "AwsSolutions-APIG2",
+                    "reason": "HTTP APIs have no request validation; the ingress function verifies the HMAC "
+                    "signature over the raw body, the body size and the JSON itself (400/401/413), and every route "
+                    "is throttled per its declaration on the stage.",
+                },
+                {
+                    "id": "AwsSolutions-APIG3",
+                    "reason": "HTTP APIs cannot be associated with AWS WAF; forged requests fail the ingress's HMAC "
+                    "check and every route has its own rate and burst limit on the stage. A route that must be "
+                    "limited by address (source_ips) is served by the REST API and its resource policy instead.",
+                },
             ],
             apply_to_children=True,
         )
