@@ -5,8 +5,9 @@
   requests each hop makes per event (``OrderProfile`` states every assumption), for the README.
 - ``aws_usage``: the requests a deployed stage counted in a window, from CloudWatch
   (``GetMetricData``): Lambda invocations and duration per function, SQS messages per queue,
-  DynamoDB consumed capacity per table, API Gateway requests per webhook route, EventBridge rule
-  invocations. Secrets Manager reads are estimated from the caches' refresh interval.
+  DynamoDB consumed capacity per table, API Gateway requests per webhook route (the HTTP API's
+  route metrics, or the REST API's method metrics for a route open to its sender's addresses only),
+  EventBridge rule invocations. Secrets Manager reads are estimated from the caches' refresh interval.
 - ``local_usage``: the same from the local runtime's counters (requests its AWS stand-in served,
   invocations per processor).
 
@@ -139,7 +140,8 @@ class OrderProfile:
     """The requests one order makes from its webhook to one target (shared/ingress.py,
     shared/processing.py), and the assumptions behind them."""
 
-    api: Literal["rest", "http"] = "rest"
+    # Signed webhook routes are served by the HTTP API (infra/stack.py ``serves_over_rest``).
+    api: Literal["rest", "http"] = "http"
     ingress_memory_mb: int = 256
     ingress_ms: int = 40  # warm: verify, key, one SendMessage
     processor_memory_mb: int = 512
@@ -194,22 +196,43 @@ class Metric:
     dimensions: tuple[tuple[str, str], ...]
     integration: str
     count: str  # the Usage field it adds to ("events" too), or "duration_ms:<memory>"
+    # A CloudWatch search instead of one metric (its series are summed): the HTTP API's route
+    # metrics carry the API's generated id, which the declarations do not know.
+    search: str | None = None
+
+
+def api_kind(i: Integration) -> Literal["rest", "http"]:
+    """Which API serves a webhook: REST for a route open to its sender's addresses only (it needs a
+    resource policy), else the HTTP API (infra/stack.py ``serves_over_rest``)."""
+    return "rest" if i.webhook is not None and i.webhook.source_ips else "http"
+
+
+def http_route_search(stage: str, method: str, path: str, metric: str = "Count") -> str:
+    """The search for one HTTP API route's metric of a stage: dimensions ``ApiId``, ``Stage``,
+    ``Route`` (``POST /webhooks/...``, detailed route metrics are on), any API id."""
+    return f'{{AWS/ApiGateway,ApiId,Stage,Route}} MetricName="{metric}" Stage="{stage}" Route="{method.upper()} {path}"'
 
 
 def metrics_for(stage: str, integrations: Iterable[Integration]) -> list[Metric]:
     """Every metric ``aws_usage`` reads, per integration."""
     out: list[Metric] = []
 
-    def add(i: Integration, namespace: str, name: str, dims: dict[str, str], count: str) -> None:
-        out.append(Metric(f"m{len(out)}", namespace, name, tuple(dims.items()), i.name, count))
+    def add(
+        i: Integration, namespace: str, name: str, dims: dict[str, str], count: str, search: str | None = None
+    ) -> None:
+        out.append(Metric(f"m{len(out)}", namespace, name, tuple(dims.items()), i.name, count, search))
 
     for i in integrations:
         functions: list[tuple[str, int]] = []
         if i.webhook:
             functions.append((function_name(stage, i, "ingress"), i.ingress.memory_mb))
             webhook = i.webhook
-            dims = {"ApiName": f"junction-{stage}", "Method": webhook.method.upper(), "Resource": webhook.path}
-            add(i, "AWS/ApiGateway", "Count", dims | {"Stage": stage}, "apigateway_requests")
+            if api_kind(i) == "rest":
+                dims = {"ApiName": f"junction-{stage}", "Method": webhook.method.upper(), "Resource": webhook.path}
+                add(i, "AWS/ApiGateway", "Count", dims | {"Stage": stage}, "apigateway_requests")
+            else:
+                search = http_route_search(stage, webhook.method, webhook.path)
+                add(i, "AWS/ApiGateway", "Count", {}, "apigateway_requests", search)
         if i.schedule:
             functions.append((function_name(stage, i, "poller"), i.schedule.function.memory_mb))
             add(i, "AWS/Events", "Invocations", {"RuleName": f"junction-{stage}-{i.name}"}, "eventbridge_invocations")
@@ -252,7 +275,7 @@ def aws_usage(
     chosen = list(integrations)
     metrics = metrics_for(stage, chosen)
     tables = [f"junction-{stage}-idempotency", state_table_name(stage)]
-    queries = [_query(m.id, m.namespace, m.name, m.dimensions, since, until) for m in metrics]
+    queries = [_query(m.id, m.namespace, m.name, m.dimensions, since, until, search=m.search) for m in metrics]
     table_ids: dict[str, str] = {}
     for table in tables:
         for name in TABLE_METRICS:
@@ -260,7 +283,7 @@ def aws_usage(
             table_ids[qid] = name
             queries.append(_query(qid, "AWS/DynamoDB", name, (("TableName", table),), since, until))
     values = _metric_sums(cloudwatch, queries, since, until)
-    usage = {i.name: Usage() for i in chosen}
+    usage = {i.name: Usage(api=api_kind(i)) for i in chosen}
     for m in metrics:
         value = values.get(m.id, Decimal(0))
         if m.count.startswith("duration_ms:"):
@@ -298,9 +321,13 @@ def _query(
     dimensions: tuple[tuple[str, str], ...],
     since: datetime,
     until: datetime,
+    *,
+    search: str | None = None,
 ) -> dict[str, Any]:
     period = max(60, math.ceil((until - since).total_seconds() / 60) * 60)
     period = min(period, 86_400)
+    if search is not None:
+        return {"Id": qid, "Expression": f"SEARCH('{search}', 'Sum', {period})", "ReturnData": True}
     return {
         "Id": qid,
         "MetricStat": {
@@ -405,6 +432,7 @@ def local_usage(
             dynamodb_write_units=writes * share,
             dynamodb_read_units=reads * share,
             apigateway_requests=own if i.webhook else Decimal(0),
+            api=api_kind(i),
         )
     return usage
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
+from functions.inpost_tracking.declaration import INTEGRATION as INPOST_TRACKING
+from functions.shopify_orders.declaration import INTEGRATION as SHOPIFY_ORDERS
 from ops import cost, prices
 
 
@@ -63,8 +67,8 @@ def test_the_modelled_order_counts_each_hop() -> None:
 
 
 def test_the_order_figure_per_million() -> None:
-    rest = cost.order_to_one_target()
-    http = cost.order_to_one_target(cost.OrderProfile(api="http"))
+    rest = cost.order_to_one_target(cost.OrderProfile(api="rest"))
+    http = cost.order_to_one_target()  # signed webhooks are served by the HTTP API
     assert rest.events == 1_000_000
     assert rest.per_million == rest.total
     assert rest.total - http.total == Decimal("2.50")  # 3.70 - 1.20 per million requests
@@ -72,7 +76,7 @@ def test_the_order_figure_per_million() -> None:
     assert cost.usd(rest.total, "0.01") == "8.65"
     assert cost.usd(http.total, "0.01") == "6.15"
     # Bigger batches spread the per-batch requests: cheaper, never dearer.
-    assert cost.order_to_one_target(cost.OrderProfile(batch_size=1)).total > rest.total
+    assert cost.order_to_one_target(cost.OrderProfile(batch_size=1)).total > http.total
 
 
 def test_the_price_table_says_when_and_where() -> None:
@@ -80,3 +84,56 @@ def test_the_price_table_says_when_and_where() -> None:
     assert prices.PRICES_AS_OF.startswith("20")
     for p in prices.PRICES.values():
         assert p.source.startswith("https://") and p.per > 0 and p.usd >= 0
+
+
+class _CloudWatch:
+    """GetMetricData over fixed series: a metric query by its dimensions, a search by its text
+    (every series it finds, each returned under the query's id, as CloudWatch does)."""
+
+    def __init__(self, metrics: dict[tuple[str, ...], float], searches: dict[str, list[float]]) -> None:
+        self.metrics, self.searches = metrics, searches
+
+    def get_metric_data(self, **params: Any) -> dict[str, Any]:
+        results = []
+        for q in params["MetricDataQueries"]:
+            if "Expression" in q:
+                found = [
+                    v
+                    for text, values in self.searches.items()
+                    if f"SEARCH('{text}', 'Sum'," in q["Expression"]
+                    for v in values
+                ]
+                results += [{"Id": q["Id"], "Values": [v]} for v in found]
+                continue
+            m = q["MetricStat"]["Metric"]
+            key = (m["MetricName"], *[f"{d['Name']}={d['Value']}" for d in m["Dimensions"]])
+            results.append({"Id": q["Id"], "Values": [self.metrics[key]] if key in self.metrics else []})
+        return {"MetricDataResults": results}
+
+
+def test_counted_requests_of_a_signed_route_are_the_http_apis_and_billed_at_its_price() -> None:
+    [shopify] = [m for m in cost.metrics_for("dev", [SHOPIFY_ORDERS]) if m.namespace == "AWS/ApiGateway"]
+    assert shopify.dimensions == ()
+    assert shopify.search == (
+        '{AWS/ApiGateway,ApiId,Stage,Route} MetricName="Count" Stage="dev" Route="POST /webhooks/shopify/orders"'
+    )
+    # The route open to InPost's addresses only stays on the REST API, by its method metrics.
+    [inpost] = [m for m in cost.metrics_for("dev", [INPOST_TRACKING]) if m.namespace == "AWS/ApiGateway"]
+    assert inpost.search is None
+    assert dict(inpost.dimensions) == {
+        "ApiName": "junction-dev",
+        "Method": "POST",
+        "Resource": "/webhooks/inpost/{token}",
+        "Stage": "dev",
+    }
+    until = datetime(2026, 12, 6, 12, tzinfo=UTC)
+    search = cost.http_route_search("dev", "POST", "/webhooks/shopify/orders")
+    cloudwatch = _CloudWatch(
+        {("Count", "ApiName=junction-dev", "Method=POST", "Resource=/webhooks/inpost/{token}", "Stage=dev"): 40.0},
+        {search: [600.0, 400.0]},  # two series (a redeployed API's old and new id): both count
+    )
+    usage = cost.aws_usage(cloudwatch, "dev", [SHOPIFY_ORDERS, INPOST_TRACKING], until - timedelta(hours=1), until)
+    assert (usage[SHOPIFY_ORDERS.name].apigateway_requests, usage[SHOPIFY_ORDERS.name].api) == (Decimal(1000), "http")
+    assert (usage[INPOST_TRACKING.name].apigateway_requests, usage[INPOST_TRACKING.name].api) == (Decimal(40), "rest")
+    assert cost.cost(usage[SHOPIFY_ORDERS.name]).lines["apigateway_requests"] == Decimal("0.0012")
+    assert cost.cost(usage[INPOST_TRACKING.name]).lines["apigateway_requests"] == Decimal("0.000148")
