@@ -85,3 +85,30 @@ def wide_stack() -> JunctionStack:
 @pytest.fixture(scope="session")
 def wide_template(wide_stack: JunctionStack) -> Template:
     return Template.from_stack(wide_stack)
+
+
+# The alarms and dashboards are in the stage's nested stack (infra/observability.py).
+@pytest.fixture(scope="session")
+def dev_observability(dev_stack: JunctionStack) -> Template:
+    return Template.from_stack(dev_stack.observability)
+
+
+@pytest.fixture(scope="session")
+def prod_observability(prod_stack: JunctionStack) -> Template:
+    return Template.from_stack(prod_stack.observability)
+
+
+@pytest.fixture(scope="session")
+def wide_observability(wide_stack: JunctionStack) -> Template:
+    return Template.from_stack(wide_stack.observability)
+
+
+def alarm_topic_ref(stack: JunctionStack) -> dict[str, str]:
+    """How the nested stack's alarms name the alarm topic: the parameter the main stack passes its
+    topic's ARN in (checked here, so an alarm that names it notifies that topic)."""
+    parent = Template.from_stack(stack).to_json()["Resources"]
+    nested_id = stack.get_logical_id(stack.observability.nested_stack_resource)  # type: ignore[arg-type]
+    passed = parent[nested_id]["Properties"]["Parameters"]
+    topic = {"Ref": stack.get_logical_id(stack.alarm_topic.node.default_child)}  # type: ignore[arg-type]
+    [name] = [name for name, value in passed.items() if value == topic]
+    return {"Ref": name}

@@ -21,8 +21,8 @@ from infra.stack import (
     target_key,
 )
 from shared import claim_check, state_keys
-from shared.declaration import Integration, ScheduleTrigger, Target
-from tests.infra.conftest import SCHEDULES, TARGET_IDS, TARGETS, WEBHOOKS, WIDE, names
+from shared.declaration import Integration, ScheduleTrigger, Target, function_name, queue_name
+from tests.infra.conftest import SCHEDULES, TARGET_IDS, TARGETS, WEBHOOKS, WIDE, alarm_topic_ref, names
 from tests.infra.samples import SCHEDULED, TWO_TARGET_WEBHOOK
 from tests.infra.test_stack import arn, logical_id, only, ref, resources
 
@@ -310,16 +310,18 @@ def _junction_alarm(
 ) -> dict[str, Any]:
     dimensions = [{"Name": "Integration", "Value": i.name}] + ([{"Name": "Target", "Value": t.name}] if t else [])
     [alarm] = _alarms(template, metric, Namespace="Junction", Dimensions=dimensions)
-    assert alarm["AlarmActions"] == [ref(stack, stack.alarm_topic)]
+    assert alarm["AlarmActions"] == [alarm_topic_ref(stack)]
     assert alarm["TreatMissingData"] == "notBreaching"
     return alarm
 
 
 @pytest.mark.parametrize("integration", WEBHOOKS, ids=names(WEBHOOKS))
-def test_alarm_on_a_spike_of_401s(wide_stack: JunctionStack, wide_template: Template, integration: Integration) -> None:
+def test_alarm_on_a_spike_of_401s(
+    wide_stack: JunctionStack, wide_observability: Template, integration: Integration
+) -> None:
     """A secret rotated on one side only: every delivery fails verification, the sender gives up later."""
     found = []
-    for alarm in resources(wide_template, "AWS::CloudWatch::Alarm").values():
+    for alarm in resources(wide_observability, "AWS::CloudWatch::Alarm").values():
         props = alarm["Properties"]
         stats = [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
         if any(
@@ -332,14 +334,14 @@ def test_alarm_on_a_spike_of_401s(wide_stack: JunctionStack, wide_template: Temp
     [alarm] = found
     assert alarm["Threshold"] == UNAUTHORIZED_SPIKE
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    assert alarm["AlarmActions"] == [ref(wide_stack, wide_stack.alarm_topic)]
+    assert alarm["AlarmActions"] == [alarm_topic_ref(wide_stack)]
     [expression] = [m["Expression"] for m in alarm["Metrics"] if "Expression" in m]
     assert "unauthorized" in expression and "accepted" in expression
 
 
 @pytest.mark.parametrize("integration", WEBHOOKS, ids=names(WEBHOOKS))
-def test_alarm_on_503s(wide_stack: JunctionStack, wide_template: Template, integration: Integration) -> None:
-    alarm = _junction_alarm(wide_stack, wide_template, "Webhook_unavailable", integration)
+def test_alarm_on_503s(wide_stack: JunctionStack, wide_observability: Template, integration: Integration) -> None:
+    alarm = _junction_alarm(wide_stack, wide_observability, "Webhook_unavailable", integration)
     assert alarm["Statistic"] == "Sum"
     assert alarm["Threshold"] == 1
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
@@ -347,55 +349,75 @@ def test_alarm_on_503s(wide_stack: JunctionStack, wide_template: Template, integ
 
 @pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
 def test_alarm_on_an_open_circuit_breaker(
-    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
+    wide_stack: JunctionStack, wide_observability: Template, integration: Integration, target: Target
 ) -> None:
     """The processors emit Breaker_opened with dimensions Integration and Target: one alarm per target."""
-    alarm = _junction_alarm(wide_stack, wide_template, "Breaker_opened", integration, target)
+    alarm = _junction_alarm(wide_stack, wide_observability, "Breaker_opened", integration, target)
     assert alarm["Statistic"] == "Sum"
     assert alarm["Threshold"] == 1
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     # None on the integration alone: that metric is never emitted, the alarm would never fire.
-    assert not _alarms(wide_template, "Breaker_opened", Dimensions=[{"Name": "Integration", "Value": integration.name}])
+    assert not _alarms(
+        wide_observability, "Breaker_opened", Dimensions=[{"Name": "Integration", "Value": integration.name}]
+    )
 
 
 @pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
 def test_alarm_on_dlq_messages_nearing_their_retention(
-    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
+    wide_stack: JunctionStack,
+    wide_template: Template,
+    wide_observability: Template,
+    integration: Integration,
+    target: Target,
 ) -> None:
     t = target
     dlq = wide_stack.dead_letter_queues[target_key(integration, t)]
-    dims = [{"Name": "QueueName", "Value": {"Fn::GetAtt": [logical_id(wide_stack, dlq), "QueueName"]}}]
-    [alarm] = _alarms(wide_template, "ApproximateAgeOfOldestMessage", Dimensions=dims)
+    name = queue_name("dev", integration, t, dead_letter=True)  # the alarm names the queue the main stack makes
+    assert wide_template.to_json()["Resources"][logical_id(wide_stack, dlq)]["Properties"]["QueueName"] == name
+    dims = [{"Name": "QueueName", "Value": name}]
+    [alarm] = _alarms(wide_observability, "ApproximateAgeOfOldestMessage", Dimensions=dims)
     retention = t.queue.dlq_retention_days * 86_400
     # A standard DLQ's messages expire by their first enqueue; the metric counts from the move.
     spent = 0 if t.queue.fifo else t.queue.retention_days * 86_400
     assert alarm["Threshold"] == retention - spent - DLQ_EXPIRY_MARGIN_DAYS * 86_400
     assert 0 < alarm["Threshold"] <= retention - spent - 86_400
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    assert alarm["AlarmActions"] == [ref(wide_stack, wide_stack.alarm_topic)]
+    assert alarm["AlarmActions"] == [alarm_topic_ref(wide_stack)]
 
 
 @pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
 def test_alarm_on_processor_errors(
-    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
+    wide_stack: JunctionStack,
+    wide_template: Template,
+    wide_observability: Template,
+    integration: Integration,
+    target: Target,
 ) -> None:
     fn = wide_stack.processors[target_key(integration, target)]
-    [alarm] = _alarms(wide_template, "Errors", Dimensions=[{"Name": "FunctionName", "Value": ref(wide_stack, fn)}])
+    name = function_name("dev", integration, f"{target.name}-processor")
+    assert wide_template.to_json()["Resources"][logical_id(wide_stack, fn)]["Properties"]["FunctionName"] == name
+    [alarm] = _alarms(wide_observability, "Errors", Dimensions=[{"Name": "FunctionName", "Value": name}])
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
 
 
 # -------------------------------------------------------------------------------- poller alarms
 @pytest.mark.parametrize("integration", SCHEDULES, ids=names(SCHEDULES))
-def test_alarm_on_poller_errors(wide_stack: JunctionStack, wide_template: Template, integration: Integration) -> None:
+def test_alarm_on_poller_errors(
+    wide_stack: JunctionStack, wide_template: Template, wide_observability: Template, integration: Integration
+) -> None:
     fn = wide_stack.pollers[integration.name]
-    [alarm] = _alarms(wide_template, "Errors", Dimensions=[{"Name": "FunctionName", "Value": ref(wide_stack, fn)}])
+    name = function_name("dev", integration, "poller")
+    assert wide_template.to_json()["Resources"][logical_id(wide_stack, fn)]["Properties"]["FunctionName"] == name
+    [alarm] = _alarms(wide_observability, "Errors", Dimensions=[{"Name": "FunctionName", "Value": name}])
     assert alarm["Threshold"] == 0 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
-    assert alarm["AlarmActions"] == [ref(wide_stack, wide_stack.alarm_topic)]
+    assert alarm["AlarmActions"] == [alarm_topic_ref(wide_stack)]
 
 
 @pytest.mark.parametrize("integration", SCHEDULES, ids=names(SCHEDULES))
-def test_alarm_on_a_failed_poll(wide_stack: JunctionStack, wide_template: Template, integration: Integration) -> None:
-    alarm = _junction_alarm(wide_stack, wide_template, "Poll_failed", integration)
+def test_alarm_on_a_failed_poll(
+    wide_stack: JunctionStack, wide_observability: Template, integration: Integration
+) -> None:
+    alarm = _junction_alarm(wide_stack, wide_observability, "Poll_failed", integration)
     assert alarm["Statistic"] == "Sum"
     assert alarm["Period"] == 900
     assert alarm["Threshold"] == 1
@@ -403,8 +425,8 @@ def test_alarm_on_a_failed_poll(wide_stack: JunctionStack, wide_template: Templa
 
 
 @pytest.mark.parametrize("integration", SCHEDULES, ids=names(SCHEDULES))
-def test_alarm_on_cursor_lag(wide_stack: JunctionStack, wide_template: Template, integration: Integration) -> None:
-    alarm = _junction_alarm(wide_stack, wide_template, "Poll_lag_seconds", integration)
+def test_alarm_on_cursor_lag(wide_stack: JunctionStack, wide_observability: Template, integration: Integration) -> None:
+    alarm = _junction_alarm(wide_stack, wide_observability, "Poll_lag_seconds", integration)
     assert alarm["Statistic"] == "Maximum"  # the worst lag of any run in the period
     assert alarm["Threshold"] == poll_lag_threshold_seconds(integration)
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"

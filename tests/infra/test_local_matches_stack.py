@@ -131,12 +131,17 @@ def test_schedules_match(wide_template: Template, integration: Integration) -> N
 
 
 def test_webhook_routes_match(wide_template: Template) -> None:
+    """Each declared route is on the API that serves it: the REST API for one open to its sender's
+    addresses only, the HTTP API (route key ``METHOD /path``) for a signed one."""
     parts = {r["PathPart"] for r in resources(wide_template, "AWS::ApiGateway::Resource")}
     methods = {m["HttpMethod"] for m in resources(wide_template, "AWS::ApiGateway::Method")}
+    route_keys = {r["RouteKey"] for r in resources(wide_template, "AWS::ApiGatewayV2::Route")}
     for integration in WIDE:
-        if integration.webhook:
+        if integration.webhook and integration.webhook.source_ips:
             assert set(integration.webhook.path.strip("/").split("/")) <= parts
             assert integration.webhook.method in methods
+        elif integration.webhook:
+            assert f"{integration.webhook.method} {integration.webhook.path}" in route_keys
 
 
 def test_tables_match(dev_template: Template) -> None:

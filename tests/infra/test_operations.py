@@ -23,11 +23,13 @@ from infra.stack import (
     JunctionStack,
     StageSettings,
     execute_api_resource,
+    http_route_key,
     poll_lag_threshold_seconds,
+    serves_over_rest,
     target_key,
 )
-from shared.declaration import Integration, Target, WebhookTrigger
-from tests.infra.conftest import REPO_ROOT, SCHEDULES, TARGET_IDS, TARGETS, WEBHOOKS, WIDE, names
+from shared.declaration import Integration, Target, WebhookTrigger, function_name, queue_name
+from tests.infra.conftest import REPO_ROOT, SCHEDULES, TARGET_IDS, TARGETS, WEBHOOKS, WIDE, alarm_topic_ref, names
 from tests.infra.samples import CARRIER_SOURCE_IPS, TOKEN_WEBHOOK, TWO_TARGET_WEBHOOK
 from tests.infra.test_stack import NAG, arn, logical_id, ref, resources, routes
 
@@ -58,9 +60,9 @@ def test_every_alarm_links_to_its_runbook_section_and_notifies_the_topic_both_wa
     stack_name: str, request: pytest.FixtureRequest
 ) -> None:
     stack: JunctionStack = request.getfixturevalue(f"{stack_name}_stack")
-    template: Template = request.getfixturevalue(f"{stack_name}_template")
+    template: Template = request.getfixturevalue(f"{stack_name}_observability")
     anchors = runbook_anchors()
-    topic = [ref(stack, stack.alarm_topic)]
+    topic = [alarm_topic_ref(stack)]
     found = alarm_props(template)
     assert found
     for props in found:
@@ -152,8 +154,10 @@ def subscribed(code_dir: Path) -> tuple[JunctionStack, Template]:
 
 
 def test_alarm_links_use_the_runbook_base(subscribed: tuple[JunctionStack, Template]) -> None:
-    _, template = subscribed
-    for props in alarm_props(template):
+    stack, _ = subscribed
+    found = alarm_props(Template.from_stack(stack.observability))
+    assert len(found) == len(stack.alarms)
+    for props in found:
         assert " Runbook: https://github.com/acme/junction/blob/main/docs/runbook.md#" in props["AlarmDescription"]
 
 
@@ -237,25 +241,33 @@ def junction(metrics: list[list[Any]], name: str, **dims: str) -> list[dict[str,
     return out
 
 
-def test_one_dashboard_per_integration_and_an_overview(wide_template: Template) -> None:
-    found = {r["Properties"]["DashboardName"] for r in resources(wide_template, "AWS::CloudWatch::Dashboard").values()}
+def test_one_dashboard_per_integration_and_an_overview(wide_observability: Template) -> None:
+    found = {
+        r["Properties"]["DashboardName"] for r in resources(wide_observability, "AWS::CloudWatch::Dashboard").values()
+    }
     assert found == {"junction-dev"} | {f"junction-dev-{i.name}" for i in WIDE}
 
 
 @pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
 def test_integration_dashboard_has_each_targets_panels(
-    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
+    wide_observability: Template, integration: Integration, target: Target
 ) -> None:
     key = target_key(integration, target)
-    found = graphs(dashboard(wide_template, f"junction-dev-{integration.name}"))
+    found = graphs(dashboard(wide_observability, f"junction-dev-{integration.name}"))
     dims = {"Integration": integration.name, "Target": target.name}
 
     queue = found[f"{key}: queue depth and age"]
-    assert [m[:3] for m in queue] == [
-        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName"],
-        ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName"],
+    queue_dims = ["QueueName", queue_name("dev", integration, target)]
+    assert [m[:4] for m in queue] == [
+        ["AWS/SQS", "ApproximateNumberOfMessagesVisible", *queue_dims],
+        ["AWS/SQS", "ApproximateAgeOfOldestMessage", *queue_dims],
     ]
-    assert found[f"{key}: DLQ depth"][0][:2] == ["AWS/SQS", "ApproximateNumberOfMessagesVisible"]
+    assert found[f"{key}: DLQ depth"][0][:4] == [
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        "QueueName",
+        queue_name("dev", integration, target, dead_letter=True),
+    ]
 
     outcomes = found[f"{key}: delivered, duplicate, retried, dead-lettered"]
     for name in ("Message_delivered", "Message_duplicate", "Message_retry_scheduled", "Message_dead_lettered"):
@@ -266,7 +278,8 @@ def test_integration_dashboard_has_each_targets_panels(
 
     latency = found[f"{key}: target latency"]
     assert {o["stat"] for o in junction(latency, "Target_latency_ms", **dims)} == {"p50", "p99"}
-    assert [m[:2] for m in latency if m[0] == "AWS/Lambda"] == [["AWS/Lambda", "Duration"]] * 2
+    processor = ["FunctionName", function_name("dev", integration, f"{target.name}-processor")]
+    assert [m[:4] for m in latency if m[0] == "AWS/Lambda"] == [["AWS/Lambda", "Duration", *processor]] * 2
 
     throttles = found[f"{key}: throttles"]
     assert ["AWS/Lambda", "Throttles"] in [m[:2] for m in throttles]
@@ -277,14 +290,22 @@ def test_integration_dashboard_has_each_targets_panels(
 
 
 @pytest.mark.parametrize("integration", WEBHOOKS, ids=names(WEBHOOKS))
-def test_webhook_dashboard_has_the_routes_status_codes(wide_template: Template, integration: Integration) -> None:
+def test_webhook_dashboard_has_the_routes_status_codes(wide_observability: Template, integration: Integration) -> None:
+    """A signed route's metrics are the HTTP API's (``4xx``/``5xx`` by ``ApiId``, ``Stage``,
+    ``Route``), a route open to its sender's addresses only the REST API's (``4XXError``/``5XXError``
+    by ``ApiName``, ``Method``, ``Resource``, ``Stage``)."""
     webhook = integration.webhook
     assert webhook is not None
     route = f"{webhook.method} {webhook.path}"
-    found = graphs(dashboard(wide_template, f"junction-dev-{integration.name}"))
+    found = graphs(dashboard(wide_observability, f"junction-dev-{integration.name}"))
     gateway = found[f"{route}: requests, 4xx, 5xx (API Gateway)"]
-    dims = ["ApiName", "junction-dev", "Method", webhook.method, "Resource", webhook.path, "Stage", "dev"]
-    assert [m[:-1] for m in gateway] == [["AWS/ApiGateway", name, *dims] for name in ("Count", "4XXError", "5XXError")]
+    if serves_over_rest(webhook):
+        dims = ["ApiName", "junction-dev", "Method", webhook.method, "Resource", webhook.path, "Stage", "dev"]
+        names_ = ("Count", "4XXError", "5XXError")
+    else:
+        dims = ["ApiId", "<token>", "Route", http_route_key(webhook), "Stage", "dev"]  # the API's id: a parameter
+        names_ = ("Count", "4xx", "5xx")
+    assert [m[:-1] for m in gateway] == [["AWS/ApiGateway", name, *dims] for name in names_]
     outcomes = found[f"{route}: 2xx and refusals by reason (ingress)"]
     for name in dashboards.INGRESS_OUTCOMES:
         assert junction(outcomes, name, Integration=integration.name), name
@@ -292,16 +313,16 @@ def test_webhook_dashboard_has_the_routes_status_codes(wide_template: Template, 
 
 @pytest.mark.parametrize("integration", SCHEDULES, ids=names(SCHEDULES))
 def test_poller_dashboard_has_the_cursor_lag_and_its_alarm_line(
-    wide_template: Template, integration: Integration
+    wide_observability: Template, integration: Integration
 ) -> None:
-    body = dashboard(wide_template, f"junction-dev-{integration.name}")
+    body = dashboard(wide_observability, f"junction-dev-{integration.name}")
     [lag] = [w["properties"] for w in body["widgets"] if w["properties"].get("title", "").endswith("cursor lag")]
     assert junction(lag["metrics"], "Poll_lag_seconds", Integration=integration.name)[0]["stat"] == "Maximum"
     assert lag["annotations"]["horizontal"][0]["value"] == poll_lag_threshold_seconds(integration)
 
 
-def test_overview_shows_every_alarm_and_every_target(wide_stack: JunctionStack, wide_template: Template) -> None:
-    body = dashboard(wide_template, "junction-dev")
+def test_overview_shows_every_alarm_and_every_target(wide_stack: JunctionStack, wide_observability: Template) -> None:
+    body = dashboard(wide_observability, "junction-dev")
     shown = sum(len(w["properties"]["alarms"]) for w in body["widgets"] if w["type"] == "alarm")
     assert shown == len(wide_stack.alarms)
     found = graphs(body)
@@ -511,9 +532,14 @@ def test_cdk_nag_reports_nothing_on_the_operations_layer(subscribed: tuple[Junct
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_the_stage_stacks_fit_cloudformations_limits(stage: str, request: pytest.FixtureRequest) -> None:
-    """500 resources (the synth refuses more) and a 1 MB template: how close the registry is."""
-    template: Template = request.getfixturevalue(f"{stage}_template")
+@pytest.mark.parametrize("part", ["template", "observability"])
+def test_the_stage_stacks_fit_cloudformations_limits(stage: str, part: str, request: pytest.FixtureRequest) -> None:
+    """500 resources (the synth refuses more) and a 1 MB template, for the main stack and its nested
+    stack of alarms and dashboards alike: how close the registry is."""
+    template: Template = request.getfixturevalue(f"{stage}_{part}")
     count = len(template.to_json()["Resources"])
-    assert count <= 500
+    assert 0 < count <= 500
     assert len(json.dumps(template.to_json(), separators=(",", ":"))) < 1_000_000
+    # CloudFormation's 200 parameters: the nested stack takes the topic's ARN and the HTTP API's id
+    # only, the alarms and dashboards name queues and functions by their physical names.
+    assert len(template.to_json().get("Parameters", {})) <= 2

@@ -23,7 +23,7 @@ from shared import state_keys
 from shared.declaration import Integration, Target, function_name
 from tests.infra.conftest import names
 from tests.infra.test_data_and_alarms import allowing, keys_of, table_statements
-from tests.infra.test_stack import arn, logical_id, ref, resources, routes
+from tests.infra.test_stack import arn, http_routes, logical_id, ref, resources, routes
 
 pytestmark = pytest.mark.slow
 
@@ -218,17 +218,18 @@ def test_order_processor_reads_its_targets_credentials_only(
 
 # ------------------------------------------------------------------------------------- routes
 def test_woocommerce_route(dev_stack: JunctionStack, dev_template: Template) -> None:
-    found = routes(dev_template)
-    method = found[("POST", "/webhooks/woocommerce/orders")]
-    assert method["Integration"]["Type"] == "AWS_PROXY"
+    """WooCommerce signs its deliveries: the route is the HTTP API's (payload format 2.0)."""
+    found = http_routes(dev_template)
+    integration = found["POST /webhooks/woocommerce/orders"]
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    assert integration["PayloadFormatVersion"] == "2.0"
     ingress = logical_id(dev_stack, dev_stack.ingress_functions[WOOCOMMERCE_ORDERS.name])
-    uri = method["Integration"]["Uri"]["Fn::Join"][1]
-    assert {"Fn::GetAtt": [ingress, "Arn"]} in uri
+    assert integration["IntegrationUri"] == {"Fn::GetAtt": [ingress, "Arn"]}
     # The WooCommerce deliveries' throttle, and the URL to paste into WooCommerce's webhook form.
-    [stage] = [s["Properties"] for s in resources(dev_template, "AWS::ApiGateway::Stage").values()]
-    [setting] = [s for s in stage["MethodSettings"] if s["ResourcePath"] == "/~1webhooks~1woocommerce~1orders"]
-    assert setting["HttpMethod"] == "POST"
+    [stage] = [s["Properties"] for s in resources(dev_template, "AWS::ApiGatewayV2::Stage").values()]
+    setting = stage["RouteSettings"]["POST /webhooks/woocommerce/orders"]
     assert setting["ThrottlingRateLimit"] == WOOCOMMERCE_ORDERS.webhook.throttle_rate_per_second  # type: ignore[union-attr]
+    assert setting["ThrottlingBurstLimit"] == WOOCOMMERCE_ORDERS.webhook.throttle_burst  # type: ignore[union-attr]
     assert f"{construct_id(WOOCOMMERCE_ORDERS.name)}WebhookUrl" in dev_template.find_outputs("*")
 
 
@@ -236,8 +237,20 @@ def test_every_webhook_has_its_route_and_no_other_route_exists(
     dev_stack: JunctionStack, dev_template: Template
 ) -> None:
     found = routes(dev_template)
-    expected = {(i.webhook.method.upper(), i.webhook.path): i for i in INTEGRATIONS if i.webhook}
+    expected = {
+        (i.webhook.method.upper(), i.webhook.path): i for i in INTEGRATIONS if i.webhook and i.webhook.source_ips
+    }
     assert set(found) == set(expected)
     for key, integration in expected.items():
         ingress = logical_id(dev_stack, dev_stack.ingress_functions[integration.name])
         assert {"Fn::GetAtt": [ingress, "Arn"]} in found[key]["Integration"]["Uri"]["Fn::Join"][1], key
+    signed = http_routes(dev_template)
+    expected_http = {
+        f"{i.webhook.method.upper()} {i.webhook.path}": i
+        for i in INTEGRATIONS
+        if i.webhook and not i.webhook.source_ips
+    }
+    assert set(signed) == set(expected_http)
+    for route_key, integration in expected_http.items():
+        ingress = logical_id(dev_stack, dev_stack.ingress_functions[integration.name])
+        assert signed[route_key]["IntegrationUri"] == {"Fn::GetAtt": [ingress, "Arn"]}, route_key

@@ -16,9 +16,11 @@ from infra.stack import (
     JunctionStack,
     StageSettings,
     construct_id,
+    http_route_key,
     poll_event_age_seconds,
     rotating_secrets,
     schedule_interval_seconds,
+    serves_over_rest,
     target_key,
 )
 from shared.declaration import (
@@ -42,6 +44,7 @@ from tests.infra.conftest import (
     TARGETS,
     WEBHOOKS,
     WIDE,
+    alarm_topic_ref,
     cdk_context,
     names,
 )
@@ -120,6 +123,18 @@ def _api_path(template: Template, resource_id: str) -> str:
         parent = props["ParentId"]
         resource_id = parent.get("Ref", "") if isinstance(parent, dict) else ""
     return "/" + "/".join(parts)
+
+
+def http_routes(template: Template) -> dict[str, dict[str, Any]]:
+    """The HTTP API's routes by route key (``POST /webhooks/...``): the integration each targets."""
+    all_resources = template.to_json()["Resources"]
+    out: dict[str, dict[str, Any]] = {}
+    for route in resources(template, "AWS::ApiGatewayV2::Route").values():
+        props = route["Properties"]
+        target = props["Target"]["Fn::Join"][1]
+        assert target[0] == "integrations/", target
+        out[props["RouteKey"]] = all_resources[target[1]["Ref"]]["Properties"]
+    return out
 
 
 def routes(template: Template) -> dict[tuple[str, str], dict[str, Any]]:
@@ -272,9 +287,25 @@ def test_ingress_function_and_route(
     }
 
     ingress_id = logical_id(wide_stack, wide_stack.ingress_functions[i.name])
+    assert any(k.endswith("WebhookUrl") and construct_id(i.name) in k for k in wide_template.find_outputs("*"))
+    if not serves_over_rest(i.webhook):
+        # A signed route: the HTTP API, payload format 2.0, its own throttling and route metrics.
+        integration_props = http_routes(wide_template)[http_route_key(i.webhook)]
+        assert integration_props["IntegrationType"] == "AWS_PROXY"
+        assert integration_props["PayloadFormatVersion"] == "2.0"
+        assert ingress_id in json.dumps(integration_props["IntegrationUri"])
+        http_stage = only(resources(wide_template, "AWS::ApiGatewayV2::Stage"))["Properties"]
+        assert http_stage["RouteSettings"][http_route_key(i.webhook)] == {
+            "DetailedMetricsEnabled": True,
+            "ThrottlingRateLimit": i.webhook.throttle_rate_per_second,
+            "ThrottlingBurstLimit": i.webhook.throttle_burst,
+        }
+        assert (i.webhook.method.upper(), i.webhook.path) not in routes(wide_template)
+        return
     method = routes(wide_template)[(i.webhook.method.upper(), i.webhook.path)]  # by full path: two end in /orders
     assert method["Integration"]["Type"] == "AWS_PROXY"
     assert ingress_id in json.dumps(method["Integration"]["Uri"])
+    assert http_route_key(i.webhook) not in http_routes(wide_template)
 
     stage = only(resources(wide_template, "AWS::ApiGateway::Stage"))["Properties"]
     escaped = "/" + i.webhook.path.replace("/", "~1")  # the MethodSettings encoding of a resource path
@@ -284,7 +315,6 @@ def test_ingress_function_and_route(
         "ThrottlingRateLimit": i.webhook.throttle_rate_per_second,
         "ThrottlingBurstLimit": i.webhook.throttle_burst,
     }.items() <= next(s for s in stage["MethodSettings"] if s["ResourcePath"] == escaped).items()
-    assert any(k.endswith("WebhookUrl") and construct_id(i.name) in k for k in wide_template.find_outputs("*"))
 
 
 def test_two_target_webhook_gets_two_queues_two_processors_and_an_ingress_sending_to_both(
@@ -331,7 +361,50 @@ def test_api_stage_logs_and_throttles(dev_template: Template) -> None:
     assert default["DataTraceEnabled"] is False  # webhook bodies carry personal data
     assert default["ThrottlingRateLimit"] > 0
     assert default["ThrottlingBurstLimit"] > 0
+    assert "RestApiUrl" in dev_template.find_outputs("*")
+
+
+def test_http_api_stage_logs_throttles_and_measures_every_route(
+    dev_stack: JunctionStack, dev_template: Template
+) -> None:
+    signed = [i.webhook for i in INTEGRATIONS if i.webhook and not serves_over_rest(i.webhook)]
+    assert signed
+    api = only(resources(dev_template, "AWS::ApiGatewayV2::Api"))["Properties"]
+    assert (api["Name"], api["ProtocolType"]) == ("junction-dev", "HTTP")
+    stage = only(resources(dev_template, "AWS::ApiGatewayV2::Stage"))["Properties"]
+    assert stage["StageName"] == "dev"
+    assert stage["AutoDeploy"] is True
+    access_logs = dev_stack.node.find_child("HttpApiAccessLogs")
+    assert stage["AccessLogSettings"]["DestinationArn"] == arn(dev_stack, access_logs)
+    # The REST API's access-log fields, from the HTTP API's context variables.
+    fields = json.loads(stage["AccessLogSettings"]["Format"])
+    assert {
+        "requestId",
+        "ip",
+        "requestTime",
+        "httpMethod",
+        "resourcePath",
+        "status",
+        "protocol",
+        "responseLength",
+    } <= set(fields)
+    assert all(v.startswith("$context.") for v in fields.values())
+    default = stage["DefaultRouteSettings"]
+    assert default["DetailedMetricsEnabled"] is True
+    assert default["ThrottlingRateLimit"] > 0 and default["ThrottlingBurstLimit"] > 0
+    assert set(stage["RouteSettings"]) == {http_route_key(w) for w in signed}
+    assert set(http_routes(dev_template)) == {http_route_key(w) for w in signed}
     assert "ApiUrl" in dev_template.find_outputs("*")
+
+
+def test_only_routes_open_to_their_senders_addresses_alone_are_on_the_rest_api(
+    wide_template: Template, dev_template: Template
+) -> None:
+    for template, integrations in ((wide_template, WIDE), (dev_template, INTEGRATIONS)):
+        rest = {(i.webhook.method.upper(), i.webhook.path) for i in integrations if i.webhook and i.webhook.source_ips}
+        assert set(routes(template)) == rest
+        http = {http_route_key(i.webhook) for i in integrations if i.webhook and not i.webhook.source_ips}
+        assert set(http_routes(template)) == http
 
 
 # ---------------------------------------------------------------------------------- schedules
@@ -638,26 +711,38 @@ def test_prod_retains_stateful_resources(prod_template: Template) -> None:
 # ------------------------------------------------------------------------------------ alarms
 @pytest.mark.parametrize(("integration", "target"), TARGETS, ids=TARGET_IDS)
 def test_alarms_notify_the_topic(
-    wide_stack: JunctionStack, wide_template: Template, integration: Integration, target: Target
+    wide_stack: JunctionStack,
+    wide_template: Template,
+    wide_observability: Template,
+    integration: Integration,
+    target: Target,
 ) -> None:
+    """The alarms (in the nested stack) name the queues and functions by their physical names, the
+    ones the main stack gives them."""
     key = target_key(integration, target)
-    topic = ref(wide_stack, wide_stack.alarm_topic)
+    topic = alarm_topic_ref(wide_stack)
+    queue_names = {r["Properties"]["QueueName"] for r in resources(wide_template, "AWS::SQS::Queue").values()}
 
-    def alarm(metric: str, queue: Any) -> dict[str, Any]:
-        dims = [{"Name": "QueueName", "Value": {"Fn::GetAtt": [logical_id(wide_stack, queue), "QueueName"]}}]
+    def alarm(metric: str, queue: str) -> dict[str, Any]:
+        assert queue in queue_names
+        dims = [{"Name": "QueueName", "Value": queue}]
         props: dict[str, Any] = only(
-            resources(wide_template, "AWS::CloudWatch::Alarm", {"MetricName": metric, "Dimensions": dims})
+            resources(wide_observability, "AWS::CloudWatch::Alarm", {"MetricName": metric, "Dimensions": dims})
         )["Properties"]
         return props
 
-    dlq_depth = alarm("ApproximateNumberOfMessagesVisible", wide_stack.dead_letter_queues[key])
+    dlq_depth = alarm("ApproximateNumberOfMessagesVisible", queue_name("dev", integration, target, dead_letter=True))
     assert dlq_depth["Threshold"] == target.alarms.dlq_depth
     assert dlq_depth["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    age = alarm("ApproximateAgeOfOldestMessage", wide_stack.queues[key])
+    age = alarm("ApproximateAgeOfOldestMessage", queue_name("dev", integration, target))
     assert age["Threshold"] == target.alarms.oldest_message_age_seconds
     assert age["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-    fn_dims = [{"Name": "FunctionName", "Value": ref(wide_stack, wide_stack.processors[key])}]
-    errors = only(resources(wide_template, "AWS::CloudWatch::Alarm", {"MetricName": "Errors", "Dimensions": fn_dims}))
+    processor = function_name("dev", integration, f"{target.name}-processor")
+    assert function_id(wide_template, processor) == logical_id(wide_stack, wide_stack.processors[key])
+    fn_dims = [{"Name": "FunctionName", "Value": processor}]
+    errors = only(
+        resources(wide_observability, "AWS::CloudWatch::Alarm", {"MetricName": "Errors", "Dimensions": fn_dims})
+    )
     assert errors["Properties"]["Threshold"] == 0
     assert errors["Properties"]["ComparisonOperator"] == "GreaterThanThreshold"
     for props in (dlq_depth, age, errors["Properties"]):
@@ -665,8 +750,8 @@ def test_alarms_notify_the_topic(
         assert props["AlarmName"].startswith(f"junction-dev-{integration.name}-{target.name}-")
 
 
-def test_alarm_names_are_unique(wide_template: Template) -> None:
-    found = [a["Properties"]["AlarmName"] for a in resources(wide_template, "AWS::CloudWatch::Alarm").values()]
+def test_alarm_names_are_unique(wide_observability: Template) -> None:
+    found = [a["Properties"]["AlarmName"] for a in resources(wide_observability, "AWS::CloudWatch::Alarm").values()]
     assert len(found) == len(set(found))
 
 
@@ -677,25 +762,33 @@ ALARMS_PER = {"target": 5, "webhook": 4, "poller": 3, "stage": 1}
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_the_registry_makes_as_many_resources_as_it_declares(
-    dev_template: Template, prod_template: Template, stage: str
-) -> None:
-    """Counted from the declarations, so an integration or target the stack skipped shows up here."""
-    template = dev_template if stage == "dev" else prod_template
+def test_the_registry_makes_as_many_resources_as_it_declares(stage: str, request: pytest.FixtureRequest) -> None:
+    """Counted from the declarations, so an integration or target the stack skipped shows up here.
+    The alarms and dashboards are the nested stack's, nothing else is."""
+    template: Template = request.getfixturevalue(f"{stage}_template")
+    nested: Template = request.getfixturevalue(f"{stage}_observability")
     targets = sum(len(i.targets) for i in INTEGRATIONS)
     webhooks = sum(1 for i in INTEGRATIONS if i.webhook)
+    rest_routes = sum(1 for i in INTEGRATIONS if i.webhook and serves_over_rest(i.webhook))
     pollers = sum(1 for i in INTEGRATIONS if i.schedule)
     # The functions and schedules of the integrations, plus the stage's history export.
     assert len(resources(template, "AWS::Lambda::Function")) == targets + webhooks + pollers + 1
     assert len(resources(template, "AWS::SQS::Queue")) == 2 * targets
     assert len(resources(template, "AWS::Lambda::EventSourceMapping")) == targets
     assert len(resources(template, "AWS::Events::Rule")) == pollers + 1
-    assert len(resources(template, "AWS::CloudWatch::Dashboard")) == len(INTEGRATIONS) + 1
-    assert len(resources(template, "AWS::ApiGateway::Method")) == webhooks
+    assert len(resources(nested, "AWS::CloudWatch::Dashboard")) == len(INTEGRATIONS) + 1
+    assert not resources(template, "AWS::CloudWatch::Dashboard")
+    assert not resources(template, "AWS::CloudWatch::Alarm")
+    assert set(resource["Type"] for resource in nested.to_json()["Resources"].values()) == {
+        "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
+    }
+    assert len(resources(template, "AWS::ApiGateway::Method")) == rest_routes
+    assert len(resources(template, "AWS::ApiGatewayV2::Route")) == webhooks - rest_routes
     assert len(resources(template, "AWS::SecretsManager::Secret")) == len(
         {ref.name for i in INTEGRATIONS for ref in i.all_secrets}
     )
-    assert len(resources(template, "AWS::CloudWatch::Alarm")) == (
+    assert len(resources(nested, "AWS::CloudWatch::Alarm")) == (
         ALARMS_PER["target"] * targets
         + ALARMS_PER["webhook"] * webhooks
         + ALARMS_PER["poller"] * pollers
