@@ -1321,9 +1321,9 @@ class JunctionStack(Stack):
         )
 
     def _http_api_suppressions(self, api: apigwv2.HttpApi) -> None:
-        """The HTTP API: no authorizer (senders sign; the ingress verifies), no WAF, no request
-        validation (HTTP APIs have neither: the ingress's HMAC check over the raw body is the gate,
-        and every route is throttled on its own)."""
+        """The HTTP API's routes have no authorizer: senders sign, the ingress verifies. cdk-nag has
+        no WAF or request-validation rule for HTTP APIs (they support neither): the ingress's HMAC
+        check over the raw body is the gate, and every route is throttled on its own (docs/infra.md)."""
         cdk_nag.NagSuppressions.add_resource_suppressions(
             api,
             [
@@ -1332,23 +1332,6 @@ class JunctionStack(Stack):
                     "reason": "Webhook senders (Shopify, WooCommerce, Stripe, Przelewy24, the WMS) can neither sign "
                     "with IAM nor obtain JWT or Lambda-authorizer tokens; each request is authenticated by its "
                     "HMAC signature over the raw body, verified in the ingress function before anything is enqueued.",
-                },
-                {
-                    "id": "AwsSolutions-COG4",
-                    "reason": "Webhook senders cannot use Cognito user pools; requests are authenticated by their "
-                    "HMAC signature in the ingress function.",
-                },
-                {
-                    "id": "AwsSolutions-APIG2",
-                    "reason": "HTTP APIs have no request validation; the ingress function verifies the HMAC "
-                    "signature over the raw body, the body size and the JSON itself (400/401/413), and every route "
-                    "is throttled per its declaration on the stage.",
-                },
-                {
-                    "id": "AwsSolutions-APIG3",
-                    "reason": "HTTP APIs cannot be associated with AWS WAF; forged requests fail the ingress's HMAC "
-                    "check and every route has its own rate and burst limit on the stage. A route that must be "
-                    "limited by address (source_ips) is served by the REST API and its resource policy instead.",
                 },
             ],
             apply_to_children=True,
