@@ -477,16 +477,18 @@ def test_every_other_route_stays_open_to_anyone(
 
 def test_the_allow_list_is_the_declarations_and_in_one_statement(wide_template: Template) -> None:
     denies = [s for s in api_policy(wide_template)["Statement"] if s["Effect"] == "Deny"]
-    assert denies == [
-        {
-            "Sid": "OnlyDocumentedSourceAddresses1",
-            "Effect": "Deny",
-            "Principal": {"AWS": "*"},
-            "Action": "execute-api:Invoke",
-            "Resource": "execute-api:/*/POST/webhooks/sample-carrier/*",
-            "Condition": {"NotIpAddress": {"aws:SourceIp": list(CARRIER_SOURCE_IPS)}},
-        }
+    restricted = [i.webhook for i in WIDE if i.webhook and i.webhook.source_ips]
+    assert [d["Sid"] for d in denies] == [f"OnlyDocumentedSourceAddresses{n}" for n in range(1, len(restricted) + 1)]
+    assert [(d["Resource"], d["Condition"]) for d in denies] == [
+        (execute_api_resource(w.path, w.method), {"NotIpAddress": {"aws:SourceIp": list(w.source_ips)}})
+        for w in restricted
     ]
+    assert all(d["Principal"] == {"AWS": "*"} and d["Action"] == "execute-api:Invoke" for d in denies)
+    # The sample carrier's, as declared (the registry's InPost route adds its own).
+    assert (
+        "execute-api:/*/POST/webhooks/sample-carrier/*",
+        {"NotIpAddress": {"aws:SourceIp": list(CARRIER_SOURCE_IPS)}},
+    ) in [(d["Resource"], d["Condition"]) for d in denies]
 
 
 def test_without_source_addresses_the_api_has_no_policy(dev_template: Template) -> None:
