@@ -110,3 +110,66 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def http_api_event(
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    stage: str = "local",
+    source_ip: str = "127.0.0.1",
+    route: str | None = None,
+    path_parameters: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API (payload format 2.0) Lambda event, as the deployed signed routes
+    get it: header names lower-cased, repeated headers joined with commas, cookies apart, the
+    route key ``"POST /webhooks/..."``. Non-UTF-8 bodies arrive base64-encoded."""
+    try:
+        text, encoded = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode("ascii"), True
+    joined: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers.items():
+        key = name.lower()
+        if key == "cookie":
+            cookies.extend(part.strip() for part in value.split(";") if part.strip())
+            continue
+        joined[key] = f"{joined[key]},{value}" if key in joined else value
+    route_key = f"{method} {route or path}"
+    now = time.time()
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": f"/{stage}{path}",
+        "rawQueryString": "",
+        "headers": joined,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": "local",
+            "domainName": "127.0.0.1",
+            "domainPrefix": "127",
+            "http": {
+                "method": method,
+                "path": f"/{stage}{path}",
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": joined.get("user-agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": route_key,
+            "stage": stage,
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": encoded,
+    }
+    if body:
+        event["body"] = text
+    if cookies:
+        event["cookies"] = cookies
+    if path_parameters:
+        event["pathParameters"] = dict(path_parameters)
+    return event

@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from functions.registry import INTEGRATIONS
-from junction_local.events import TIME_SCALE_ENV, UNMETERED_ENV, LambdaContext, apigw_event, sqs_event
+from junction_local.events import TIME_SCALE_ENV, UNMETERED_ENV, LambdaContext, apigw_event, http_api_event, sqs_event
 from junction_local.process import LocalHandler, exit_with_parent
 from junction_local.provision import INGRESS, POLLER, processor_role, queue_key
 from junction_local.schedule import Schedule, scheduled_event
@@ -164,7 +164,11 @@ class Gateway:
         integration, handler, bucket = route
         if bucket is not None and not bucket.take():
             return 429, {}, b'{"message":"Too Many Requests"}'
-        event = apigw_event(method, path, headers, body, resource=resource, path_parameters=parameters)
+        trigger = integration.webhook
+        if trigger is not None and not trigger.source_ips:  # deployed on the HTTP API (payload 2.0)
+            event = http_api_event(method, path, headers, body, route=resource, path_parameters=parameters)
+        else:  # deployed on the REST API, for its resource policy
+            event = apigw_event(method, path, headers, body, resource=resource, path_parameters=parameters)
         context = LambdaContext(f"{integration.name}-ingress", integration.ingress.timeout_seconds)
         try:
             response = handler(event, context)
