@@ -386,7 +386,8 @@ def test_metrics_are_emf_per_integration_and_for_processors_per_target(pipeline:
     # The dashboards' series: the breaker as the batch left it (open), one latency per target call.
     assert merged.get("Breaker_open") in (1, [1], 1.0)
     latencies = merged.get("Target_latency_ms")
-    calls = latencies if isinstance(latencies, list) else [latencies]
+    assert latencies is not None
+    calls: list[float] = latencies if isinstance(latencies, list) else [latencies]
     assert len(calls) == TARGET.breaker.failure_threshold and all(ms >= 0 for ms in calls)
 
 
