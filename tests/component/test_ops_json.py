@@ -86,6 +86,10 @@ def test_cost_on_aws_sums_what_cloudwatch_counted() -> None:
             self.asked += params["MetricDataQueries"]
             results = []
             for q in params["MetricDataQueries"]:
+                if "Expression" in q:  # a SEARCH (an HTTP API route: its API id is generated)
+                    counted = [3.0] if 'MetricName="Count"' in q["Expression"] else []
+                    results.append({"Id": q["Id"], "Values": counted})
+                    continue
                 stat = q["MetricStat"]
                 dims = {d["Name"]: d["Value"] for d in stat["Metric"]["Dimensions"]}
                 values = [2.0, 2.0] if stat["Metric"]["MetricName"] == "Invocations" else []
@@ -100,8 +104,10 @@ def test_cost_on_aws_sums_what_cloudwatch_counted() -> None:
     assert usage.lambda_requests == 8  # ingress and the erp processor, 4 each
     assert usage.lambda_gb_seconds == cost.gb_seconds(INTEGRATION.ingress.memory_mb, 4096)
     assert usage.secrets_calls == len(INTEGRATION.all_secrets) * 12 * 2  # per secret per 5 min, 2 h
-    names = {q["MetricStat"]["Metric"]["MetricName"] for q in fake.asked}
-    assert {"Count", "NumberOfMessagesSent", "ConsumedWriteCapacityUnits", "Duration"} <= names
+    assert usage.apigateway_requests == 3  # the signed route's requests, from the HTTP API's route metric
+    names = {q["MetricStat"]["Metric"]["MetricName"] for q in fake.asked if "MetricStat" in q}
+    assert {"NumberOfMessagesSent", "ConsumedWriteCapacityUnits", "Duration"} <= names
+    assert any('MetricName="Count"' in q.get("Expression", "") for q in fake.asked)
 
 
 def test_piped_tables_are_never_wrapped_or_clipped(pipeline: Pipeline) -> None:
