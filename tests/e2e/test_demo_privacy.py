@@ -12,9 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(1200)  # the whole demo: about six minutes
 def test_the_whole_demo_holds_and_leaves_no_secret_or_personal_data_in_logs_or_dead_letters() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "junction_local.demo"],
