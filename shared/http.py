@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from shared.errors import RateLimited, TargetRejected, TargetUnavailable
+from shared.errors import CredentialsRejected, RateLimited, TargetRejected, TargetUnavailable
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=10.0, pool=3.0)
 
@@ -90,6 +90,31 @@ class HttpConnector(Generic[S]):
     def reload_settings(self) -> S:
         self.settings = self._source(True)
         return self.settings
+
+    def with_credentials(
+        self,
+        send: Callable[[], httpx.Response],
+        ids: dict[str, str],
+        *,
+        target: str,
+        refused: str,
+        statuses: tuple[int, ...] = (401, 403),
+        details: Callable[[httpx.Response], dict[str, Any]] | None = None,
+    ) -> httpx.Response:
+        """``send()``; when the target refuses our credentials (``statuses``), the settings are
+        read again and the request sent once more (``send`` builds it from ``self.settings``, so
+        a rotated secret is used). Refused again: ``CredentialsRejected`` with ``refused``."""
+        response = send()
+        if response.status_code in statuses:
+            self.reload_settings()
+            response = send()
+            if response.status_code in statuses:
+                raise CredentialsRejected(
+                    refused,
+                    entity_ids=ids,
+                    details=details(response) if details else {"status": response.status_code, "target": target},
+                )
+        return response
 
     @contextmanager
     def bounded(self, timeout: Callable[[float], float]) -> Iterator[None]:

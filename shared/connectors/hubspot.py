@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
-from shared.errors import ConfigurationError, CredentialsRejected, RateLimited, TargetRejected, TargetUnavailable
+from shared.errors import ConfigurationError, RateLimited, TargetRejected, TargetUnavailable
 from shared.http import HttpConnector, retry_after_seconds, transport_error
 from shared.models import Customer, Order
 
@@ -212,16 +212,14 @@ class HubSpotClient(HttpConnector[HubSpotSettings]):
     ) -> httpx.Response:
         """Send with the private app token; a refused token is read again from the secret once.
         Statuses in ``accept`` are returned unclassified."""
-        response = self._send(method, path, ids, params=params, body=body)
-        if response.status_code == 401:
-            self.reload_settings()
-            response = self._send(method, path, ids, params=params, body=body)
-            if response.status_code == 401:
-                raise CredentialsRejected(
-                    "HubSpot refused the private app token: check the hubspot-private-app secret",
-                    entity_ids=ids,
-                    details={"status": 401, "target": TARGET, "category": _category(response)},
-                )
+        response = self.with_credentials(
+            lambda: self._send(method, path, ids, params=params, body=body),
+            ids,
+            target=TARGET,
+            refused="HubSpot refused the private app token: check the hubspot-private-app secret",
+            statuses=(401,),
+            details=lambda answer: {"status": 401, "target": TARGET, "category": _category(answer)},
+        )
         if response.status_code not in accept:
             _classify(response, ids)
         return response

@@ -31,7 +31,6 @@ import httpx
 
 from shared.errors import (
     ConfigurationError,
-    CredentialsRejected,
     RateLimited,
     TargetRejected,
     TargetUnavailable,
@@ -244,16 +243,12 @@ class InPostClient(HttpConnector[InPostSettings]):
         """Send; statuses in ``accept`` come back unclassified. A refused token (401/403) reads
         the secret again and sends once more (the path is rebuilt only by the caller: the
         organisation in it is the one read before)."""
-        response = self._send(method, path, ids, params, body)
-        if response.status_code in (401, 403):
-            self.reload_settings()
-            response = self._send(method, path, ids, params, body)
-            if response.status_code in (401, 403):
-                raise CredentialsRejected(
-                    "ShipX refused the token or organisation: check the inpost-shipx secret",
-                    entity_ids=ids,
-                    details={"status": response.status_code, "target": TARGET},
-                )
+        response = self.with_credentials(
+            lambda: self._send(method, path, ids, params, body),
+            ids,
+            target=TARGET,
+            refused="ShipX refused the token or organisation: check the inpost-shipx secret",
+        )
         if response.status_code not in accept:
             _classify(response, ids)
         return response

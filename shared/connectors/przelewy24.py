@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
-from shared.errors import ConfigurationError, CredentialsRejected, TargetRejected, TargetUnavailable
+from shared.errors import ConfigurationError, TargetRejected, TargetUnavailable
 from shared.http import HttpConnector, classify_response, transport_error
 from shared.webhooks.przelewy24 import sign_verify
 
@@ -184,16 +184,13 @@ class Przelewy24Client(HttpConnector[P24Settings]):
         """Send; statuses in ``accept`` are returned unclassified. A refused key (401) reads the
         secret again and sends once more (the body is made again from the new settings: its
         ids and its sign follow a rotated CRC key too)."""
-        response = self._send(method, path, ids, body)
-        if response.status_code == 401:
-            self.reload_settings()
-            response = self._send(method, path, ids, body)
-            if response.status_code == 401:
-                raise CredentialsRejected(
-                    "Przelewy24 refused the POS id or API key: check the przelewy24-api secret",
-                    entity_ids=ids,
-                    details={"status": 401, "target": TARGET},
-                )
+        response = self.with_credentials(
+            lambda: self._send(method, path, ids, body),
+            ids,
+            target=TARGET,
+            refused="Przelewy24 refused the POS id or API key: check the przelewy24-api secret",
+            statuses=(401,),
+        )
         if response.status_code not in accept:
             try:
                 classify_response(response, entity_ids=ids, target=TARGET)

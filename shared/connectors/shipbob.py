@@ -27,7 +27,6 @@ import httpx
 
 from shared.errors import (
     ConfigurationError,
-    CredentialsRejected,
     RateLimited,
     TargetRejected,
     TargetUnavailable,
@@ -264,16 +263,12 @@ class ShipBobClient(HttpConnector[ShipBobSettings]):
     ) -> httpx.Response:
         """Send; statuses in ``accept`` are returned unclassified. A refused token or channel
         (401/403) reads the secret again and sends once more."""
-        response = self._send(method, path, ids, params, body)
-        if response.status_code in (401, 403):
-            self.reload_settings()
-            response = self._send(method, path, ids, params, body)
-            if response.status_code in (401, 403):
-                raise CredentialsRejected(
-                    "ShipBob refused the token or channel: check the shipbob-api secret",
-                    entity_ids=ids,
-                    details={"status": response.status_code, "target": TARGET},
-                )
+        response = self.with_credentials(
+            lambda: self._send(method, path, ids, params, body),
+            ids,
+            target=TARGET,
+            refused="ShipBob refused the token or channel: check the shipbob-api secret",
+        )
         if response.status_code not in accept:
             _classify(response, ids)
         return response

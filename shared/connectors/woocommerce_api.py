@@ -30,7 +30,6 @@ import httpx
 
 from shared.errors import (
     ConfigurationError,
-    CredentialsRejected,
     RateLimited,
     TargetRejected,
     TargetUnavailable,
@@ -164,16 +163,13 @@ class WooCommerceApi(HttpConnector[WooCommerceSettings]):
         params: dict[str, str] | None = None,
         body: Any = None,
     ) -> httpx.Response:
-        response = self._send(method, path, ids, params, body)
-        if response.status_code in (401, 403):
-            self.reload_settings()
-            response = self._send(method, path, ids, params, body)
-            if response.status_code in (401, 403):
-                raise CredentialsRejected(
-                    "WooCommerce refused the REST API key: check the woocommerce-api secret",
-                    entity_ids=ids,
-                    details=_problem(response),
-                )
+        response = self.with_credentials(
+            lambda: self._send(method, path, ids, params, body),
+            ids,
+            target=TARGET,
+            refused="WooCommerce refused the REST API key: check the woocommerce-api secret",
+            details=_problem,
+        )
         _classify(response, ids)
         return response
 
