@@ -225,7 +225,7 @@ class Order(Canonical):
 
     @property
     def entity_id(self) -> str:
-        return f"{self.source}-order:{self.source_id}"
+        return f"{self.source}-order:{self.source_id}"  # order_entity_id of its reference
 
     @property
     def business_key(self) -> str:
@@ -234,3 +234,14 @@ class Order(Canonical):
     def fingerprint(self) -> str:
         """A hash of the content that matters, for idempotency payload validation."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+def order_entity_id(order_reference: str) -> str:
+    """An order's reference at every target (``shopify:123``, as the ERP's NumAtCard and the
+    warehouse's reference_id carry it) -> its entity id across Junction (``shopify-order:123``,
+    ``Order.entity_id``): the key of its trace and cross-reference. ValueError for a string that
+    is no reference."""
+    source, sep, source_id = order_reference.partition(":")
+    if not (sep and source and source_id):
+        raise ValueError(f"not an order reference: {order_reference[:80]!r}")
+    return f"{source}-order:{source_id}"

@@ -34,7 +34,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from shared.envelope import Envelope
 from shared.errors import MalformedEnvelope, ValidationFailed
-from shared.models import Canonical
+from shared.models import Canonical, order_entity_id
 
 Kind = Literal["payment", "refund"]
 Provider = Literal["stripe", "przelewy24"]
@@ -65,10 +65,16 @@ def to_decimal(amount_minor: int, currency: str) -> Decimal:
     return Decimal(amount_minor).scaleb(-exponent(currency))
 
 
-def entity_id(order_reference: str) -> str:
-    """``woocommerce:727`` -> ``woocommerce-order:727``: the order's trace key in every system."""
-    source, _, source_id = order_reference.partition(":")
-    return f"{source}-order:{source_id}"
+SESSION_MAX = 100  # characters of a P24 sessionId
+
+
+def order_reference_of_session(session_id: str) -> str | None:
+    """The order reference a P24 ``sessionId`` names (``woocommerce:727#2`` -> ``woocommerce:727``),
+    or None when the session is not one."""
+    if len(session_id) > SESSION_MAX:
+        return None
+    match = _SESSION.fullmatch(session_id)
+    return match.group("reference") if match else None
 
 
 class PaymentEvent(Canonical):
@@ -117,7 +123,7 @@ class PaymentEvent(Canonical):
 
     @property
     def entity_id(self) -> str:
-        return entity_id(self.order_reference)
+        return order_entity_id(self.order_reference)
 
 
 def payment_from_envelope(envelope: Envelope) -> PaymentEvent | None:
@@ -225,8 +231,8 @@ def _przelewy24(
             f"{what} not verified by Przelewy24 (p24_verified is not 'yes'): never paid unverified", entity_ids=ids
         )
     session = _text(body, "sessionId", what, ids)
-    match = _SESSION.fullmatch(session)
-    if match is None:
+    reference = order_reference_of_session(session)
+    if reference is None:
         raise ValidationFailed(f"{what} sessionId is not an order reference", entity_ids=ids)
     order_id = body.get("orderId")
     if isinstance(order_id, bool) or not isinstance(order_id, int) or order_id <= 0:
@@ -238,7 +244,7 @@ def _przelewy24(
         "p24_session_id": session,
         "amount_minor": str(amount),
         "currency": currency,
-        "order_reference": match.group("reference"),
+        "order_reference": reference,
     }
     differ = sorted(k for k, v in verified.items() if k in upstream and upstream[k] != v)
     missing = sorted(k for k in ("p24_order_id", "amount_minor", "currency") if k not in upstream)
@@ -252,7 +258,7 @@ def _przelewy24(
         "kind": "payment",
         "provider": "przelewy24",
         "provider_payment_id": str(order_id),
-        "order_reference": match.group("reference"),
+        "order_reference": reference,
         "amount_minor": amount,
         "currency": currency,
         "occurred_at": _received(received_at),

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,19 +32,16 @@ from shared.connectors.przelewy24 import P24Settings, Przelewy24Client
 from shared.declaration import secret_id
 from shared.envelope import Envelope
 from shared.errors import StoreUnavailable, ValidationFailed
+from shared.models import order_entity_id
 from shared.observability import get_logger, log
 from shared.processing import Attempt, FlowContext, Prepared
 from shared.webhooks.przelewy24 import Notification, NotificationInvalid, parse_notification
 from shared.xref import CrossReference
 
+from .events import order_reference_of_session
 from .targets import P24_API
 
 _logger = get_logger("junction.payments.p24")
-# "<source>:<source order id>", then optionally "#<suffix>" (a repeated attempt for the order).
-_SESSION = re.compile(
-    r"(?P<reference>(?P<source>[a-z][a-z0-9_]{0,30}):(?P<id>[A-Za-z0-9._\-]{1,64}))(?:#[A-Za-z0-9._\-]{1,30})?"
-)
-SESSION_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -53,21 +49,6 @@ class Verification:
     notification: Notification
     order_reference: str  # "woocommerce:727"
     entity_id: str  # "woocommerce-order:727"
-
-
-def order_reference_of(session_id: str) -> str | None:
-    """The order reference a P24 ``sessionId`` names (``woocommerce:727#2`` -> ``woocommerce:727``),
-    or None when the session is not one."""
-    if len(session_id) > SESSION_MAX:
-        return None
-    match = _SESSION.fullmatch(session_id)
-    return match.group("reference") if match else None
-
-
-def order_entity_id(order_reference: str) -> str:
-    """``woocommerce:727`` -> ``woocommerce-order:727``: the order's trace key."""
-    source, _, source_id = order_reference.partition(":")
-    return f"{source}-order:{source_id}"
 
 
 def _digest(text: str) -> str:
@@ -94,7 +75,7 @@ class P24Verify:
             n = parse_notification(envelope.raw_body)
         except NotificationInvalid as exc:
             raise ValidationFailed(f"Przelewy24 notification is not valid: {exc}", entity_ids=ids) from None
-        reference = order_reference_of(n.session_id)
+        reference = order_reference_of_session(n.session_id)
         if reference is None:
             raise ValidationFailed(
                 "Przelewy24 sessionId is not an order reference ('<source>:<order id>', optionally '#<suffix>')",

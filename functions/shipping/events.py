@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.envelope import Envelope
 from shared.errors import ValidationFailed
+from shared.models import order_entity_id
 
 PACKED = "order.packed"
 STATUS_CHANGED = "shipment_status_changed"
@@ -143,7 +144,7 @@ class PackedOrder(_Source):
     @property
     def entity_id(self) -> str:
         """The order's entity id across Junction: ``shopify-order:820982911946154508``."""
-        return f"{self.source}-order:{self.source_id}"
+        return order_entity_id(self.order_reference)
 
 
 class PackedEvent(_Source):

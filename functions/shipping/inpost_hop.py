@@ -21,6 +21,7 @@ import httpx
 from shared.connectors.inpost import InPostClient, InPostSettings, tracking_url
 from shared.declaration import secret_id
 from shared.errors import RateLimited, StoreUnavailable
+from shared.models import order_entity_id as order_entity_of
 from shared.observability import get_logger, log
 from shared.processing import Attempt, FlowContext, Prepared
 from shared.rate_budget import TokenBucket
@@ -61,8 +62,10 @@ def contract_ids(shipment: Mapping[str, Any], *, event: str) -> dict[str, str]:
 
 def order_entity_id(order_reference: str) -> str | None:
     """``shopify:123`` -> ``shopify-order:123``; None for a reference that is no order key."""
-    source, sep, source_id = order_reference.partition(":")
-    return f"{source}-order:{source_id}" if sep and source and source_id else None
+    try:
+        return order_entity_of(order_reference)
+    except ValueError:
+        return None
 
 
 class InPostHop:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from shared.envelope import Envelope
 from shared.errors import ValidationFailed
+from shared.models import order_entity_id
 from shared.processing import Prepared
 
 DELIVERED = frozenset({"delivered"})
@@ -49,7 +50,7 @@ class ShopEffect:
     @property
     def entity_id(self) -> str:
         """The order's entity id, so the hop joins the order's trace and cross-reference."""
-        return f"{self.shop}-order:{self.shop_order_id}"
+        return order_entity_id(self.order_reference)
 
 
 def prepare(envelope: Envelope, shop: str) -> Prepared:

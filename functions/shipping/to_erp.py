@@ -30,6 +30,7 @@ from shared.connectors.inpost import DELIVERED, RETURNED
 from shared.declaration import secret_id
 from shared.envelope import Envelope
 from shared.errors import AwaitingPrerequisite, StoreUnavailable, ValidationFailed
+from shared.models import order_entity_id
 from shared.observability import get_logger, log
 from shared.processing import Attempt, FlowContext, Prepared
 from shared.xref import CrossReference
@@ -55,8 +56,7 @@ class ShipmentEffect:
 
     @property
     def entity_id(self) -> str:
-        source, _, source_id = self.order_reference.partition(":")
-        return f"{source}-order:{source_id}"
+        return order_entity_id(self.order_reference)
 
 
 def effect_of(upstream: dict[str, str], ids: dict[str, str]) -> ShipmentEffect | None:
