@@ -9,9 +9,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 
 def free_port() -> int:
@@ -98,3 +98,47 @@ class LocalHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+_Served = TypeVar("_Served", bound="ServedStandIn")
+
+
+class ServedStandIn:
+    """The lifecycle of a stand-in that serves its API in-process on its own
+    ``ThreadingHTTPServer`` (``_server``): ``url``, ``start``, ``stop`` (which first wakes any
+    request it holds hanging, ``_stop_hanging``, if it has one) and use as a context manager."""
+
+    thread_name: ClassVar[str] = "standin"
+    _server: ThreadingHTTPServer
+    _thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def root_url(self) -> str:
+        return self.url
+
+    def start(self: _Served) -> _Served:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=self.thread_name, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        hanging: threading.Event | None = getattr(self, "_stop_hanging", None)
+        if hanging is not None:
+            hanging.set()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self: _Served) -> _Served:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

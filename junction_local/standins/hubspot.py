@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from junction_local.process import LocalHandler
+from junction_local.process import LocalHandler, ServedStandIn
 from junction_local.standins import TargetStandIn
 
 LOCAL_TOKEN = "local-hubspot-token"  # noqa: S105 - a fixed local value, never deployed
@@ -97,7 +97,9 @@ class Record:
 Answer = tuple[int, dict[str, str], Any]
 
 
-class HubSpotStandIn:
+class HubSpotStandIn(ServedStandIn):
+    thread_name = "hubspot-standin"
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -121,31 +123,6 @@ class HubSpotStandIn:
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
         self.reset()
-
-    # -- lifecycle -------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> HubSpotStandIn:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="hubspot-standin", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> HubSpotStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- clock -----------------------------------------------------------------------------
     def now(self) -> float:

@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from junction_local.process import LocalHandler
+from junction_local.process import LocalHandler, ServedStandIn
 from junction_local.standins import TargetStandIn, WebhookPoster
 
 TOKEN = "local-inpost-shipx-token"  # noqa: S105 - a fixed local value, never deployed
@@ -107,7 +107,9 @@ class Behaviour:
 Answer = tuple[int, dict[str, str], Any]
 
 
-class InPostStandIn:
+class InPostStandIn(ServedStandIn):
+    thread_name = "inpost-standin"
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -133,34 +135,6 @@ class InPostStandIn:
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
         self.reset()
-
-    # -- lifecycle -------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    root_url = url
-
-    def start(self) -> InPostStandIn:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="inpost-standin", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop_hanging.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> InPostStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- clock -----------------------------------------------------------------------------
     def now(self) -> float:

@@ -39,7 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from junction_local.process import LocalHandler
+from junction_local.process import LocalHandler, ServedStandIn
 from junction_local.standins import TargetStandIn
 from shared.webhooks.przelewy24 import (
     SESSION_ID_MAX,
@@ -142,7 +142,9 @@ class Transaction:
         }
 
 
-class Przelewy24StandIn:
+class Przelewy24StandIn(ServedStandIn):
+    thread_name = "p24-standin"
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -169,34 +171,6 @@ class Przelewy24StandIn:
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
         self.reset()
-
-    # -- lifecycle -------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    root_url = url
-
-    def start(self) -> Przelewy24StandIn:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="p24-standin", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop_hanging.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> Przelewy24StandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- state -----------------------------------------------------------------------------
     def reset(self) -> None:

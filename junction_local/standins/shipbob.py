@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from junction_local.process import LocalHandler
+from junction_local.process import LocalHandler, ServedStandIn
 from junction_local.standins import TargetStandIn
 from junction_local.standins.erp import DEFAULT_ITEMS
 
@@ -108,7 +108,9 @@ class StoredOrder:
 Answer = tuple[int, dict[str, str], Any]
 
 
-class ShipBobStandIn:
+class ShipBobStandIn(ServedStandIn):
+    thread_name = "shipbob-standin"
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -135,34 +137,6 @@ class ShipBobStandIn:
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
         self.reset()
-
-    # -- lifecycle -------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    root_url = url
-
-    def start(self) -> ShipBobStandIn:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="shipbob-standin", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop_hanging.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> ShipBobStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- clock -----------------------------------------------------------------------------
     def now(self) -> float:

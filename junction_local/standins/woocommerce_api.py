@@ -33,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from junction_local.process import LocalHandler
+from junction_local.process import LocalHandler, ServedStandIn
 from junction_local.standins import TargetStandIn
 
 CONSUMER_KEY = "ck_junction_local_0000000000000000000000000"
@@ -89,7 +89,9 @@ def _error(status: int, code: str, message: str, **data: Any) -> Answer:
     return status, {}, {"code": code, "message": message, "data": {"status": status, **data}}
 
 
-class WooCommerceApiStandIn:
+class WooCommerceApiStandIn(ServedStandIn):
+    thread_name = "woocommerce-api"
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -108,34 +110,6 @@ class WooCommerceApiStandIn:
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
         self.reset()
-
-    # -- lifecycle -------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    root_url = url
-
-    def start(self) -> WooCommerceApiStandIn:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="woocommerce-api", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop_hanging.set()
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> WooCommerceApiStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- state -----------------------------------------------------------------------------
     def reset(self) -> None:
